@@ -1,0 +1,1 @@
+"""IGR: the garment-restoration model in PyTorch (configs, model, sampling, data)."""

@@ -1,0 +1,158 @@
+"""One readable config dataclass per component; `tiny` is for tests, `small` is what we ship."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config.json that this code cannot read."""
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """AutoencoderKL size: three downsamples, so 256×192 images become 4×32×24 latents."""
+    channels: tuple[int, ...] = (32, 64, 96, 96)
+    layers_per_block: int = 1
+    latent_channels: int = 4
+    norm_groups: int = 16
+    scaling_factor: float = 1.0    # set from the latent std once the VAE is trained
+
+    @classmethod
+    def tiny(cls) -> VAEConfig:
+        return cls(channels=(8, 8, 16, 16), norm_groups=4)
+
+    @classmethod
+    def small(cls) -> VAEConfig:
+        return cls()
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """High-level extractor: a small CLIP vision tower plus an IP-Adapter projection to N tokens."""
+    image_size: int = 128          # the person image is resized to a square for the encoder
+    patch_size: int = 16
+    hidden_size: int = 128
+    layers: int = 4
+    heads: int = 4
+    intermediate_size: int = 384
+    projection_dim: int = 128      # CLIP embedding size (contrastive pretraining space)
+    tokens: int = 4                # image tokens N handed to the denoiser's cross-attention
+
+    @classmethod
+    def tiny(cls) -> EncoderConfig:
+        return cls(image_size=32, patch_size=8, hidden_size=32, layers=1, heads=2,
+                   intermediate_size=64, projection_dim=32, tokens=2)
+
+    @classmethod
+    def small(cls) -> EncoderConfig:
+        return cls()
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """GarmDenoiser size; GarmNet is a copy of the same architecture."""
+    channels: tuple[int, ...] = (32, 64, 96)
+    attention: tuple[bool, ...] = (False, True, True)   # attention only at the two lowest resolutions
+    layers_per_block: int = 1
+    heads: int = 4                 # number of heads (diffusers calls it attention_head_dim)
+    cross_attention_dim: int = 128
+    prompt_tokens: int = 4         # learned stand-in for the text prompt of the decoupled cross-attention
+    norm_groups: int = 16
+
+    @classmethod
+    def tiny(cls) -> UNetConfig:
+        return cls(channels=(16, 32, 32), heads=2, cross_attention_dim=32, prompt_tokens=2, norm_groups=8)
+
+    @classmethod
+    def small(cls) -> UNetConfig:
+        return cls()
+
+
+@dataclass(frozen=True)
+class IGRConfig:
+    """The whole IGR model: components, noise schedule and the sampler defaults."""
+    height: int = 256
+    width: int = 192
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    prediction: str = "v_prediction"   # v-prediction distills better than epsilon
+    train_timesteps: int = 1000
+    beta_schedule: str = "scaled_linear"
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    cond_dropout: float = 0.1          # both garment signals dropped together, for CFG
+    sampler: str = "ddim"              # ddim | dpmsolver++
+    sample_steps: int = 20
+    guidance_scale: float = 2.0
+
+    @classmethod
+    def tiny(cls) -> IGRConfig:
+        return cls(height=64, width=48, vae=VAEConfig.tiny(), encoder=EncoderConfig.tiny(),
+                   unet=UNetConfig.tiny(), sample_steps=4)
+
+    @classmethod
+    def small(cls) -> IGRConfig:
+        return cls()
+
+    @classmethod
+    def preset(cls, name: str) -> IGRConfig:
+        presets = {"tiny": cls.tiny, "small": cls.small}
+        if name not in presets:
+            raise ConfigError(f"unknown preset {name!r} (choose one of {', '.join(presets)})")
+        return presets[name]()
+
+    @property
+    def latent_factor(self) -> int:
+        return 2 ** (len(self.vae.channels) - 1)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        f = self.latent_factor
+        return (self.vae.latent_channels, self.height // f, self.width // f)
+
+    def replace(self, **changes: Any) -> IGRConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IGRConfig:
+        return _from_dict(cls, data, "config")
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> IGRConfig:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"cannot read {path}: {e}") from e
+        return cls.from_dict(data)
+
+
+def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Build a (nested) config dataclass; missing fields take their defaults, unknown ones are refused."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a JSON object, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where} has unknown field(s) {', '.join(unknown)} "
+                          f"(written by a newer igr? upgrade, or remove them)")
+    kwargs = {}
+    for name, value in data.items():
+        default = fields[name].default_factory() if fields[name].default_factory is not dataclasses.MISSING \
+            else fields[name].default
+        if dataclasses.is_dataclass(default):
+            value = _from_dict(type(default), value, f"{where}.{name}")
+        elif isinstance(default, tuple):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)

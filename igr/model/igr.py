@@ -1,0 +1,285 @@
+"""The IGR model: VAE, GarmNet (low-level extractor), image encoder (high-level), GarmDenoiser."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+from ..config import ConfigError, EncoderConfig, IGRConfig, UNetConfig, VAEConfig
+from .fusion import DecoupledCrossAttention, FusionSelfAttention, PlainAttention, ReferenceBank, \
+    ReferenceWriter, block_name
+
+COMPONENTS = ("vae", "image_encoder", "garmnet", "denoiser")
+
+
+def build_vae(cfg: VAEConfig) -> AutoencoderKL:
+    n = len(cfg.channels)
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=cfg.latent_channels,
+        down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=cfg.channels, layers_per_block=cfg.layers_per_block,
+        norm_num_groups=cfg.norm_groups, scaling_factor=cfg.scaling_factor,
+    )
+
+
+def build_unet(cfg: UNetConfig, latent_channels: int) -> UNet2DConditionModel:
+    if len(cfg.attention) != len(cfg.channels):
+        raise ConfigError(f"unet.attention has {len(cfg.attention)} entries, unet.channels {len(cfg.channels)}")
+    return UNet2DConditionModel(
+        in_channels=latent_channels, out_channels=latent_channels,
+        down_block_types=tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention),
+        up_block_types=tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention)),
+        mid_block_type="UNetMidBlock2DCrossAttn" if cfg.attention[-1] else None,
+        block_out_channels=cfg.channels, layers_per_block=cfg.layers_per_block,
+        cross_attention_dim=cfg.cross_attention_dim,
+        attention_head_dim=cfg.heads,          # diffusers quirk: this is the number of heads
+        norm_num_groups=cfg.norm_groups,
+    )
+
+
+class ImageEncoder(nn.Module):
+    """High-level extractor: CLIP vision tower + IP-Adapter projection to N image tokens."""
+
+    def __init__(self, cfg: EncoderConfig, token_dim: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.clip = CLIPVisionModelWithProjection(CLIPVisionConfig(
+            hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+            num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, image_size=cfg.image_size,
+            patch_size=cfg.patch_size, projection_dim=cfg.projection_dim, num_channels=3,
+        ))
+        self.proj = nn.Linear(cfg.projection_dim, cfg.tokens * token_dim)
+        self.norm = nn.LayerNorm(token_dim)
+
+    def embed(self, image: torch.Tensor) -> torch.Tensor:
+        """CLIP image embedding of an image in [-1, 1] (B, 3, H, W) -> (B, projection_dim)."""
+        s = self.cfg.image_size
+        x = F.interpolate(image, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+        return self.clip(pixel_values=x).image_embeds
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        e = self.embed(image)                                              # (B, E)
+        tokens = self.proj(e).view(e.shape[0], self.cfg.tokens, -1)        # (B, N, D)
+        return self.norm(tokens)
+
+
+class GarmNet(nn.Module):
+    """Low-level extractor: a copy of the denoiser's UNet run on the person latent at t=0.
+
+    Only the part up to the last attention block is kept (the rest would get no gradient);
+    its self-attention inputs per block are returned as the reference tokens.
+    """
+
+    def __init__(self, cfg: UNetConfig, latent_channels: int) -> None:
+        super().__init__()
+        self.unet = build_unet(cfg, latent_channels)
+        last = max(i for i, a in enumerate(reversed(cfg.attention)) if a)
+        self.unet.up_blocks = self.unet.up_blocks[: last + 1]
+        self.unet.up_blocks[-1].upsamplers = None
+        self.unet.conv_norm_out, self.unet.conv_act, self.unet.conv_out = None, None, nn.Identity()
+        self.prompt = nn.Parameter(torch.randn(cfg.prompt_tokens, cfg.cross_attention_dim) * 0.02)
+        self.bank = ReferenceBank()
+        self.unet.set_attn_processor({
+            key: ReferenceWriter(self.bank, block_name(key)) if key.endswith("attn1.processor") else PlainAttention()
+            for key in self.unet.attn_processors
+        })
+
+    @property
+    def block_names(self) -> list[str]:
+        return [block_name(k) for k in self.unet.attn_processors if k.endswith("attn1.processor")]
+
+    def forward(self, latent: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Person latent (B, 4, h, w) -> {fusion block: tokens (B, L, C)}."""
+        b = latent.shape[0]
+        t = torch.zeros(b, dtype=torch.long, device=latent.device)
+        with self.bank.writing() as tokens:
+            self.unet(latent, t, encoder_hidden_states=self.prompt.expand(b, -1, -1).to(latent.dtype))
+        return tokens
+
+
+class GarmDenoiser(nn.Module):
+    """The v-predicting UNet whose attention processors are the garment fusion blocks."""
+
+    def __init__(self, cfg: UNetConfig, latent_channels: int) -> None:
+        super().__init__()
+        self.unet = build_unet(cfg, latent_channels)
+        self.prompt = nn.Parameter(torch.randn(cfg.prompt_tokens, cfg.cross_attention_dim) * 0.02)
+        self.bank = ReferenceBank()
+        processors = {}
+        for key in self.unet.attn_processors:
+            if key.endswith("attn1.processor"):
+                processors[key] = FusionSelfAttention(self.bank, block_name(key))
+            else:
+                inner = self.unet.get_submodule(block_name(key)).inner_dim
+                processors[key] = DecoupledCrossAttention(cfg.cross_attention_dim, inner, cfg.prompt_tokens)
+        self.unet.set_attn_processor(processors)
+
+    @property
+    def block_names(self) -> list[str]:
+        return [block_name(k) for k in self.unet.attn_processors if k.endswith("attn1.processor")]
+
+    def forward(self, latent: torch.Tensor, timestep: torch.Tensor, image_tokens: torch.Tensor,
+                reference: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Noisy latent (B, 4, h, w), timestep (B,), image tokens (B, N, D), GarmNet tokens -> v (B, 4, h, w)."""
+        b = latent.shape[0]
+        context = torch.cat([self.prompt.expand(b, -1, -1).to(image_tokens.dtype), image_tokens], dim=1)
+        with self.bank.reading(reference):
+            return self.unet(latent, timestep, encoder_hidden_states=context).sample
+
+
+@dataclass
+class Conditioning:
+    """Both garment signals for a batch: GarmNet tokens per fusion block and the image tokens."""
+    reference: dict[str, torch.Tensor]     # block -> (B, L, C)
+    image_tokens: torch.Tensor             # (B, N, D)
+
+    def null(self) -> Conditioning:
+        """Both signals dropped: zero reference bank, zero image tokens (what CFG's unconditional branch sees)."""
+        return Conditioning({k: torch.zeros_like(v) for k, v in self.reference.items()},
+                            torch.zeros_like(self.image_tokens))
+
+    @staticmethod
+    def cat(parts: list[Conditioning]) -> Conditioning:
+        return Conditioning({k: torch.cat([p.reference[k] for p in parts]) for k in parts[0].reference},
+                            torch.cat([p.image_tokens for p in parts]))
+
+
+def _keep(keep: bool | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Zero the samples whose keep flag is False (per-sample condition dropout)."""
+    if isinstance(keep, bool):
+        return x if keep else torch.zeros_like(x)
+    return x * keep.to(x.dtype).view(-1, *([1] * (x.ndim - 1)))
+
+
+class IGRModel(nn.Module):
+    """IGR: a latent diffusion model conditioned by a low-level and a high-level garment extractor."""
+
+    def __init__(self, config: IGRConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config.vae.latent_channels
+        self.vae = build_vae(config.vae)
+        self.image_encoder = ImageEncoder(config.encoder, config.unet.cross_attention_dim)
+        self.garmnet = GarmNet(config.unet, c)
+        self.denoiser = GarmDenoiser(config.unet, c)
+        if self.garmnet.block_names != self.denoiser.block_names:
+            raise RuntimeError("GarmNet and GarmDenoiser fusion blocks do not line up")
+
+    # -- latents ---------------------------------------------------------------------------------
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        """Image in [-1, 1] (B, 3, H, W) -> scaled latent (B, 4, H/8, W/8)."""
+        return self.vae.encode(image).latent_dist.mode() * self.config.vae.scaling_factor
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """Scaled latent (B, 4, h, w) -> image in [-1, 1] (B, 3, 8h, 8w)."""
+        return self.vae.decode(latent / self.config.vae.scaling_factor).sample.clamp(-1, 1)
+
+    # -- conditioning ----------------------------------------------------------------------------
+    def condition(self, person: torch.Tensor, *, keep_low: bool | torch.Tensor = True,
+                  keep_high: bool | torch.Tensor = True) -> Conditioning:
+        """Both garment signals from the person image (B, 3, H, W); a False keep flag drops that path."""
+        with torch.no_grad():
+            z = self.encode(person)                                        # (B, 4, h, w), VAE frozen
+        reference = {k: _keep(keep_low, v) for k, v in self.garmnet(z).items()}
+        tokens = _keep(keep_high, self.image_encoder(person))              # (B, N, D)
+        return Conditioning(reference, tokens)
+
+    def predict(self, latent: torch.Tensor, timestep: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """One denoiser call: v (B, 4, h, w)."""
+        return self.denoiser(latent, timestep, cond.image_tokens, cond.reference)
+
+    # -- training --------------------------------------------------------------------------------
+    def noise_scheduler(self) -> DDPMScheduler:
+        c = self.config
+        return DDPMScheduler(num_train_timesteps=c.train_timesteps, beta_schedule=c.beta_schedule,
+                             beta_start=c.beta_start, beta_end=c.beta_end, prediction_type=c.prediction,
+                             clip_sample=False)
+
+    def diffusion_loss(self, person: torch.Tensor, garment: torch.Tensor, *, timesteps: torch.Tensor | None = None,
+                       noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                       dropout: float | None = None) -> torch.Tensor:
+        """v-prediction MSE (Salimans & Ho 2022) with both garment signals dropped together at `dropout`."""
+        sched = self.noise_scheduler()
+        b = person.shape[0]
+        with torch.no_grad():
+            z0 = self.encode(garment)                                      # (B, 4, h, w)
+        g = dict(generator=generator, device=z0.device)
+        if timesteps is None:
+            timesteps = torch.randint(0, self.config.train_timesteps, (b,), **g)
+        if noise is None:
+            noise = torch.randn(z0.shape, **g, dtype=z0.dtype)
+        p = self.config.cond_dropout if dropout is None else dropout
+        keep = torch.rand(b, **g) >= p
+        cond = self.condition(person, keep_low=keep, keep_high=keep)
+        zt = sched.add_noise(z0, noise, timesteps)
+        target = sched.get_velocity(z0, noise, timesteps)
+        return F.mse_loss(self.predict(zt, timesteps, cond), target)
+
+    # -- files -----------------------------------------------------------------------------------
+    def component(self, name: str) -> nn.Module:
+        if name not in COMPONENTS:
+            raise KeyError(f"unknown component {name!r} (one of {', '.join(COMPONENTS)})")
+        return getattr(self, name)
+
+    def save_pretrained(self, folder: str | Path, *, dtype: torch.dtype | None = None) -> Path:
+        """Write config.json + one safetensors file per component, atomically (temp folder + rename)."""
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            self.config.save(tmp / "config.json")
+            for name in COMPONENTS:
+                state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v)
+                         .detach().cpu().contiguous() for k, v in self.component(name).state_dict().items()}
+                save_file(state, str(tmp / f"{name}.safetensors"), metadata={"format": "pt"})
+            _replace_folder(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, *, dtype: torch.dtype = torch.float32) -> IGRModel:
+        """Read a folder written by `save_pretrained` (no pickle: JSON + safetensors only)."""
+        folder = Path(folder)
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"{folder} has no config.json (not an IGR model folder)")
+        model = cls(IGRConfig.load(folder / "config.json"))
+        for name in COMPONENTS:
+            path = folder / f"{name}.safetensors"
+            if not path.is_file():
+                raise FileNotFoundError(f"{folder} has no {name}.safetensors")
+            module = model.component(name)
+            state = load_file(str(path))
+            missing, unexpected = module.load_state_dict(state, strict=False)
+            if missing or unexpected:
+                raise ConfigError(f"{path} does not match config.json: missing {missing[:3]}, "
+                                  f"unexpected {unexpected[:3]}")
+        return model.to(dtype).eval()
+
+    def num_parameters(self) -> dict[str, int]:
+        return {n: sum(p.numel() for p in self.component(n).parameters()) for n in COMPONENTS}
+
+
+def _replace_folder(new: Path, dest: Path) -> None:
+    """Move `new` to `dest`, replacing any earlier folder there without a moment of absence of both."""
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        os.replace(dest, old)
+        os.replace(new, dest)
+        shutil.rmtree(old)
+    else:
+        os.replace(new, dest)
+
+
+__all__ = ["COMPONENTS", "Conditioning", "GarmDenoiser", "GarmNet", "IGRModel", "ImageEncoder",
+           "build_unet", "build_vae"]

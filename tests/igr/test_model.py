@@ -1,0 +1,185 @@
+"""The IGR architecture is what it claims: shapes, both garment paths, the reference bank, files, seeds."""
+import copy
+
+import pytest
+import torch
+
+from igr.config import ConfigError, IGRConfig
+from igr.model import COMPONENTS, Conditioning, IGRModel
+from igr.pipeline import make_scheduler, sample
+
+CFG = IGRConfig.tiny()
+
+
+def _latent_and_t(batch=1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn((batch, *CFG.latent_shape), generator=g), torch.full((batch,), 500)
+
+
+def test_shapes(tiny_model, person):
+    person2 = torch.cat([person, -person])
+    cond = tiny_model.condition(person2)
+    assert cond.image_tokens.shape == (2, CFG.encoder.tokens, CFG.unet.cross_attention_dim)
+    assert set(cond.reference) == set(tiny_model.denoiser.block_names)
+    for name, tokens in cond.reference.items():
+        assert tokens.shape[0] == 2 and tokens.ndim == 3, name
+    z, t = _latent_and_t(2)
+    assert tiny_model.predict(z, t, cond).shape == (2, *CFG.latent_shape)
+    out = sample(tiny_model, person2, steps=2)
+    assert out.shape == (2, 3, CFG.height, CFG.width)
+    assert out.min() >= -1 and out.max() <= 1
+
+
+def test_latent_is_a_factor_8_downsample():
+    assert IGRConfig.small().latent_shape == (4, 32, 24)
+
+
+def test_low_level_path_reaches_the_output(tiny_model, person, other_person):
+    a, b = tiny_model.condition(person), tiny_model.condition(other_person)
+    z, t = _latent_and_t()
+    mixed = Conditioning(b.reference, a.image_tokens)          # only GarmNet sees the other person
+    assert not torch.allclose(tiny_model.predict(z, t, a), tiny_model.predict(z, t, mixed))
+    low_a = sample(tiny_model, person, steps=2, cond=tiny_model.condition(person, keep_high=False))
+    low_b = sample(tiny_model, other_person, steps=2, cond=tiny_model.condition(other_person, keep_high=False))
+    assert not torch.allclose(low_a, low_b)
+
+
+def test_high_level_path_reaches_the_output(tiny_model, person, other_person):
+    a, b = tiny_model.condition(person), tiny_model.condition(other_person)
+    z, t = _latent_and_t()
+    mixed = Conditioning(a.reference, b.image_tokens)          # only the image encoder sees the other person
+    assert not torch.allclose(tiny_model.predict(z, t, a), tiny_model.predict(z, t, mixed))
+    high_a = sample(tiny_model, person, steps=2, cond=tiny_model.condition(person, keep_low=False))
+    high_b = sample(tiny_model, other_person, steps=2, cond=tiny_model.condition(other_person, keep_low=False))
+    assert not torch.allclose(high_a, high_b)
+
+
+def test_with_both_paths_dropped_the_output_ignores_the_person(tiny_model, person, other_person):
+    out_a = sample(tiny_model, person, steps=2, cond=tiny_model.condition(person, keep_low=False, keep_high=False))
+    out_b = sample(tiny_model, other_person, steps=2,
+                   cond=tiny_model.condition(other_person, keep_low=False, keep_high=False))
+    assert torch.equal(out_a, out_b)
+
+
+def test_per_sample_dropout_drops_only_flagged_samples(tiny_model, person, other_person):
+    both = torch.cat([person, other_person])
+    cond = tiny_model.condition(both, keep_low=torch.tensor([True, False]), keep_high=torch.tensor([True, False]))
+    assert cond.image_tokens[0].abs().sum() > 0 and cond.image_tokens[1].abs().sum() == 0
+    for tokens in cond.reference.values():
+        assert tokens[0].abs().sum() > 0 and tokens[1].abs().sum() == 0
+
+
+def test_reference_bank_is_empty_after_every_forward(tiny_model, person):
+    cond = tiny_model.condition(person)
+    assert len(tiny_model.garmnet.bank) == 0 and tiny_model.garmnet.bank.mode is None
+    z, t = _latent_and_t()
+    tiny_model.predict(z, t, cond)
+    assert len(tiny_model.denoiser.bank) == 0 and tiny_model.denoiser.bank.mode is None
+    # a failing forward clears it too, and the next call works
+    broken = Conditioning(dict(list(cond.reference.items())[1:]), cond.image_tokens)
+    with pytest.raises(KeyError, match="no GarmNet tokens"):
+        tiny_model.predict(z, t, broken)
+    assert len(tiny_model.denoiser.bank) == 0 and tiny_model.denoiser.bank.mode is None
+    tiny_model.predict(z, t, cond)
+
+
+def test_denoiser_refuses_to_run_without_garmnet_tokens(tiny_model):
+    z, t = _latent_and_t()
+    context = torch.zeros(1, CFG.unet.prompt_tokens + CFG.encoder.tokens, CFG.unet.cross_attention_dim)
+    with pytest.raises(RuntimeError, match="outside ReferenceBank.reading"):
+        tiny_model.denoiser.unet(z, t, encoder_hidden_states=context)
+
+
+def test_no_cross_talk_between_calls_or_batch_rows(tiny_model, person, other_person):
+    a, b = tiny_model.condition(person), tiny_model.condition(other_person)
+    z, t = _latent_and_t()
+    first = tiny_model.predict(z, t, a)
+    tiny_model.predict(z, t, b)                                # a call with another person in between
+    assert torch.equal(tiny_model.predict(z, t, a), first)
+    batched = tiny_model.predict(torch.cat([z, z]), torch.cat([t, t]), Conditioning.cat([a, b]))
+    assert torch.allclose(batched[0:1], first, atol=1e-5)
+    assert torch.allclose(batched[1:2], tiny_model.predict(z, t, b), atol=1e-5)
+
+
+def test_same_seed_same_output_other_seed_other_output(tiny_model, person):
+    assert torch.equal(sample(tiny_model, person, steps=3, seed=7), sample(tiny_model, person, steps=3, seed=7))
+    assert not torch.equal(sample(tiny_model, person, steps=3, seed=7), sample(tiny_model, person, steps=3, seed=8))
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpmsolver++"])
+def test_guidance_changes_the_sample(tiny_model, person, sampler):
+    plain = sample(tiny_model, person, steps=3, guidance_scale=1.0, sampler=sampler)
+    guided = sample(tiny_model, person, steps=3, guidance_scale=3.0, sampler=sampler)
+    assert not torch.allclose(plain, guided)
+
+
+def test_unknown_sampler_is_refused():
+    with pytest.raises(ValueError, match="unknown sampler 'euler-x'"):
+        make_scheduler(CFG, "euler-x")
+
+
+def test_save_load_round_trips_bit_exactly(tiny_model, person, tmp_path):
+    folder = tiny_model.save_pretrained(tmp_path / "model")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["config.json"] + [f"{c}.safetensors" for c in COMPONENTS])
+    loaded = IGRModel.from_pretrained(folder)
+    assert loaded.config == tiny_model.config
+    ours, theirs = tiny_model.state_dict(), loaded.state_dict()
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert torch.equal(sample(loaded, person, steps=2), sample(tiny_model, person, steps=2))
+    assert not list(tmp_path.glob(".model.*")), "temporary folder left behind"
+
+
+def test_save_replaces_an_earlier_folder_and_fp16_halves_the_files(tiny_model, tmp_path):
+    full = tiny_model.save_pretrained(tmp_path / "m32")
+    half = tiny_model.save_pretrained(tmp_path / "m16", dtype=torch.float16)
+    size = lambda f: sum(p.stat().st_size for p in f.glob("*.safetensors"))
+    assert size(half) < 0.6 * size(full)
+    tiny_model.save_pretrained(tmp_path / "m16")               # overwrite in place
+    assert size(tmp_path / "m16") == size(full)
+    assert IGRModel.from_pretrained(half).vae.encoder.conv_in.weight.dtype == torch.float32
+
+
+def test_from_pretrained_names_what_is_missing(tiny_model, tmp_path):
+    folder = tiny_model.save_pretrained(tmp_path / "model")
+    (folder / "garmnet.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="garmnet.safetensors"):
+        IGRModel.from_pretrained(folder)
+
+
+def test_diffusion_loss_trains_both_extractors(tiny_model, person, other_person):
+    model = copy.deepcopy(tiny_model).train()
+    both = torch.cat([person, other_person])
+    g = torch.Generator().manual_seed(0)
+    loss = model.diffusion_loss(both, both, generator=g, dropout=0.0)
+    assert torch.isfinite(loss)
+    loss.backward()
+    grad = lambda m: sum(p.grad.abs().sum() for p in m.parameters() if p.grad is not None)
+    assert grad(model.garmnet) > 0 and grad(model.image_encoder) > 0 and grad(model.denoiser) > 0
+    assert all(p.grad is None for p in model.vae.parameters()), "the VAE is frozen during diffusion training"
+
+
+def test_full_condition_dropout_cuts_both_extractors_off(tiny_model, person):
+    model = copy.deepcopy(tiny_model).train()
+    loss = model.diffusion_loss(person, person, generator=torch.Generator().manual_seed(0), dropout=1.0)
+    loss.backward()
+    for part in (model.garmnet, model.image_encoder):
+        assert all(p.grad is None or p.grad.abs().sum() == 0 for p in part.parameters())
+
+
+def test_a_deep_copy_is_independent(tiny_model, person):
+    twin = copy.deepcopy(tiny_model)
+    assert twin.denoiser.bank is not tiny_model.denoiser.bank
+    assert torch.equal(sample(twin, person, steps=2), sample(tiny_model, person, steps=2))
+
+
+def test_config_round_trip_defaults_and_unknown_fields(tmp_path):
+    cfg = IGRConfig.tiny()
+    assert IGRConfig.from_dict(cfg.to_dict()) == cfg
+    old = cfg.to_dict()
+    del old["guidance_scale"]                                  # a folder written before the field existed
+    assert IGRConfig.from_dict(old).guidance_scale == IGRConfig().guidance_scale
+    with pytest.raises(ConfigError, match="unknown field.*wobble"):
+        IGRConfig.from_dict({**cfg.to_dict(), "wobble": 1})
+    with pytest.raises(ConfigError, match="unknown preset"):
+        IGRConfig.preset("huge")
