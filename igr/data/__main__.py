@@ -1,0 +1,191 @@
+"""`python -m igr.data`: write SynthGarment folders, draw a sample sheet, measure generation speed.
+
+  python -m igr.data make --split test --n 64 --out DIR [--size 256x192] [--overwrite]
+  python -m igr.data sheet --split test --rows 8 --out docs/synthgarment-sheet.png
+  python -m igr.data bench --n 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .synth import SPLITS, generate, parse_size, seed_for
+
+
+class UsageError(Exception):
+    """A bad argument: reported as one line on stderr, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):   # one line, not argparse's usage block
+        raise UsageError(message)
+
+
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _check_range(split: str, start: int, n: int) -> None:
+    if start < 0 or start + n > len(SPLITS[split]):
+        raise UsageError(f"--start {start} --n {n} leaves split {split!r} (it has {len(SPLITS[split]):,} items)")
+
+
+def _writable_parent(out: Path) -> Path:
+    parent = out.resolve().parent
+    if not parent.is_dir():
+        raise UsageError(f"folder {parent} does not exist (create it first)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"folder {parent} is not writable")
+    return parent
+
+
+def cmd_make(args) -> None:
+    """`make`: DIR/{person,garment,mask}/STEM.png and DIR/index.jsonl, renamed into place when done."""
+    from PIL import Image
+    from tqdm import tqdm
+
+    _check_range(args.split, args.start, args.n)
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not args.overwrite)):
+        raise UsageError(f"{out} exists and is not an empty folder (pass --overwrite to replace it)")
+    tmp = _writable_parent(out) / f".{out.name}.{os.getpid()}.{time.time_ns()}.tmp"
+    tmp.mkdir()   # a plain mkdir: the folder gets the user's usual permissions
+    try:
+        for sub in ("person", "garment", "mask"):
+            (tmp / sub).mkdir()
+        with open(tmp / "index.jsonl", "w") as index:
+            for i in tqdm(range(args.start, args.start + args.n), desc=f"SynthGarment {args.split}", unit="pair"):
+                seed = seed_for(args.split, i)
+                s = generate(seed, size=args.size)
+                stem = f"{args.split}_{i:07d}"
+                for sub, arr in (("person", s.person), ("garment", s.garment), ("mask", s.mask)):
+                    Image.fromarray(arr).save(tmp / sub / f"{stem}.png")
+                row = {"stem": stem, "split": args.split, "index": i, "seed": seed}
+                row.update({k: s.meta[k] for k in ("category", "print", "occlusion", "quality")})
+                index.write(json.dumps(row) + "\n")
+        old = None
+        if out.exists():   # an empty folder, or --overwrite: move it aside, then swap
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=tmp.parent))
+            os.replace(out, old / out.name)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    print(f"wrote {args.n} pairs to {out}")
+
+
+def cmd_sheet(args) -> None:
+    """`sheet`: rows of person | garment | mask under a small header, as one PNG."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from .prints import font
+
+    _check_range(args.split, args.start, args.rows)
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise UsageError(f"--out {out} must end in .png")
+    _writable_parent(out)
+    H, W = args.size
+    head, label = 28, 14
+    sheet = Image.new("RGB", (3 * W, head + args.rows * (H + label)), "white")
+    draw = ImageDraw.Draw(sheet)
+    draw.text((6, 6), f"SynthGarment  split={args.split}  {H}x{W}   person | garment (in-shop) | mask",
+              fill=(20, 20, 20), font=font(13))
+    for r, i in enumerate(range(args.start, args.start + args.rows)):
+        s = generate(seed_for(args.split, i), size=(H, W))
+        y = head + r * (H + label)
+        m = s.meta
+        draw.text((4, y + 1), f"#{i} seed {m['seed']}  {m['category']} / {m['print']}  "
+                              f"occlusion {m['occlusion']:.2f}  quality {m['quality']:.2f}",
+                  fill=(60, 60, 60), font=font(10))
+        row = np.concatenate([s.person, s.garment, np.repeat(s.mask[..., None], 3, -1)], 1)
+        sheet.paste(Image.fromarray(row), (0, y + label))
+    tmp = out.resolve().parent / f".{out.name}.{os.getpid()}.{time.time_ns()}.tmp.png"
+    try:
+        sheet.save(tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    print(f"wrote {out}")
+
+
+def cmd_bench(args) -> None:
+    """`bench`: pairs per second of generate() in this process."""
+    _check_range(args.split, 0, args.n)
+    generate(seed_for(args.split, 0), size=args.size)   # warm-up: textures load once per process
+    t = time.perf_counter()
+    for i in range(args.n):
+        generate(seed_for(args.split, i), size=args.size)
+    dt = time.perf_counter() - t
+    H, W = args.size
+    print(f"{args.n} pairs at {H}x{W} in {dt:.2f} s: {args.n / dt:.1f} pairs/s (one process)")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m igr.data", description="SynthGarment data tools.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def common(q, *, n_flag: str, n_default: int | None):
+        q.add_argument("--split", choices=list(SPLITS), default="test")
+        q.add_argument(n_flag, dest="n" if n_flag == "--n" else "rows", type=_count, default=n_default,
+                       required=n_default is None)
+        q.add_argument("--size", type=_size, default=(256, 192), help="HxW, default 256x192")
+
+    q = sub.add_parser("make", help="write a SynthGarment folder")
+    common(q, n_flag="--n", n_default=None)
+    q.add_argument("--out", required=True, help="folder to create (its parent must exist)")
+    q.add_argument("--start", type=int, default=0, help="first item index in the split")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing non-empty folder")
+    q.set_defaults(func=cmd_make)
+
+    q = sub.add_parser("sheet", help="draw a sample sheet PNG")
+    common(q, n_flag="--rows", n_default=8)
+    q.add_argument("--out", default="docs/synthgarment-sheet.png")
+    q.add_argument("--start", type=int, default=0)
+    q.set_defaults(func=cmd_sheet)
+
+    q = sub.add_parser("bench", help="measure pairs per second")
+    common(q, n_flag="--n", n_default=100)
+    q.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parser().parse_args(argv)
+        args.func(args)
+    except UsageError as e:
+        print(f"python -m igr.data: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"python -m igr.data: error: {e.strerror or e} ({e.filename or ''})", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

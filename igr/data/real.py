@@ -1,0 +1,163 @@
+"""Readers for the real try-off data sets a user may have on disk: VITON-HD and DressCode.
+
+Both return the SynthGarment training dict (see dataset.to_item), letterboxed to `size` on white.
+Real photos carry `seed` -1 and `quality` 1.0; `category` is an index into CATEGORIES where the
+data set says it (DressCode dresses -> "dress"), else -1 (unknown).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+
+from .dataset import to_item
+from .errors import DataFolderError
+from .synth import CATEGORIES, parse_size
+
+
+def letterbox(img: Image.Image, size: tuple[int, int], *, fill, resample=Image.BICUBIC) -> np.ndarray:
+    """Resize keeping the aspect ratio, centred on a `fill` canvas of (H, W)."""
+    H, W = size
+    k = min(W / img.width, H / img.height)
+    w, h = max(1, round(img.width * k)), max(1, round(img.height * k))
+    canvas = Image.new(img.mode, (W, H), fill)
+    canvas.paste(img.resize((w, h), resample), ((W - w) // 2, (H - h) // 2))
+    return np.asarray(canvas)
+
+
+def white_mask(garment: np.ndarray, threshold: int = 240) -> np.ndarray:
+    """(H, W) uint8 {0, 255}: pixels of an in-shop image that are not near-white."""
+    return np.where((garment < threshold).any(-1), np.uint8(255), np.uint8(0))
+
+
+def _dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise DataFolderError(f"{what}: {path} is not a folder")
+    return path
+
+
+def _read_pairs(path: Path, hint: str) -> list[tuple[int, str, str]]:
+    """(line number, first name, second name) of a pair list; a malformed line raises."""
+    if not path.is_file():
+        raise DataFolderError(f"pair list {path} is missing ({hint})")
+    pairs = []
+    for no, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) < 2:
+            raise DataFolderError(f"pair list {path} line {no} is {line!r}; expected 'person.jpg cloth.jpg'")
+        pairs.append((no, parts[0], parts[1]))
+    if not pairs:
+        raise DataFolderError(f"pair list {path} names no pairs")
+    return pairs
+
+
+class _PairFolder(Dataset):
+    """Common reading: records of (person, garment, mask or None, category, name)."""
+
+    records: list[tuple[Path, Path, Path | None, int, str]]
+    size: tuple[int, int]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def names(self) -> list[str]:
+        return [r[4] for r in self.records]
+
+    def __getitem__(self, index: int) -> dict:
+        person_path, garment_path, mask_path, category, _ = self.records[index]
+        person = letterbox(Image.open(person_path).convert("RGB"), self.size, fill=(255, 255, 255))
+        garment = letterbox(Image.open(garment_path).convert("RGB"), self.size, fill=(255, 255, 255))
+        if mask_path is None:
+            mask = white_mask(garment)
+        else:
+            mask = letterbox(Image.open(mask_path).convert("L"), self.size, fill=0, resample=Image.NEAREST)
+            mask = np.where(mask > 127, np.uint8(255), np.uint8(0))   # VITON-HD masks are JPEGs
+        return to_item(person, garment, mask, category=category, quality=1.0, seed=-1)
+
+
+class VitonHD(_PairFolder):
+    """VITON-HD: ROOT/{train,test}/{image,cloth,cloth-mask}/NAME.jpg and ROOT/{split}_pairs.txt.
+
+    Each line of the pair list is "person.jpg cloth.jpg". For try-off the target is the garment
+    the person wears, which VITON-HD stores under the person's own file name in cloth/ and
+    cloth-mask/ (the second column, an unpaired garment in test_pairs.txt, is ignored).
+    A cloth mask may be NAME.jpg (as shipped) or NAME.png.
+    """
+
+    def __init__(self, root, split: str = "test", *, size=(256, 192)):
+        if split not in ("train", "test"):
+            raise ValueError(f"VITON-HD split must be 'train' or 'test', got {split!r}")
+        self.root, self.size = Path(root), parse_size(size)
+        base = _dir(self.root / split, f"VITON-HD folder {self.root} has no {split}/ (expected {split}/image, "
+                                       f"{split}/cloth, {split}/cloth-mask)")
+        folders = {}
+        for sub in ("image", "cloth", "cloth-mask"):
+            others = " and ".join(f"{o}/" for o in ("image", "cloth", "cloth-mask") if o != sub)
+            folders[sub] = _dir(base / sub, f"VITON-HD folder {base} has no {sub}/ (expected beside {others})")
+        listing = {sub: {p.name for p in path.iterdir()} for sub, path in folders.items()}
+        self.records = []
+        pair_list = self.root / f"{split}_pairs.txt"
+        for no, person, _cloth in _read_pairs(pair_list, "one 'person.jpg cloth.jpg' per line"):
+            mask = person if person in listing["cloth-mask"] else Path(person).with_suffix(".png").name
+            for sub, name in (("image", person), ("cloth", person), ("cloth-mask", mask)):
+                if name not in listing[sub]:
+                    raise DataFolderError(f"pair list {pair_list} line {no} names {person} but "
+                                          f"{folders[sub] / name} is missing")
+            self.records.append((folders["image"] / person, folders["cloth"] / person,
+                                 folders["cloth-mask"] / mask, -1, person))
+
+
+class DressCode(_PairFolder):
+    """DressCode: ROOT/{upper_body,lower_body,dresses}/images/ID_0.jpg (person), ID_1.jpg (garment).
+
+    Pair lists per category: train_pairs.txt, test_pairs_paired.txt ("ID_0.jpg ID_1.jpg").
+    The official release ships no in-shop garment masks: if ROOT/<category>/cloth_mask/ or
+    ROOT/<category>/masks/ holds ID_1.png (or .jpg) it is used, else the mask is the garment
+    image's non-white pixels (white_mask). Other official folders (label_maps, keypoints,
+    skeletons, dense) are not needed and not checked.
+    """
+
+    CATEGORIES = ("upper_body", "lower_body", "dresses")
+
+    def __init__(self, root, split: str = "test", *, size=(256, 192), categories=CATEGORIES):
+        if split not in ("train", "test"):
+            raise ValueError(f"DressCode split must be 'train' or 'test', got {split!r}")
+        unknown = set(categories) - set(self.CATEGORIES)
+        if unknown or not categories:
+            raise ValueError(f"DressCode categories must be among {self.CATEGORIES}, got {tuple(categories)}")
+        self.root, self.size = Path(root), parse_size(size)
+        _dir(self.root, "DressCode root")
+        self.records = []
+        for cat in categories:
+            base = _dir(self.root / cat, f"DressCode folder {self.root} has no {cat}/ (pass categories=... "
+                                         f"to read only the ones you have)")
+            images = _dir(base / "images", f"DressCode folder {base} has no images/ "
+                                           "(expected ID_0.jpg and ID_1.jpg)")
+            names = {p.name for p in images.iterdir()}
+            mask_dir = next((base / m for m in ("cloth_mask", "masks") if (base / m).is_dir()), None)
+            masks = {p.name for p in mask_dir.iterdir()} if mask_dir else set()
+            pair_list = base / ("train_pairs.txt" if split == "train" else "test_pairs_paired.txt")
+            index = CATEGORIES.index("dress") if cat == "dresses" else -1
+            for no, person, _cloth in _read_pairs(pair_list, "one 'ID_0.jpg ID_1.jpg' per line"):
+                if not person.endswith("_0.jpg"):
+                    raise DataFolderError(f"pair list {pair_list} line {no} names {person}; "
+                                          "DressCode person images end in _0.jpg")
+                garment = person[: -len("_0.jpg")] + "_1.jpg"   # the worn garment, whatever the list pairs
+                for name in (person, garment):
+                    if name not in names:
+                        raise DataFolderError(f"pair list {pair_list} line {no} names {person} but "
+                                              f"{images / name} is missing")
+                mask = None
+                if mask_dir is not None:
+                    stem = Path(garment).stem
+                    found = next((m for m in (stem + ".png", stem + ".jpg") if m in masks), None)
+                    if found is None:
+                        raise DataFolderError(f"{mask_dir} has no mask for {garment} (expected {stem}.png)")
+                    mask = mask_dir / found
+                self.records.append((images / person, images / garment, mask, index, f"{cat}/{person}"))
