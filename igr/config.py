@@ -15,10 +15,10 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class VAEConfig:
     """AutoencoderKL size: three downsamples, so 256×192 images become 4×32×24 latents."""
-    channels: tuple[int, ...] = (32, 64, 96, 96)
+    channels: tuple[int, ...] = (16, 32, 64, 64)   # narrow at full resolution: encode/decode cost lives there
     layers_per_block: int = 1
     latent_channels: int = 4
-    norm_groups: int = 16
+    norm_groups: int = 8
     scaling_factor: float = 1.0    # set from the latent std once the VAE is trained
 
     @classmethod

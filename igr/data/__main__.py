@@ -98,10 +98,7 @@ def cmd_make(args) -> None:
 
 def cmd_sheet(args) -> None:
     """`sheet`: rows of person | garment | mask under a small header, as one PNG."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    from .prints import font
+    from ..images import contact_sheet, save_png
 
     _check_range(args.split, args.start, args.rows)
     out = Path(args.out)
@@ -109,27 +106,15 @@ def cmd_sheet(args) -> None:
         raise UsageError(f"--out {out} must end in .png")
     _writable_parent(out)
     H, W = args.size
-    head, label = 28, 14
-    sheet = Image.new("RGB", (3 * W, head + args.rows * (H + label)), "white")
-    draw = ImageDraw.Draw(sheet)
-    draw.text((6, 6), f"SynthGarment  split={args.split}  {H}x{W}   person | garment (in-shop) | mask",
-              fill=(20, 20, 20), font=font(13))
-    for r, i in enumerate(range(args.start, args.start + args.rows)):
+    rows, captions = [], []
+    for i in range(args.start, args.start + args.rows):
         s = generate(seed_for(args.split, i), size=(H, W))
-        y = head + r * (H + label)
         m = s.meta
-        draw.text((4, y + 1), f"#{i} seed {m['seed']}  {m['category']} / {m['print']}  "
-                              f"occlusion {m['occlusion']:.2f}  quality {m['quality']:.2f}",
-                  fill=(60, 60, 60), font=font(10))
-        row = np.concatenate([s.person, s.garment, np.repeat(s.mask[..., None], 3, -1)], 1)
-        sheet.paste(Image.fromarray(row), (0, y + label))
-    tmp = out.resolve().parent / f".{out.name}.{os.getpid()}.{time.time_ns()}.tmp.png"
-    try:
-        sheet.save(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        rows.append([s.person, s.garment, s.mask])
+        captions.append(f"#{i} seed {m['seed']}  {m['category']} / {m['print']}  "
+                        f"occlusion {m['occlusion']:.2f}  quality {m['quality']:.2f}")
+    title = f"SynthGarment  split={args.split}  {H}x{W}   person | garment (in-shop) | mask"
+    save_png(contact_sheet(rows, title=title, captions=captions), out)
     print(f"wrote {out}")
 
 

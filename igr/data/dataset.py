@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..images import to_tensor
 from .synth import CATEGORIES, SPLITS, Sample, SceneConfig, generate, parse_size, seed_for
 
 TRIES = 32   # candidate seeds per item when selecting the high-quality subset
