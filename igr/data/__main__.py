@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from ..files import atomic_folder
 from .synth import SPLITS, generate, parse_size, seed_for
 
 
@@ -68,9 +67,8 @@ def cmd_make(args) -> None:
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not args.overwrite)):
         raise UsageError(f"{out} exists and is not an empty folder (pass --overwrite to replace it)")
-    tmp = _writable_parent(out) / f".{out.name}.{os.getpid()}.{time.time_ns()}.tmp"
-    tmp.mkdir()   # a plain mkdir: the folder gets the user's usual permissions
-    try:
+    _writable_parent(out)
+    with atomic_folder(out) as tmp:
         for sub in ("person", "garment", "mask"):
             (tmp / sub).mkdir()
         with open(tmp / "index.jsonl", "w") as index:
@@ -83,16 +81,6 @@ def cmd_make(args) -> None:
                 row = {"stem": stem, "split": args.split, "index": i, "seed": seed}
                 row.update({k: s.meta[k] for k in ("category", "print", "occlusion", "quality")})
                 index.write(json.dumps(row) + "\n")
-        old = None
-        if out.exists():   # an empty folder, or --overwrite: move it aside, then swap
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=tmp.parent))
-            os.replace(out, old / out.name)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     print(f"wrote {args.n} pairs to {out}")
 
 

@@ -1,9 +1,6 @@
 """The IGR model: VAE, GarmNet (low-level extractor), image encoder (high-level), GarmDenoiser."""
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +11,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
+from ..files import atomic_folder
 from ..config import ConfigError, EncoderConfig, IGRConfig, UNetConfig, VAEConfig
 from .fusion import DecoupledCrossAttention, FusionSelfAttention, PlainAttention, ReferenceBank, \
     ReferenceWriter, block_name
@@ -232,20 +230,13 @@ class IGRModel(nn.Module):
 
     def save_pretrained(self, folder: str | Path, *, dtype: torch.dtype | None = None) -> Path:
         """Write config.json + one safetensors file per component, atomically (temp folder + rename)."""
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        try:
+        with atomic_folder(folder) as tmp:
             self.config.save(tmp / "config.json")
             for name in COMPONENTS:
                 state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v)
                          .detach().cpu().contiguous() for k, v in self.component(name).state_dict().items()}
                 save_file(state, str(tmp / f"{name}.safetensors"), metadata={"format": "pt"})
-            _replace_folder(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return folder
+        return Path(folder)
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, *, dtype: torch.dtype = torch.float32) -> IGRModel:
@@ -268,17 +259,6 @@ class IGRModel(nn.Module):
 
     def num_parameters(self) -> dict[str, int]:
         return {n: sum(p.numel() for p in self.component(n).parameters()) for n in COMPONENTS}
-
-
-def _replace_folder(new: Path, dest: Path) -> None:
-    """Move `new` to `dest`, replacing any earlier folder there without a moment of absence of both."""
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        os.replace(dest, old)
-        os.replace(new, dest)
-        shutil.rmtree(old)
-    else:
-        os.replace(new, dest)
 
 
 __all__ = ["COMPONENTS", "Conditioning", "GarmDenoiser", "GarmNet", "IGRModel", "ImageEncoder",
