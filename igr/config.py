@@ -152,7 +152,7 @@ def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
             else fields[name].default
         if dataclasses.is_dataclass(default):
             value = _from_dict(type(default), value, f"{where}.{name}")
-        elif isinstance(default, tuple):
+        elif isinstance(value, list):
             value = tuple(value)
         kwargs[name] = value
     return cls(**kwargs)

@@ -210,13 +210,14 @@ class IGRModel(nn.Module):
         b = person.shape[0]
         with torch.no_grad():
             z0 = self.encode(garment)                                      # (B, 4, h, w)
-        g = dict(generator=generator, device=z0.device)
+        # random draws on the CPU generator, then moved: the same stream on every device
         if timesteps is None:
-            timesteps = torch.randint(0, self.config.train_timesteps, (b,), **g)
+            timesteps = torch.randint(0, self.config.train_timesteps, (b,), generator=generator)
         if noise is None:
-            noise = torch.randn(z0.shape, **g, dtype=z0.dtype)
+            noise = torch.randn(z0.shape, generator=generator, dtype=z0.dtype)
+        timesteps, noise = timesteps.to(z0.device), noise.to(z0.device)
         p = self.config.cond_dropout if dropout is None else dropout
-        keep = torch.rand(b, **g) >= p
+        keep = (torch.rand(b, generator=generator) >= p).to(z0.device)
         cond = self.condition(person, keep_low=keep, keep_high=keep)
         zt = sched.add_noise(z0, noise, timesteps)
         target = sched.get_velocity(z0, noise, timesteps)

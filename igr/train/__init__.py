@@ -1,0 +1,1 @@
+"""Coarse-to-fine training of IGR: stages vae, encoder, coarse, hqft (`python -m igr.train`)."""

@@ -1,0 +1,80 @@
+"""`python -m igr.train --stage {vae,encoder,coarse,hqft} --preset small --out runs/NAME [--init DIR] [--resume]`.
+
+Stages run in order, each starting from the previous stage's `OUT/final` folder:
+  vae      AutoencoderKL on SynthGarment images (L1 + KL), then frozen; sets the latent scale
+  encoder  the CLIP tower, contrastive person <-> own garment, then frozen
+  coarse   all pairs, mostly at 128x96, timesteps leaning to high noise
+  hqft     256x192, the high-quality subset, lower LR, timesteps leaning to low noise
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+
+def _pair(text: str) -> tuple[int, int]:
+    h, _, w = text.lower().partition("x")
+    if not (h.isdigit() and w.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not HxW, e.g. 128x96")
+    return int(h), int(w)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m igr.train", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--stage", required=True, choices=("vae", "encoder", "coarse", "hqft"))
+    p.add_argument("--preset", default="small", choices=("tiny", "small"))
+    p.add_argument("--out", required=True, help="run folder: log.jsonl, loss.png, samples/, checkpoint/, final/")
+    p.add_argument("--init", help="model folder to start from (the previous stage's OUT/final)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint exactly")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--size", type=_pair)
+    p.add_argument("--workers", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    p.add_argument("--sample-every", type=int, dest="sample_every")
+    p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from .config import StageConfig
+    from .trainer import CHECKPOINT, Trainer, build_model
+
+    changes = {k: getattr(args, k) for k in ("steps", "batch", "lr", "size", "workers", "seed", "sample_every",
+                                             "checkpoint_every") if getattr(args, k) is not None}
+    if args.bf16:
+        changes["mixed_precision"] = "bf16"
+    cfg = StageConfig.preset(args.stage, args.preset, **changes)
+    out = Path(args.out)
+    checkpoint = out / CHECKPOINT
+    if args.resume and not (checkpoint / "trainer.json").is_file():
+        print(f"python -m igr.train: error: --resume, but {checkpoint} holds no checkpoint", file=sys.stderr)
+        return 2
+    if not args.resume and checkpoint.exists():
+        print(f"python -m igr.train: error: {out} already has a checkpoint (pass --resume, or choose another --out)",
+              file=sys.stderr)
+        return 2
+    if args.stage in ("encoder", "coarse", "hqft") and args.init is None and args.preset != "tiny":
+        print(f"python -m igr.train: note: stage {args.stage} without --init starts from random weights, "
+              "so the VAE (and encoder) it relies on are untrained", file=sys.stderr)
+    model = build_model(args.preset, args.init, cfg.seed)
+    trainer = Trainer(model, cfg, out)
+    if args.resume:
+        trainer.load_checkpoint(checkpoint)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "stage.json").write_text(json.dumps(
+        {"stage": dataclasses.asdict(cfg), "init": args.init, "preset": args.preset}, indent=1))
+    result = trainer.run()
+    print(f"{args.stage}: step {result.step}, last loss {result.last_loss:.4f}; final weights: {result.final}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

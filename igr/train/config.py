@@ -1,0 +1,74 @@
+"""Training stage configs: one dataclass, a preset per (stage, model preset)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import ConfigError, _from_dict
+
+STAGES = ("vae", "encoder", "coarse", "hqft")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage of the coarse-to-fine recipe (DESIGN.md §2)."""
+    stage: str = "coarse"
+    steps: int = 10_000
+    batch: int = 16
+    lr: float = 2e-4
+    warmup: int = 200
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    ema: float = 0.999                        # 0 keeps no EMA
+    size: tuple[int, int] = (256, 192)        # training resolution (H, W)
+    low_res: tuple[int, int] = (128, 96)      # coarse: the first `low_res_fraction` of steps run here
+    low_res_fraction: float = 0.0
+    crop: tuple[int, int] | None = None       # vae: random crops of this size from `size` images
+    timestep_power: float = 1.0               # t = T·(1 - u^p): p > 1 biases to high noise, p < 1 to low noise
+    min_quality: float | None = None          # hqft: the high-quality subset
+    kl_weight: float = 1e-6                   # vae
+    mixed_precision: str = "no"               # no | bf16 (autocast)
+    seed: int = 0
+    workers: int = 1                          # data-generating processes
+    log_every: int = 10
+    sample_every: int = 500
+    checkpoint_every: int = 250
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ConfigError(f"unknown stage {self.stage!r} (one of {', '.join(STAGES)})")
+        if self.mixed_precision not in ("no", "bf16"):
+            raise ConfigError(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
+
+    def size_at(self, step: int) -> tuple[int, int]:
+        """Training resolution at `step` (coarse runs mostly at `low_res`)."""
+        return self.low_res if step < self.low_res_fraction * self.steps else self.size
+
+    @classmethod
+    def preset(cls, stage: str, preset: str = "small", **changes: Any) -> StageConfig:
+        base = {
+            "vae": dict(stage="vae", steps=3000, batch=8, lr=3e-4, ema=0.0, crop=(128, 96), sample_every=500),
+            "encoder": dict(stage="encoder", steps=2000, batch=64, lr=3e-4, ema=0.0, size=(128, 96)),
+            "coarse": dict(stage="coarse", steps=10_000, lr=2e-4, low_res_fraction=0.8, timestep_power=2.0),
+            "hqft": dict(stage="hqft", steps=3000, lr=5e-5, warmup=100, timestep_power=0.5, min_quality=0.55),
+        }
+        if stage not in base:
+            raise ConfigError(f"unknown stage {stage!r} (one of {', '.join(STAGES)})")
+        cfg = dict(base[stage])
+        if preset == "tiny":
+            cfg.update(steps=4, batch=2, warmup=1, size=(96, 64), low_res=(64, 48), workers=0,
+                       log_every=1, sample_every=0, checkpoint_every=2)
+            if stage == "vae":
+                cfg.update(crop=(32, 24))
+        elif preset != "small":
+            raise ConfigError(f"unknown preset {preset!r} (tiny or small)")
+        cfg.update(changes)
+        return cls(**cfg)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StageConfig:
+        return _from_dict(cls, data, "stage config")

@@ -1,0 +1,408 @@
+"""One trainer for every stage: accelerate, AdamW, EMA, gradient clipping, atomic checkpoints, exact resume.
+
+Exact resume holds because every random draw comes from state that the checkpoint saves: the data
+are a pure function of (step, row) (SynthGarment items are functions of their index), noise,
+timesteps and dropout come from one CPU `torch.Generator`, and the learning rate is a function of
+the step. A run of 2N steps and a run of N steps + resume + N steps give the same weights, bit for bit.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..config import IGRConfig
+from ..data import SynthGarmentDataset
+from ..files import atomic_folder
+from ..model import IGRModel
+from .config import StageConfig
+
+CHECKPOINT = "checkpoint"
+FINAL = "final"
+LOG = "log.jsonl"
+
+
+# -- data ---------------------------------------------------------------------------------------
+class StageData(Dataset):
+    """Training rows addressed by (step, row): a pure function of the address, whatever the worker."""
+
+    def __init__(self, cfg: StageConfig, *, rank: int = 0, world: int = 1) -> None:
+        self.cfg, self.rank, self.world = cfg, rank, world
+        self._sets: dict[tuple[int, int], SynthGarmentDataset] = {}
+
+    def __len__(self) -> int:      # addressed by (step, row) tuples through StepBatches
+        return self.cfg.steps * self.cfg.batch
+
+    def __getitem__(self, address: tuple[int, int]) -> dict:
+        step, row = address
+        size = self.cfg.size_at(step)
+        if size not in self._sets:
+            self._sets[size] = SynthGarmentDataset("train", size=size, min_quality=self.cfg.min_quality)
+        index = (step * self.world + self.rank) * self.cfg.batch + row
+        item = self._sets[size][index % len(self._sets[size])]
+        if self.cfg.crop is not None:
+            item = _crop(item, self.cfg.crop, np.random.default_rng([self.cfg.seed, index]))
+        return {k: item[k] for k in ("person", "garment")}
+
+
+def _crop(item: dict, crop: tuple[int, int], rng: np.random.Generator) -> dict:
+    h, w = crop
+    H, W = item["person"].shape[-2:]
+    y, x = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
+    return {k: (v[..., y:y + h, x:x + w] if torch.is_tensor(v) else v) for k, v in item.items()}
+
+
+class StepBatches(Sampler):
+    """Yields the (step, row) addresses of every batch from `start` on."""
+
+    def __init__(self, cfg: StageConfig, start: int) -> None:
+        self.cfg, self.start = cfg, start
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for step in range(self.start, self.cfg.steps):
+            yield [(step, row) for row in range(self.cfg.batch)]
+
+    def __len__(self) -> int:
+        return max(0, self.cfg.steps - self.start)
+
+
+# -- what each stage trains ---------------------------------------------------------------------
+def trainable_modules(model: IGRModel, stage: str) -> list[nn.Module]:
+    """The modules a stage updates; everything else stays frozen."""
+    if stage == "vae":
+        return [model.vae]
+    if stage == "encoder":
+        return [model.image_encoder.clip]
+    # diffusion stages: both extractors' trainable parts and the denoiser; VAE and CLIP tower frozen
+    return [model.garmnet, model.denoiser, model.image_encoder.proj, model.image_encoder.norm]
+
+
+class StageLoss(nn.Module):
+    """forward(batch) -> (loss, metrics) for one stage; the module accelerate wraps (DDP needs a forward)."""
+
+    def __init__(self, model: IGRModel, cfg: StageConfig) -> None:
+        super().__init__()
+        self.model, self.cfg = model, cfg
+        # CLIP's learnable temperature (Radford et al. 2021), for the contrastive encoder stage
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)), requires_grad=cfg.stage == "encoder")
+
+    def forward(self, person: torch.Tensor, garment: torch.Tensor, generator: torch.Generator,
+                timesteps: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        stage = self.cfg.stage
+        if stage == "vae":
+            return self._vae(torch.cat([person, garment]), generator)
+        if stage == "encoder":
+            return self._contrastive(person, garment)
+        loss = self.model.diffusion_loss(person, garment, timesteps=timesteps, generator=generator)
+        return loss, {}
+
+    def _vae(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        """L1 reconstruction + a light KL (Kingma & Welling 2014; Rombach et al. 2022)."""
+        posterior = self.model.vae.encode(x).latent_dist
+        eps = torch.randn(posterior.mean.shape, generator=generator).to(x.device, x.dtype)
+        z = posterior.mean + posterior.std * eps                              # (2B, 4, h, w)
+        rec = self.model.vae.decode(z).sample
+        l1 = F.l1_loss(rec, x)
+        kl = posterior.kl().mean()
+        mse = F.mse_loss(rec.detach().clamp(-1, 1), x).item()
+        return l1 + self.cfg.kl_weight * kl, {"l1": l1.item(), "kl": kl.item(),
+                                              "psnr": 10 * math.log10(4 / max(mse, 1e-10))}
+
+    def _contrastive(self, person: torch.Tensor, garment: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Symmetric InfoNCE between a person and its own garment, one tower for both (CLIP-style)."""
+        enc = self.model.image_encoder
+        p = F.normalize(enc.embed(person), dim=-1)                            # (B, E)
+        g = F.normalize(enc.embed(garment), dim=-1)                           # (B, E)
+        logits = self.logit_scale.exp().clamp(max=100) * p @ g.T             # (B, B)
+        labels = torch.arange(len(p), device=p.device)
+        loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+        return loss, {"top1": (logits.argmax(1) == labels).float().mean().item()}
+
+
+def biased_timesteps(n: int, cfg: StageConfig, total: int, generator: torch.Generator) -> torch.Tensor:
+    """t = T·(1 - u^p), u ~ U(0, 1): p > 1 leans to high noise (coarse), p < 1 to low noise (hqft)."""
+    u = torch.rand(n, generator=generator, dtype=torch.float64)
+    return ((1 - u ** cfg.timestep_power) * total).long().clamp(0, total - 1)
+
+
+def learning_rate(cfg: StageConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to 10% (a pure function of the step)."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+# -- the trainer --------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    step: int
+    final: Path | None
+    last_loss: float
+
+
+class Trainer:
+    """Runs one stage from `start` (0, or the checkpoint's step) to `cfg.steps`."""
+
+    def __init__(self, model: IGRModel, cfg: StageConfig, out: str | Path, *, accelerator=None) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        self.cfg, self.out = cfg, Path(out)
+        self.acc = accelerator or Accelerator(
+            mixed_precision=cfg.mixed_precision,
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+        self.model = model.train()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.params = [p for m in trainable_modules(model, cfg.stage) for p in m.parameters()]
+        for p in self.params:
+            p.requires_grad_(True)
+        self.loss = StageLoss(model, cfg)
+        extra = [self.loss.logit_scale] if cfg.stage == "encoder" else []
+        self.optimizer = torch.optim.AdamW(self.params + extra, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.ema = _ema_copy(model) if cfg.ema > 0 else None
+        self.generator = torch.Generator().manual_seed(cfg.seed * 1000 + self.acc.process_index)
+        self.step = 0
+        self.wrapped, self.optimizer = self.acc.prepare(self.loss, self.optimizer)
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        """OUT/checkpoint/: model/, ema/, state.safetensors (optimizer, RNG), trainer.json; atomic."""
+        dest = self.out / CHECKPOINT
+        if not self.acc.is_main_process:
+            return dest
+        with atomic_folder(dest) as tmp:
+            self.model.save_pretrained(tmp / "model")
+            if self.ema is not None:
+                self.ema.save_pretrained(tmp / "ema")
+            opt = self.optimizer.state_dict()
+            tensors = {f"opt.{i}.{k}": v.contiguous() for i, s in opt["state"].items() for k, v in s.items()}
+            tensors["rng.generator"] = self.generator.get_state()
+            tensors["rng.torch"] = torch.get_rng_state()
+            tensors["logit_scale"] = self.loss.logit_scale.detach().clone()
+            save_file(tensors, str(tmp / "state.safetensors"))
+            (tmp / "trainer.json").write_text(json.dumps(
+                {"step": self.step, "stage": self.cfg.to_dict(), "param_groups": opt["param_groups"]}, indent=1))
+        return dest
+
+    def load_checkpoint(self, folder: str | Path) -> None:
+        """Resume exactly where `save_checkpoint` left off."""
+        folder = Path(folder)
+        meta = json.loads((folder / "trainer.json").read_text())
+        if meta["stage"]["stage"] != self.cfg.stage:
+            raise ValueError(f"{folder} is a {meta['stage']['stage']!r} checkpoint, this run trains {self.cfg.stage!r}")
+        _copy_weights(IGRModel.from_pretrained(folder / "model"), self.model)
+        if self.ema is not None:
+            _copy_weights(IGRModel.from_pretrained(folder / "ema"), self.ema)
+        tensors = load_file(str(folder / "state.safetensors"))
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, v in tensors.items():
+            if key.startswith("opt."):
+                _, i, k = key.split(".", 2)
+                state.setdefault(int(i), {})[k] = v
+        self.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        self.generator.set_state(tensors["rng.generator"])
+        torch.set_rng_state(tensors["rng.torch"])
+        with torch.no_grad():
+            self.loss.logit_scale.copy_(tensors["logit_scale"])
+        self.step = int(meta["step"])
+        _truncate_log(self.out / LOG, self.step)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self, *, until: int | None = None, progress: bool = True) -> TrainResult:
+        """Train to `cfg.steps` (or stop after step `until`, e.g. to test resume); write OUT/final at the end."""
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        data = DataLoader(StageData(cfg, rank=self.acc.process_index, world=self.acc.num_processes),
+                          batch_sampler=StepBatches(cfg, self.step), num_workers=cfg.workers,
+                          prefetch_factor=4 if cfg.workers else None)
+        total = self.model.config.train_timesteps
+        last = float("nan")
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{cfg.stage}", disable=not progress
+                   or not self.acc.is_main_process)
+        t_last = time.perf_counter()
+        with open(self.out / LOG, "a") as log:
+            for batch in data:
+                lr = learning_rate(cfg, self.step)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                person = batch["person"].to(self.acc.device)
+                garment = batch["garment"].to(self.acc.device)
+                t = biased_timesteps(len(person), cfg, total, self.generator) if cfg.stage in ("coarse", "hqft") \
+                    else None
+                with self.acc.autocast():
+                    loss, metrics = self.wrapped(person, garment, self.generator, t)
+                self.acc.backward(loss)
+                grad_norm = self.acc.clip_grad_norm_(self.params, cfg.grad_clip)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.ema is not None:
+                    _ema_update(self.ema, self.model, cfg.stage, min(cfg.ema, (1 + self.step) / (10 + self.step)))
+                self.step += 1
+                last = loss.item()
+                bar.update(1)
+                bar.set_postfix(loss=f"{last:.4f}")
+                if self.step % cfg.log_every == 0 and self.acc.is_main_process:
+                    now = time.perf_counter()
+                    row = {"step": self.step, "loss": last, "lr": lr, "grad_norm": float(grad_norm),
+                           "size": list(person.shape[-2:]), "sec_per_step": (now - t_last) / cfg.log_every,
+                           **metrics}
+                    t_last = now
+                    log.write(json.dumps(row) + "\n")
+                    log.flush()
+                if cfg.sample_every and self.step % cfg.sample_every == 0 and self.acc.is_main_process:
+                    self.write_samples()
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+                    if self.acc.is_main_process:
+                        plot_log(self.out / LOG, self.out / "loss.png")
+                if until is not None and self.step >= until:
+                    break
+        bar.close()
+        final = None
+        if self.step >= cfg.steps:
+            self.save_checkpoint()
+            final = self.write_final()
+        return TrainResult(self.step, final, last)
+
+    def result_model(self) -> IGRModel:
+        """The weights a stage hands on: EMA where kept; the VAE stage also sets the latent scale."""
+        return self.ema if self.ema is not None else self.model
+
+    def write_final(self) -> Path | None:
+        if not self.acc.is_main_process:
+            return None
+        model = self.result_model()
+        if self.cfg.stage == "vae":
+            model.config = model.config.replace(vae=dataclasses.replace(
+                model.config.vae, scaling_factor=latent_scale(model, self.cfg)))
+        if self.cfg.sample_every:
+            self.write_samples()
+        plot_log(self.out / LOG, self.out / "loss.png")
+        return model.save_pretrained(self.out / FINAL)
+
+    @torch.no_grad()
+    def write_samples(self, n: int = 4) -> Path | None:
+        """A grid on fixed val persons: reconstructions (vae) or samples of the EMA model (diffusion)."""
+        from ..data import generate, seed_for
+        from ..images import contact_sheet, save_png, to_tensor, to_uint8
+        from ..pipeline import sample
+
+        if self.cfg.stage == "encoder":
+            return None
+        model = self.result_model().eval()
+        h, w = self.cfg.size
+        rows_data = [generate(seed_for("val", i), size=(h, w)) for i in range(n)]
+        person = torch.stack([to_tensor(s.person) for s in rows_data]).to(self.acc.device)
+        (self.out / "samples").mkdir(parents=True, exist_ok=True)
+        path = self.out / "samples" / f"step_{self.step:06d}.png"
+        if self.cfg.stage == "vae":
+            garment = torch.stack([to_tensor(s.garment) for s in rows_data]).to(self.acc.device)
+            rec_p, rec_g = (to_uint8(model.vae.decode(model.vae.encode(x).latent_dist.mode()).sample)
+                            for x in (person, garment))
+            rows = [[s.person, rp, s.garment, rg] for s, rp, rg in zip(rows_data, rec_p, rec_g)]
+            title = f"VAE step {self.step}: person | reconstruction | garment | reconstruction"
+        else:
+            out = to_uint8(sample(model, person, seed=0))
+            rows = [[s.person, o, s.garment] for s, o in zip(rows_data, out)]
+            title = (f"{self.cfg.stage} step {self.step} (EMA): person | sample ({model.config.sample_steps} "
+                     f"{model.config.sampler} steps, CFG {model.config.guidance_scale}) | ground truth")
+        save_png(contact_sheet(rows, title=title), path)
+        self.model.train()                     # the EMA copy stays in eval mode
+        return path
+
+
+def _ema_copy(model: IGRModel) -> IGRModel:
+    ema = copy.deepcopy(model).eval()          # deepcopy gives the copy its own reference banks
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    return ema
+
+
+@torch.no_grad()
+def _ema_update(ema: IGRModel, model: IGRModel, stage: str, decay: float) -> None:
+    for e_mod, m_mod in zip(trainable_modules(ema, stage), trainable_modules(model, stage)):
+        for e, m in zip(e_mod.parameters(), m_mod.parameters()):
+            e.lerp_(m, 1 - decay)
+
+
+def _copy_weights(src: nn.Module, dst: nn.Module) -> None:
+    with torch.no_grad():
+        for (k, a), (_, b) in zip(src.state_dict().items(), dst.state_dict().items()):
+            b.copy_(a)
+
+
+@torch.no_grad()
+def latent_scale(model: IGRModel, cfg: StageConfig, batches: int = 8) -> float:
+    """1 / std of the VAE latents of training garments (Rombach et al. 2022, §G): unit-variance latents."""
+    data = StageData(dataclasses.replace(cfg, crop=None))
+    zs = []
+    for i in range(batches):
+        x = torch.stack([data[(cfg.steps + i, r)]["garment"] for r in range(cfg.batch)])
+        zs.append(model.vae.encode(x).latent_dist.mode())
+    return float(1.0 / torch.cat(zs).std())
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log rows past the checkpoint a run resumes from."""
+    if not path.exists():
+        return
+    rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    path.write_text("".join(r + "\n" for r in rows))
+
+
+def plot_log(log: Path, out: Path) -> Path | None:
+    """Loss (and the stage's metric) against steps, from the JSONL log."""
+    if not log.exists():
+        return None
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    if len(rows) < 2:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = np.array([r["step"] for r in rows])
+    loss = np.array([r["loss"] for r in rows])
+    k = max(1, len(loss) // 50)
+    smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+    extra = next((m for m in ("psnr", "top1") if m in rows[0]), None)
+    fig, axes = plt.subplots(1, 2 if extra else 1, figsize=(10 if extra else 6, 3.5), squeeze=False)
+    ax = axes[0, 0]
+    ax.plot(steps, loss, alpha=0.3, lw=0.8, label="loss")
+    ax.plot(steps[k - 1:], smooth, lw=1.5, label=f"mean of {k}")
+    ax.set_xlabel("step"), ax.set_ylabel("loss"), ax.set_yscale("log"), ax.legend(), ax.grid(alpha=0.3)
+    if extra:
+        axes[0, 1].plot(steps, [r[extra] for r in rows], lw=1)
+        axes[0, 1].set_xlabel("step"), axes[0, 1].set_ylabel(extra), axes[0, 1].grid(alpha=0.3)
+    fig.suptitle(log.parent.name)
+    fig.tight_layout()
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(out)
+    return out
+
+
+def build_model(preset: str, init: str | Path | None, seed: int) -> IGRModel:
+    """A fresh model of `preset` (seeded) or the previous stage's folder."""
+    if init is not None:
+        return IGRModel.from_pretrained(init)
+    torch.manual_seed(seed)
+    return IGRModel(IGRConfig.preset(preset))

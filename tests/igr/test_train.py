@@ -1,0 +1,104 @@
+"""The trainer: exact resume, atomic checkpoints, what each stage trains, the stage recipes."""
+import json
+
+import pytest
+import torch
+
+from igr.train.config import StageConfig
+from igr.train.trainer import CHECKPOINT, Trainer, biased_timesteps, build_model, learning_rate
+from igr.train.__main__ import main as train_main
+
+
+def _weights(trainer):
+    state = {f"model.{k}": v for k, v in trainer.model.state_dict().items()}
+    if trainer.ema is not None:
+        state.update({f"ema.{k}": v for k, v in trainer.ema.state_dict().items()})
+    return state
+
+
+@pytest.mark.parametrize("stage", ["coarse", "vae"])
+def test_resume_is_bit_exact(tmp_path, stage):
+    cfg = StageConfig.preset(stage, "tiny", steps=4, checkpoint_every=0, log_every=1)
+    straight = Trainer(build_model("tiny", None, 0), cfg, tmp_path / "straight")
+    straight.run(progress=False)
+
+    first = Trainer(build_model("tiny", None, 0), cfg, tmp_path / "split")
+    first.run(until=2, progress=False)
+    first.save_checkpoint()
+    second = Trainer(build_model("tiny", None, 1), cfg, tmp_path / "split")   # other init: the checkpoint rules
+    second.load_checkpoint(tmp_path / "split" / CHECKPOINT)
+    second.run(progress=False)
+
+    a, b = _weights(straight), _weights(second)
+    assert a.keys() == b.keys()
+    differing = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not differing, differing[:5]
+    untrained = _weights(Trainer(build_model("tiny", None, 0), cfg, tmp_path / "x"))
+    trained = [k for k in a if not torch.equal(a[k], untrained[k])]
+    assert trained, "training changed nothing, so the comparison proves nothing"
+    steps = [json.loads(line)["step"] for line in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4], "the log holds each step once after a resume"
+
+
+def test_checkpoint_is_written_atomically_and_refuses_another_stage(tmp_path):
+    cfg = StageConfig.preset("coarse", "tiny", steps=2, checkpoint_every=1)
+    trainer = Trainer(build_model("tiny", None, 0), cfg, tmp_path)
+    trainer.run(progress=False)
+    assert sorted(p.name for p in (tmp_path / CHECKPOINT).iterdir()) == ["ema", "model", "state.safetensors",
+                                                                         "trainer.json"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary folders left behind"
+    other = Trainer(build_model("tiny", None, 0), StageConfig.preset("hqft", "tiny"), tmp_path / "o")
+    with pytest.raises(ValueError, match="is a 'coarse' checkpoint"):
+        other.load_checkpoint(tmp_path / CHECKPOINT)
+
+
+def test_each_stage_trains_only_its_modules(tmp_path):
+    for stage, moved, frozen in [("vae", ["vae"], ["garmnet", "denoiser", "image_encoder"]),
+                                 ("encoder", ["image_encoder"], ["vae", "garmnet", "denoiser"]),
+                                 ("coarse", ["garmnet", "denoiser"], ["vae"])]:
+        model = build_model("tiny", None, 0)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        Trainer(model, StageConfig.preset(stage, "tiny", steps=2, checkpoint_every=0), tmp_path / stage) \
+            .run(progress=False)
+        after = model.state_dict()
+        changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+        assert set(moved) <= changed and not set(frozen) & changed, (stage, changed)
+        if stage == "coarse":
+            assert not any(k.startswith("image_encoder.clip") and not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_stage_recipes_follow_the_paper():
+    coarse, hqft = StageConfig.preset("coarse"), StageConfig.preset("hqft")
+    assert coarse.size_at(0) == (128, 96) and coarse.size_at(coarse.steps - 1) == (256, 192)
+    assert hqft.size_at(0) == (256, 192) and hqft.min_quality is not None and hqft.lr < coarse.lr
+    g = torch.Generator().manual_seed(0)
+    high = biased_timesteps(4000, coarse, 1000, g).float().mean()
+    low = biased_timesteps(4000, hqft, 1000, g).float().mean()
+    assert high > 600 and low < 400
+
+
+def test_learning_rate_warms_up_then_decays():
+    cfg = StageConfig.preset("coarse", steps=1000, warmup=100, lr=1e-3)
+    assert learning_rate(cfg, 0) == pytest.approx(1e-5)
+    assert learning_rate(cfg, 99) == pytest.approx(1e-3)
+    assert learning_rate(cfg, 999) == pytest.approx(1e-4, rel=0.01)
+
+
+def test_vae_stage_sets_the_latent_scale_and_the_cli_chains_stages(tmp_path):
+    assert train_main(["--stage", "vae", "--preset", "tiny", "--out", str(tmp_path / "vae")]) == 0
+    final = json.loads((tmp_path / "vae" / "final" / "config.json").read_text())
+    assert final["vae"]["scaling_factor"] != 1.0
+    assert train_main(["--stage", "coarse", "--preset", "tiny", "--out", str(tmp_path / "coarse"),
+                       "--init", str(tmp_path / "vae" / "final")]) == 0
+    chained = json.loads((tmp_path / "coarse" / "final" / "config.json").read_text())
+    assert chained["vae"]["scaling_factor"] == final["vae"]["scaling_factor"]
+    assert (tmp_path / "coarse" / "loss.png").stat().st_size > 1000
+
+
+def test_cli_refuses_to_clobber_or_to_resume_nothing(tmp_path, capsys):
+    assert train_main(["--stage", "coarse", "--preset", "tiny", "--out", str(tmp_path), "--resume"]) == 2
+    assert "holds no checkpoint" in capsys.readouterr().err
+    assert train_main(["--stage", "coarse", "--preset", "tiny", "--out", str(tmp_path)]) == 0
+    assert train_main(["--stage", "coarse", "--preset", "tiny", "--out", str(tmp_path)]) == 2
+    assert "already has a checkpoint" in capsys.readouterr().err
+    assert train_main(["--stage", "coarse", "--preset", "tiny", "--out", str(tmp_path), "--resume"]) == 0
