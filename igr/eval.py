@@ -1,0 +1,133 @@
+"""`python -m igr.eval --model DIR --split test --n 256 --out reports/eval-NAME`: metrics with 95% intervals.
+
+Writes NAME.json and NAME.md: SSIM, MS-SSIM, PSNR (whole image and inside the garment mask), FD_garm and
+KID in the embedding space of IGR's own garment encoder (not Inception), bootstrap intervals over samples.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .metrics import PER_SAMPLE, GarmentFeatures, image_metrics, summarize
+
+
+def split_batches(split: str, n: int, size: tuple[int, int], batch: int):
+    """(person, garment, mask) tensors of the first `n` SynthGarment items of `split`, in batches."""
+    from .data import SynthGarmentDataset
+
+    data = SynthGarmentDataset(split, n, size=size)
+    for start in range(0, n, batch):
+        items = [data[i] for i in range(start, min(n, start + batch))]
+        yield tuple(torch.stack([it[k] for it in items]) for k in ("person", "garment", "mask"))
+
+
+@torch.no_grad()
+def evaluate(restore: Callable[[torch.Tensor], torch.Tensor], features: GarmentFeatures, *, split: str = "test",
+             n: int = 256, size: tuple[int, int] = (256, 192), batch: int = 16, boot: int = 1000,
+             progress: bool = True) -> dict:
+    """Run `restore` (person in [-1, 1] -> garment in [-1, 1]) over the split and summarize the metrics."""
+    from tqdm.auto import tqdm
+
+    per: dict[str, list[np.ndarray]] = {k: [] for k in PER_SAMPLE}
+    real, fake = [], []
+    t0 = time.perf_counter()
+    for person, garment, mask in tqdm(split_batches(split, n, size, batch), total=-(-n // batch),
+                                      desc=f"eval {split}", disable=not progress):
+        pred = restore(person)
+        for k, v in image_metrics(pred, garment, mask).items():
+            per[k].append(v.numpy())
+        real.append(features(garment))
+        fake.append(features(pred))
+    seconds = time.perf_counter() - t0
+    result = summarize({k: np.concatenate(v) for k, v in per.items()}, torch.cat(real), torch.cat(fake), boot=boot)
+    result["seconds_per_image"] = seconds / n
+    return result
+
+
+def file_digest(folder: Path, name: str) -> str:
+    return hashlib.sha256((folder / name).read_bytes()).hexdigest()[:16]
+
+
+def markdown(report: dict) -> str:
+    m = report["metrics"]
+    rows = [f"| {k} | {m[k]['mean']:.4f} | [{m[k]['ci95'][0]:.4f}, {m[k]['ci95'][1]:.4f}] |"
+            for k in (*PER_SAMPLE, "fd")]
+    rows.append(f"| kid | {m['kid']['mean']:.5f} | ± {m['kid']['std']:.5f} (std over subsets) |")
+    return "\n".join([
+        f"# Evaluation: {report['model']}",
+        "",
+        f"Split `{report['split']}`, n = {report['n']}, sampler {report['sampling']}. "
+        f"FD and KID are in the embedding space of IGR's garment encoder ({report['features']}), "
+        "not Inception: compare them only between runs that share that encoder.",
+        "",
+        "| metric | mean | 95% bootstrap interval |",
+        "|---|---|---|",
+        *rows,
+        "",
+        f"Command: `{report['command']}`",
+        "",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m igr.eval", description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="IGR model folder (config.json + safetensors)")
+    p.add_argument("--features", help="model folder whose image encoder defines FD_garm (default: --model's)")
+    p.add_argument("--split", default="test", choices=("val", "test"))
+    p.add_argument("--n", type=int, default=256)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--guidance", type=float)
+    p.add_argument("--sampler", choices=("ddim", "dpmsolver++"))
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--out", required=True, help="output path without suffix: writes OUT.json and OUT.md")
+    args = p.parse_args(argv)
+    if args.n < 2:
+        p.error("--n must be at least 2 (FD and KID need two samples)")
+
+    from .model import IGRModel
+    from .pipeline import sample
+
+    model_dir = Path(args.model)
+    model = IGRModel.from_pretrained(model_dir)
+    feat_dir = Path(args.features) if args.features else model_dir
+    features = GarmentFeatures(IGRModel.from_pretrained(feat_dir).image_encoder if args.features
+                               else model.image_encoder)
+    cfg = model.config
+    steps = args.steps or cfg.sample_steps
+    scale = cfg.guidance_scale if args.guidance is None else args.guidance
+    sampler = args.sampler or cfg.sampler
+
+    def restore(person: torch.Tensor) -> torch.Tensor:
+        return sample(model, person, steps=steps, guidance_scale=scale, sampler=sampler, seed=args.seed)
+
+    metrics = evaluate(restore, features, split=args.split, n=args.n, size=(cfg.height, cfg.width),
+                       batch=args.batch, boot=args.boot)
+    report = {
+        "model": str(model_dir), "split": args.split, "n": args.n,
+        "sampling": {"sampler": sampler, "steps": steps, "guidance": scale, "seed": args.seed},
+        "features": f"{feat_dir} image_encoder sha256 {file_digest(feat_dir, 'image_encoder.safetensors')}",
+        "metrics": metrics,
+        "command": "python -m igr.eval " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(report))
+    m = metrics
+    print(f"SSIM {m['ssim']['mean']:.4f} {m['ssim']['ci95']}  PSNR {m['psnr']['mean']:.2f}  "
+          f"FD_garm {m['fd']['mean']:.3f} {m['fd']['ci95']}  -> {out.with_suffix('.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

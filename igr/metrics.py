@@ -1,0 +1,119 @@
+"""Garment-restoration metrics: SSIM, MS-SSIM, PSNR (whole image and inside the garment mask) from
+torchmetrics, and a Fréchet distance / KID in the embedding space of our own garment encoder.
+
+The Fréchet distance here is *not* Inception-FID: its features come from IGR's contrastively trained
+image encoder (`FD_garm`). Inception-FID, LPIPS and DISTS need pretrained weights that this project
+cannot download.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torchmetrics.image import MultiScaleStructuralSimilarityIndexMeasure, StructuralSimilarityIndexMeasure
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.kid import KernelInceptionDistance
+
+PER_SAMPLE = ("ssim", "ms_ssim", "psnr", "ssim_mask", "psnr_mask")
+
+
+@torch.no_grad()
+def image_metrics(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-sample metrics of images in [-1, 1] (B, 3, H, W) against ground truth; mask (B, 1, H, W) in {0, 1}."""
+    p, t = (pred.float().clamp(-1, 1) + 1) / 2, (target.float().clamp(-1, 1) + 1) / 2     # [0, 1]
+    ssim = StructuralSimilarityIndexMeasure(data_range=1.0, reduction="none", return_full_image=True)
+    ssim_per, ssim_map = ssim(p, t)                                                         # (B,), (B, 3, H, W)
+    ms = MultiScaleStructuralSimilarityIndexMeasure(data_range=1.0, reduction="none",
+                                                    betas=ms_ssim_betas(*p.shape[-2:]))(p, t)  # (B,)
+    m = mask.float().expand_as(p)
+    err = (p - t) ** 2
+    mse = err.flatten(1).mean(1)
+    mse_mask = (err * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp(min=1)
+    return {
+        "ssim": ssim_per,
+        "ms_ssim": ms,
+        "psnr": 10 * torch.log10(1 / mse.clamp(min=1e-10)),
+        "ssim_mask": (ssim_map * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp(min=1),
+        "psnr_mask": 10 * torch.log10(1 / mse_mask.clamp(min=1e-10)),
+    }
+
+
+def ms_ssim_betas(h: int, w: int, kernel: int = 11) -> tuple[float, ...]:
+    """MS-SSIM scale weights (Wang et al. 2003): all five at 256×192, the first few (renormalized) on small images."""
+    betas = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+    scales = max(s for s in range(1, 6) if min(h, w) // max(1, s - 1) ** 2 > kernel - 1)
+    kept = betas[:scales]
+    return tuple(b / sum(kept) for b in kept)
+
+
+class GarmentFeatures(nn.Module):
+    """Embeddings of garment images (uint8 (B, 3, H, W)) by IGR's image encoder: the FD_garm feature space."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder.eval()
+        self.num_features = encoder.cfg.projection_dim
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float() / 127.5 - 1 if images.dtype == torch.uint8 else images.float()
+        return self.encoder.embed(x)
+
+
+class _Precomputed(nn.Module):
+    """Features already computed: lets torchmetrics' FD and KID run on cached embeddings (for the bootstrap)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.num_features = dim
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+
+def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """Fréchet distance between two feature sets (N, D) (Heusel et al. 2017), via torchmetrics."""
+    fd = FrechetInceptionDistance(feature=_Precomputed(real.shape[1]))
+    fd.update(real.double(), real=True)
+    fd.update(fake.double(), real=False)
+    return float(fd.compute())
+
+
+def kernel_distance(real: torch.Tensor, fake: torch.Tensor, *, seed: int = 0) -> tuple[float, float]:
+    """KID (Bińkowski et al. 2018) between two feature sets: (mean, std over subsets), via torchmetrics."""
+    n = min(len(real), len(fake))
+    torch.manual_seed(seed)
+    kid = KernelInceptionDistance(feature=_Precomputed(real.shape[1]), subsets=50, subset_size=max(2, n // 2))
+    kid.update(real.double(), real=True)
+    kid.update(fake.double(), real=False)
+    mean, std = kid.compute()
+    return float(mean), float(std)
+
+
+def bootstrap(values: np.ndarray, *, n: int = 1000, seed: int = 0, stat=np.mean) -> tuple[float, float]:
+    """95% percentile bootstrap interval of `stat` over samples (Efron 1979)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(values), size=(n, len(values)))
+    stats = np.array([stat(values[i]) for i in idx])
+    return float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
+
+
+def bootstrap_fd(real: torch.Tensor, fake: torch.Tensor, *, n: int = 200, seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval of FD_garm, resampling the test pairs (real and fake together)."""
+    rng = np.random.default_rng(seed)
+    stats = []
+    for _ in range(n):
+        i = torch.from_numpy(rng.integers(0, len(real), len(real)))
+        stats.append(frechet_distance(real[i], fake[i]))
+    return float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
+
+
+def summarize(per_sample: dict[str, np.ndarray], real: torch.Tensor, fake: torch.Tensor, *,
+              boot: int = 1000) -> dict[str, dict[str, float]]:
+    """Mean and 95% interval of every per-sample metric, plus FD_garm (with interval) and KID."""
+    out = {k: {"mean": float(v.mean()), "ci95": bootstrap(v, n=boot)} for k, v in per_sample.items()}
+    out["fd"] = {"mean": frechet_distance(real, fake), "ci95": bootstrap_fd(real, fake, n=max(20, boot // 5)),
+                 "space": "FD_garm: IGR image-encoder embeddings, not Inception"}
+    kid_mean, kid_std = kernel_distance(real, fake)
+    out["kid"] = {"mean": kid_mean, "std": kid_std, "space": "IGR image-encoder embeddings"}
+    return out
