@@ -64,7 +64,7 @@ def markdown(report: dict) -> str:
     return "\n".join([
         f"# Evaluation: {report['model']}",
         "",
-        f"Split `{report['split']}`, n = {report['n']}, sampler {report['sampling']}. "
+        f"Split `{report['split']}`, n = {report['n']}, sampling: {report['sampling']}. "
         f"FD and KID are in the embedding space of IGR's garment encoder ({report['features']}), "
         "not Inception: compare them only between runs that share that encoder.",
         "",
@@ -94,27 +94,34 @@ def main(argv: list[str] | None = None) -> int:
     if args.n < 2:
         p.error("--n must be at least 2 (FD and KID need two samples)")
 
+    from .baseline import KIND, RegressionModel
     from .model import IGRModel
     from .pipeline import sample
 
     model_dir = Path(args.model)
-    model = IGRModel.from_pretrained(model_dir)
+    baseline = json.loads((model_dir / "config.json").read_text()).get("kind") == KIND
+    if baseline and not args.features:
+        p.error("a regression baseline has no image encoder: pass --features IGR_MODEL_DIR for FD_garm")
     feat_dir = Path(args.features) if args.features else model_dir
-    features = GarmentFeatures(IGRModel.from_pretrained(feat_dir).image_encoder if args.features
-                               else model.image_encoder)
+    model = RegressionModel.from_pretrained(model_dir) if baseline else IGRModel.from_pretrained(model_dir)
+    encoder = IGRModel.from_pretrained(feat_dir).image_encoder if args.features else model.image_encoder
+    features = GarmentFeatures(encoder)
     cfg = model.config
     steps = args.steps or cfg.sample_steps
     scale = cfg.guidance_scale if args.guidance is None else args.guidance
     sampler = args.sampler or cfg.sampler
 
     def restore(person: torch.Tensor) -> torch.Tensor:
+        if baseline:
+            return model.restore(person)
         return sample(model, person, steps=steps, guidance_scale=scale, sampler=sampler, seed=args.seed)
 
     metrics = evaluate(restore, features, split=args.split, n=args.n, size=(cfg.height, cfg.width),
                        batch=args.batch, boot=args.boot)
     report = {
         "model": str(model_dir), "split": args.split, "n": args.n,
-        "sampling": {"sampler": sampler, "steps": steps, "guidance": scale, "seed": args.seed},
+        "sampling": "one regression forward" if baseline else
+                    {"sampler": sampler, "steps": steps, "guidance": scale, "seed": args.seed},
         "features": f"{feat_dir} image_encoder sha256 {file_digest(feat_dir, 'image_encoder.safetensors')}",
         "metrics": metrics,
         "command": "python -m igr.eval " + " ".join(argv if argv is not None else sys.argv[1:]),

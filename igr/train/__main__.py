@@ -5,6 +5,7 @@ Stages run in order, each starting from the previous stage's `OUT/final` folder:
   encoder  the CLIP tower, contrastive person <-> own garment, then frozen
   coarse   all pairs, mostly at 128x96, timesteps leaning to high noise
   hqft     256x192, the high-quality subset, lower LR, timesteps leaning to low noise
+  baseline the direct-regression UNet (person -> garment latent, L1) on the VAE stage's VAE, same budget
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def _pair(text: str) -> tuple[int, int]:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m igr.train", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--stage", required=True, choices=("vae", "encoder", "coarse", "hqft"))
+    p.add_argument("--stage", required=True, choices=("vae", "encoder", "coarse", "hqft", "baseline"))
     p.add_argument("--preset", default="small", choices=("tiny", "small"))
     p.add_argument("--out", required=True, help="run folder: log.jsonl, loss.png, samples/, checkpoint/, final/")
     p.add_argument("--init", help="model folder to start from (the previous stage's OUT/final)")
@@ -61,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m igr.train: error: {out} already has a checkpoint (pass --resume, or choose another --out)",
               file=sys.stderr)
         return 2
-    if args.stage in ("encoder", "coarse", "hqft") and args.init is None and args.preset != "tiny":
+    if args.stage != "vae" and args.init is None and args.preset != "tiny":
         print(f"python -m igr.train: note: stage {args.stage} without --init starts from random weights, "
               "so the VAE (and encoder) it relies on are untrained", file=sys.stderr)
-    model = build_model(args.preset, args.init, cfg.seed)
+    model = build_model(args.preset, args.init, cfg.seed, stage=args.stage)
     trainer = Trainer(model, cfg, out)
     if args.resume:
         trainer.load_checkpoint(checkpoint)

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..config import ConfigError, _from_dict
 
-STAGES = ("vae", "encoder", "coarse", "hqft")
+STAGES = ("vae", "encoder", "coarse", "hqft", "baseline")
 
 
 @dataclass(frozen=True)
@@ -52,12 +52,14 @@ class StageConfig:
             "encoder": dict(stage="encoder", steps=2000, batch=64, lr=3e-4, ema=0.0, size=(128, 96)),
             "coarse": dict(stage="coarse", steps=10_000, lr=2e-4, low_res_fraction=0.8, timestep_power=2.0),
             "hqft": dict(stage="hqft", steps=3000, lr=5e-5, warmup=100, timestep_power=0.5, min_quality=0.55),
+            # the regression baseline gets the teacher's diffusion budget: coarse + hqft steps, same sizes
+            "baseline": dict(stage="baseline", steps=13_000, lr=2e-4, low_res_fraction=8000 / 13_000),
         }
         if stage not in base:
             raise ConfigError(f"unknown stage {stage!r} (one of {', '.join(STAGES)})")
         cfg = dict(base[stage])
         if preset == "tiny":
-            cfg.update(steps=4, batch=2, warmup=1, size=(96, 64), low_res=(64, 48), workers=0,
+            cfg.update(steps=4, batch=2, warmup=1, size=(96, 64), low_res=(64, 32), workers=0,
                        log_every=1, sample_every=0, checkpoint_every=2)
             if stage == "vae":
                 cfg.update(crop=(32, 24))

@@ -85,6 +85,8 @@ def trainable_modules(model: IGRModel, stage: str) -> list[nn.Module]:
         return [model.vae]
     if stage == "encoder":
         return [model.image_encoder.clip]
+    if stage == "baseline":
+        return [model.unet]
     # diffusion stages: both extractors' trainable parts and the denoiser; VAE and CLIP tower frozen
     return [model.garmnet, model.denoiser, model.image_encoder.proj, model.image_encoder.norm]
 
@@ -105,6 +107,8 @@ class StageLoss(nn.Module):
             return self._vae(torch.cat([person, garment]), generator)
         if stage == "encoder":
             return self._contrastive(person, garment)
+        if stage == "baseline":
+            return self.model.loss(person, garment), {}
         loss = self.model.diffusion_loss(person, garment, timesteps=timesteps, generator=generator)
         return loss, {}
 
@@ -204,9 +208,10 @@ class Trainer:
         meta = json.loads((folder / "trainer.json").read_text())
         if meta["stage"]["stage"] != self.cfg.stage:
             raise ValueError(f"{folder} is a {meta['stage']['stage']!r} checkpoint, this run trains {self.cfg.stage!r}")
-        _copy_weights(IGRModel.from_pretrained(folder / "model"), self.model)
+        load = type(self.model).from_pretrained
+        _copy_weights(load(folder / "model"), self.model)
         if self.ema is not None:
-            _copy_weights(IGRModel.from_pretrained(folder / "ema"), self.ema)
+            _copy_weights(load(folder / "ema"), self.ema)
         tensors = load_file(str(folder / "state.safetensors"))
         state: dict[int, dict[str, torch.Tensor]] = {}
         for key, v in tensors.items():
@@ -317,6 +322,10 @@ class Trainer:
                             for x in (person, garment))
             rows = [[s.person, rp, s.garment, rg] for s, rp, rg in zip(rows_data, rec_p, rec_g)]
             title = f"VAE step {self.step}: person | reconstruction | garment | reconstruction"
+        elif self.cfg.stage == "baseline":
+            out = to_uint8(model.restore(person))
+            rows = [[s.person, o, s.garment] for s, o in zip(rows_data, out)]
+            title = f"regression baseline step {self.step} (EMA): person | prediction | ground truth"
         else:
             out = to_uint8(sample(model, person, seed=0))
             rows = [[s.person, o, s.garment] for s, o in zip(rows_data, out)]
@@ -400,9 +409,16 @@ def plot_log(log: Path, out: Path) -> Path | None:
     return out
 
 
-def build_model(preset: str, init: str | Path | None, seed: int) -> IGRModel:
-    """A fresh model of `preset` (seeded) or the previous stage's folder."""
+def build_model(preset: str, init: str | Path | None, seed: int, *, stage: str = "coarse"):
+    """A fresh model of `preset` (seeded) or the previous stage's folder; the baseline takes the VAE from `init`."""
+    torch.manual_seed(seed)
+    if stage == "baseline":
+        from ..baseline import RegressionConfig, RegressionModel
+
+        reg = RegressionConfig.tiny() if preset == "tiny" else RegressionConfig()
+        if init is None:
+            return RegressionModel(IGRConfig.preset(preset), reg)
+        return RegressionModel.from_igr(init, reg)
     if init is not None:
         return IGRModel.from_pretrained(init)
-    torch.manual_seed(seed)
     return IGRModel(IGRConfig.preset(preset))

@@ -102,3 +102,21 @@ def test_cli_refuses_to_clobber_or_to_resume_nothing(tmp_path, capsys):
     assert train_main(["--stage", "coarse", "--preset", "tiny", "--out", str(tmp_path)]) == 2
     assert "already has a checkpoint" in capsys.readouterr().err
     assert train_main(["--stage", "coarse", "--preset", "tiny", "--out", str(tmp_path), "--resume"]) == 0
+
+
+def test_regression_baseline_trains_on_the_vae_stage_vae_and_evaluates(tmp_path):
+    from igr.eval import main as eval_main
+
+    assert train_main(["--stage", "vae", "--preset", "tiny", "--out", str(tmp_path / "vae")]) == 0
+    vae = tmp_path / "vae" / "final"
+    assert train_main(["--stage", "baseline", "--preset", "tiny", "--out", str(tmp_path / "base"),
+                       "--init", str(vae)]) == 0
+    from igr.baseline import RegressionModel
+    from igr.model import IGRModel
+
+    base = RegressionModel.from_pretrained(tmp_path / "base" / "final")
+    igr_vae = IGRModel.from_pretrained(vae).vae.state_dict()
+    assert all(torch.equal(v, base.vae.state_dict()[k]) for k, v in igr_vae.items()), "the baseline's VAE stays frozen"
+    assert eval_main(["--model", str(tmp_path / "base" / "final"), "--n", "2", "--batch", "2", "--boot", "10",
+                      "--features", str(vae), "--out", str(tmp_path / "report")]) == 0
+    assert json.loads((tmp_path / "report.json").read_text())["sampling"] == "one regression forward"

@@ -1,0 +1,109 @@
+"""The baseline IGR must beat: a direct-regression UNet, person latent -> garment latent, L1.
+
+Same frozen VAE as the teacher, about the same number of trainable parameters as IGR's diffusion stages
+(GarmNet + denoiser + image-token projection) and the same training steps and batch: what a
+deterministic model achieves for the same budget.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import UNet2DModel
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .config import ConfigError, IGRConfig, _from_dict
+from .files import atomic_folder
+from .model.igr import build_vae
+
+KIND = "regression-baseline"
+
+
+@dataclass(frozen=True)
+class RegressionConfig:
+    """Regression UNet size; `small` is sized to IGR small's trainable diffusion parameters (~5.7 M)."""
+    channels: tuple[int, ...] = (64, 128, 160)
+    attention: tuple[bool, ...] = (False, True, True)
+    layers_per_block: int = 1
+    head_dim: int = 32
+    norm_groups: int = 16
+
+    @classmethod
+    def tiny(cls) -> RegressionConfig:
+        return cls(channels=(16, 32, 32), head_dim=8, norm_groups=8)
+
+
+class RegressionModel(nn.Module):
+    """person image -> VAE latent -> UNet -> garment latent -> VAE decoder -> garment image."""
+
+    def __init__(self, igr: IGRConfig, config: RegressionConfig) -> None:
+        super().__init__()
+        self.config, self.regression = igr, config
+        self.vae = build_vae(igr.vae)
+        c = igr.vae.latent_channels
+        self.unet = UNet2DModel(
+            in_channels=c, out_channels=c, block_out_channels=config.channels,
+            layers_per_block=config.layers_per_block, attention_head_dim=config.head_dim,
+            down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in config.attention),
+            up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(config.attention)),
+            norm_num_groups=config.norm_groups)
+
+    @classmethod
+    def from_igr(cls, folder: str | Path, config: RegressionConfig) -> RegressionModel:
+        """A baseline sharing the (frozen) VAE of an IGR model folder, e.g. the VAE stage's output."""
+        from .model import IGRModel
+
+        igr = IGRModel.from_pretrained(folder)
+        model = cls(igr.config, config)
+        model.vae.load_state_dict(igr.vae.state_dict())
+        return model
+
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        return self.vae.encode(image).latent_dist.mode() * self.config.vae.scaling_factor
+
+    def predict(self, person: torch.Tensor) -> torch.Tensor:
+        """Person image in [-1, 1] (B, 3, H, W) -> garment latent (B, 4, h, w)."""
+        with torch.no_grad():
+            z = self.encode(person)
+        h, w = z.shape[-2:]
+        f = 2 ** (len(self.regression.channels) - 1)                        # UNet2DModel needs multiples of f
+        z = F.pad(z, (0, (-w) % f, 0, (-h) % f), mode="replicate")
+        t = torch.zeros(len(z), device=z.device)
+        return self.unet(z, t).sample[..., :h, :w]
+
+    def loss(self, person: torch.Tensor, garment: torch.Tensor) -> torch.Tensor:
+        """L1 between the predicted and the true garment latent."""
+        with torch.no_grad():
+            target = self.encode(garment)
+        return F.l1_loss(self.predict(person), target)
+
+    @torch.no_grad()
+    def restore(self, person: torch.Tensor) -> torch.Tensor:
+        z = self.predict(person)
+        return self.vae.decode(z / self.config.vae.scaling_factor).sample.clamp(-1, 1)
+
+    def save_pretrained(self, folder: str | Path, *, dtype: torch.dtype | None = None) -> Path:
+        with atomic_folder(folder) as tmp:
+            (tmp / "config.json").write_text(json.dumps(
+                {"kind": KIND, "igr": self.config.to_dict(), "regression": self.regression.__dict__},
+                indent=2, sort_keys=True, default=list) + "\n")
+            for name in ("vae", "unet"):
+                state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
+                         for k, v in getattr(self, name).state_dict().items()}
+                save_file(state, str(tmp / f"{name}.safetensors"))
+        return Path(folder)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> RegressionModel:
+        folder = Path(folder)
+        data = json.loads((folder / "config.json").read_text())
+        if data.get("kind") != KIND:
+            raise ConfigError(f"{folder} is not a {KIND} folder")
+        model = cls(IGRConfig.from_dict(data["igr"]), _from_dict(RegressionConfig, data["regression"], "regression"))
+        for name in ("vae", "unet"):
+            getattr(model, name).load_state_dict(load_file(str(folder / f"{name}.safetensors")))
+        return model.float().eval()
