@@ -120,3 +120,9 @@ def test_regression_baseline_trains_on_the_vae_stage_vae_and_evaluates(tmp_path)
     assert eval_main(["--model", str(tmp_path / "base" / "final"), "--n", "2", "--batch", "2", "--boot", "10",
                       "--features", str(vae), "--out", str(tmp_path / "report")]) == 0
     assert json.loads((tmp_path / "report.json").read_text())["sampling"] == "one regression forward"
+
+
+def test_bf16_autocast_trains(tmp_path):
+    cfg = StageConfig.preset("coarse", "tiny", steps=2, checkpoint_every=0, mixed_precision="bf16")
+    result = Trainer(build_model("tiny", None, 0), cfg, tmp_path).run(progress=False)
+    assert result.step == 2 and torch.isfinite(torch.tensor(result.last_loss))
