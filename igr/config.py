@@ -86,6 +86,8 @@ class IGRConfig:
     beta_start: float = 0.00085
     beta_end: float = 0.012
     cond_dropout: float = 0.1          # both garment signals dropped together, for CFG
+    use_low: bool = True               # ablations: False cuts the GarmNet path (zero reference tokens)
+    use_high: bool = True              # ablations: False cuts the image-encoder path (zero image tokens)
     sampler: str = "ddim"              # ddim | dpmsolver++
     sample_steps: int = 20
     guidance_scale: float = 2.0

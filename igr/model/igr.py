@@ -187,6 +187,10 @@ class IGRModel(nn.Module):
         """Both garment signals from the person image (B, 3, H, W); a False keep flag drops that path."""
         with torch.no_grad():
             z = self.encode(person)                                        # (B, 4, h, w), VAE frozen
+        if not self.config.use_low:
+            keep_low = False
+        if not self.config.use_high:
+            keep_high = False
         reference = {k: _keep(keep_low, v) for k, v in self.garmnet(z).items()}
         tokens = _keep(keep_high, self.image_encoder(person))              # (B, N, D)
         return Conditioning(reference, tokens)

@@ -23,6 +23,26 @@ def _pair(text: str) -> tuple[int, int]:
     return int(h), int(w)
 
 
+def _overrides(items: list[str]) -> dict:
+    """FIELD=VALUE pairs, values parsed as JSON where they parse (numbers, null, lists), else strings."""
+    import dataclasses as dc
+
+    from .config import StageConfig
+
+    fields = {f.name for f in dc.fields(StageConfig)}
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(sorted(fields))}")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        out[key] = tuple(parsed) if isinstance(parsed, list) else parsed
+    return out
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m igr.train", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -38,6 +58,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    p.add_argument("--paths", choices=("both", "low", "high"), default=None,
+                   help="ablation: train with both garment extractors (default), GarmNet only, or the encoder only")
+    p.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
+                   help="override stage-config fields, e.g. --set low_res_fraction=0 timestep_power=1")
     p.add_argument("--sample-every", type=int, dest="sample_every")
     p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
     return p
@@ -52,7 +76,12 @@ def main(argv: list[str] | None = None) -> int:
                                              "checkpoint_every") if getattr(args, k) is not None}
     if args.bf16:
         changes["mixed_precision"] = "bf16"
-    cfg = StageConfig.preset(args.stage, args.preset, **changes)
+    try:
+        changes.update(_overrides(args.set))
+        cfg = StageConfig.preset(args.stage, args.preset, **changes)
+    except (ValueError, TypeError) as e:
+        print(f"python -m igr.train: error: {e}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     checkpoint = out / CHECKPOINT
     if args.resume and not (checkpoint / "trainer.json").is_file():
@@ -66,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m igr.train: note: stage {args.stage} without --init starts from random weights, "
               "so the VAE (and encoder) it relies on are untrained", file=sys.stderr)
     model = build_model(args.preset, args.init, cfg.seed, stage=args.stage)
+    if args.paths is not None:
+        model.config = model.config.replace(use_low=args.paths != "high", use_high=args.paths != "low")
     trainer = Trainer(model, cfg, out)
     if args.resume:
         trainer.load_checkpoint(checkpoint)

@@ -183,3 +183,11 @@ def test_config_round_trip_defaults_and_unknown_fields(tmp_path):
         IGRConfig.from_dict({**cfg.to_dict(), "wobble": 1})
     with pytest.raises(ConfigError, match="unknown preset"):
         IGRConfig.preset("huge")
+
+
+def test_an_ablated_path_never_reaches_the_output(tiny_model, person, other_person):
+    low_only = copy.deepcopy(tiny_model)
+    low_only.config = low_only.config.replace(use_high=False)
+    a, b = low_only.condition(person), low_only.condition(other_person)
+    assert a.image_tokens.abs().sum() == 0 and b.image_tokens.abs().sum() == 0
+    assert any(v.abs().sum() > 0 for v in a.reference.values())

@@ -126,3 +126,16 @@ def test_bf16_autocast_trains(tmp_path):
     cfg = StageConfig.preset("coarse", "tiny", steps=2, checkpoint_every=0, mixed_precision="bf16")
     result = Trainer(build_model("tiny", None, 0), cfg, tmp_path).run(progress=False)
     assert result.step == 2 and torch.isfinite(torch.tensor(result.last_loss))
+
+
+def test_ablation_flags_cut_a_path_and_override_the_recipe(tmp_path, capsys):
+    out = tmp_path / "low"
+    assert train_main(["--stage", "coarse", "--preset", "tiny", "--out", str(out), "--paths", "low",
+                       "--set", "low_res_fraction=0", "timestep_power=1"]) == 0
+    cfg = json.loads((out / "final" / "config.json").read_text())
+    assert cfg["use_low"] is True and cfg["use_high"] is False
+    stage = json.loads((out / "stage.json").read_text())["stage"]
+    assert stage["low_res_fraction"] == 0 and stage["timestep_power"] == 1
+    assert train_main(["--stage", "coarse", "--preset", "tiny", "--out", str(tmp_path / "x"),
+                       "--set", "wobble=1"]) == 2
+    assert "expected FIELD=VALUE" in capsys.readouterr().err
