@@ -34,6 +34,8 @@ class StageConfig:
     log_every: int = 10
     sample_every: int = 500
     checkpoint_every: int = 250
+    eval_every: int = 1000                    # val SSIM / PSNR in the log (diffusion and baseline stages)
+    eval_n: int = 16
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -60,7 +62,7 @@ class StageConfig:
         cfg = dict(base[stage])
         if preset == "tiny":
             cfg.update(steps=4, batch=2, warmup=1, size=(96, 64), low_res=(64, 32), workers=0,
-                       log_every=1, sample_every=0, checkpoint_every=2)
+                       log_every=1, sample_every=0, checkpoint_every=2, eval_every=0, eval_n=2)
             if stage == "vae":
                 cfg.update(crop=(32, 24))
         elif preset != "small":

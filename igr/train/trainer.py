@@ -270,6 +270,9 @@ class Trainer:
                     t_last = now
                     log.write(json.dumps(row) + "\n")
                     log.flush()
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.acc.is_main_process:
+                    log.write(json.dumps({"step": self.step, **self.validate()}) + "\n")
+                    log.flush()
                 if cfg.sample_every and self.step % cfg.sample_every == 0 and self.acc.is_main_process:
                     self.write_samples()
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
@@ -300,6 +303,26 @@ class Trainer:
             self.write_samples()
         plot_log(self.out / LOG, self.out / "loss.png")
         return model.save_pretrained(self.out / FINAL)
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mean val SSIM and PSNR of the EMA weights on `eval_n` val pairs at full size (for learning curves)."""
+        from ..eval import split_batches
+        from ..metrics import image_metrics
+        from ..pipeline import sample
+
+        if self.cfg.stage not in ("coarse", "hqft", "baseline"):
+            return {}
+
+        model = self.result_model().eval()
+        ssim, psnr = [], []
+        for person, garment, mask in split_batches("val", self.cfg.eval_n, self.cfg.size, 8):
+            person, garment, mask = (x.to(self.acc.device) for x in (person, garment, mask))
+            pred = model.restore(person) if self.cfg.stage == "baseline" else sample(model, person, seed=0)
+            m = image_metrics(pred.cpu(), garment.cpu(), mask.cpu())
+            ssim.append(m["ssim"]), psnr.append(m["psnr"])
+        self.model.train()
+        return {"val_ssim": float(torch.cat(ssim).mean()), "val_psnr": float(torch.cat(psnr).mean())}
 
     @torch.no_grad()
     def write_samples(self, n: int = 4) -> Path | None:
@@ -376,10 +399,11 @@ def _truncate_log(path: Path, step: int) -> None:
 
 
 def plot_log(log: Path, out: Path) -> Path | None:
-    """Loss (and the stage's metric) against steps, from the JSONL log."""
+    """Loss against steps, beside the stage's metric (PSNR for vae, top-1 for encoder, val SSIM otherwise)."""
     if not log.exists():
         return None
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    every = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    rows = [r for r in every if "loss" in r]
     if len(rows) < 2:
         return None
     import matplotlib
@@ -387,19 +411,20 @@ def plot_log(log: Path, out: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    metric = next((m for m in ("psnr", "top1") if m in rows[0]), "val_ssim")
+    curve = [(r["step"], r[metric]) for r in every if metric in r]
     steps = np.array([r["step"] for r in rows])
     loss = np.array([r["loss"] for r in rows])
     k = max(1, len(loss) // 50)
     smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
-    extra = next((m for m in ("psnr", "top1") if m in rows[0]), None)
-    fig, axes = plt.subplots(1, 2 if extra else 1, figsize=(10 if extra else 6, 3.5), squeeze=False)
+    fig, axes = plt.subplots(1, 2 if curve else 1, figsize=(10 if curve else 6, 3.5), squeeze=False)
     ax = axes[0, 0]
     ax.plot(steps, loss, alpha=0.3, lw=0.8, label="loss")
     ax.plot(steps[k - 1:], smooth, lw=1.5, label=f"mean of {k}")
     ax.set_xlabel("step"), ax.set_ylabel("loss"), ax.set_yscale("log"), ax.legend(), ax.grid(alpha=0.3)
-    if extra:
-        axes[0, 1].plot(steps, [r[extra] for r in rows], lw=1)
-        axes[0, 1].set_xlabel("step"), axes[0, 1].set_ylabel(extra), axes[0, 1].grid(alpha=0.3)
+    if curve:
+        axes[0, 1].plot(*zip(*curve), lw=1, marker="." if metric == "val_ssim" else None)
+        axes[0, 1].set_xlabel("step"), axes[0, 1].set_ylabel(metric), axes[0, 1].grid(alpha=0.3)
     fig.suptitle(log.parent.name)
     fig.tight_layout()
     tmp = out.with_name(f".{out.name}.tmp.png")

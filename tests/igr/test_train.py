@@ -123,19 +123,24 @@ def test_regression_baseline_trains_on_the_vae_stage_vae_and_evaluates(tmp_path)
 
 
 def test_bf16_autocast_trains(tmp_path):
-    cfg = StageConfig.preset("coarse", "tiny", steps=2, checkpoint_every=0, mixed_precision="bf16")
-    result = Trainer(build_model("tiny", None, 0), cfg, tmp_path).run(progress=False)
-    assert result.step == 2 and torch.isfinite(torch.tensor(result.last_loss))
+    # its own process: accelerate keeps one mixed-precision setting per process
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run([sys.executable, "-m", "igr.train", "--stage", "coarse", "--preset", "tiny", "--bf16",
+                          "--steps", "2", "--out", str(tmp_path)], capture_output=True, text=True, cwd=root)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads((tmp_path / "stage.json").read_text())["stage"]["mixed_precision"] == "bf16"
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert len(losses) == 2 and all(torch.isfinite(torch.tensor(x)) for x in losses)
 
 
-def test_ablation_flags_cut_a_path_and_override_the_recipe(tmp_path, capsys):
-    out = tmp_path / "low"
-    assert train_main(["--stage", "coarse", "--preset", "tiny", "--out", str(out), "--paths", "low",
-                       "--set", "low_res_fraction=0", "timestep_power=1"]) == 0
-    cfg = json.loads((out / "final" / "config.json").read_text())
-    assert cfg["use_low"] is True and cfg["use_high"] is False
-    stage = json.loads((out / "stage.json").read_text())["stage"]
-    assert stage["low_res_fraction"] == 0 and stage["timestep_power"] == 1
-    assert train_main(["--stage", "coarse", "--preset", "tiny", "--out", str(tmp_path / "x"),
-                       "--set", "wobble=1"]) == 2
-    assert "expected FIELD=VALUE" in capsys.readouterr().err
+def test_validation_rows_feed_the_learning_curve(tmp_path):
+    cfg = StageConfig.preset("coarse", "tiny", steps=2, eval_every=1, checkpoint_every=2)
+    Trainer(build_model("tiny", None, 0), cfg, tmp_path).run(progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    val = [r for r in rows if "val_ssim" in r]
+    assert [r["step"] for r in val] == [1, 2] and all(-1 <= r["val_ssim"] <= 1 for r in val)
+    assert (tmp_path / "loss.png").stat().st_size > 1000
