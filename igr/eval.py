@@ -16,7 +16,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .metrics import PER_SAMPLE, GarmentFeatures, image_metrics, summarize
+from .metrics import (PER_SAMPLE, GarmentFeatures, OnnxMetric, bootstrap, bootstrap_fd, frechet_distance,
+                      image_metrics, kernel_distance, parse_metric_files, summarize)
 
 
 def split_batches(split: str, n: int, size: tuple[int, int], batch: int):
@@ -32,23 +33,47 @@ def split_batches(split: str, n: int, size: tuple[int, int], batch: int):
 @torch.no_grad()
 def evaluate(restore: Callable[[torch.Tensor], torch.Tensor], features: GarmentFeatures, *, split: str = "test",
              n: int = 256, size: tuple[int, int] = (256, 192), batch: int = 16, boot: int = 1000,
-             progress: bool = True) -> dict:
-    """Run `restore` (person in [-1, 1] -> garment in [-1, 1]) over the split and summarize the metrics."""
+             extra: list[OnnxMetric] = (), progress: bool = True) -> dict:
+    """Run `restore` (person in [-1, 1] -> garment in [-1, 1]) over the split and summarize the metrics.
+
+    `extra`: metrics from user-supplied ONNX files (LPIPS, DISTS, Inception-FID...), reported under their names.
+    The result keeps each per-sample value under "per_sample" so that two runs can be compared pairwise.
+    """
     from tqdm.auto import tqdm
 
-    per: dict[str, list[np.ndarray]] = {k: [] for k in PER_SAMPLE}
+    pairwise = [m for m in extra if m.kind == "pairwise"]
+    embedding = [m for m in extra if m.kind == "embedding"]
+    per: dict[str, list[np.ndarray]] = {k: [] for k in (*PER_SAMPLE, *(m.name for m in pairwise))}
     real, fake = [], []
+    ext_real: dict[str, list[torch.Tensor]] = {m.name: [] for m in embedding}
+    ext_fake: dict[str, list[torch.Tensor]] = {m.name: [] for m in embedding}
     t0 = time.perf_counter()
     for person, garment, mask in tqdm(split_batches(split, n, size, batch), total=-(-n // batch),
                                       desc=f"eval {split}", disable=not progress):
         pred = restore(person)
         for k, v in image_metrics(pred, garment, mask).items():
             per[k].append(v.numpy())
+        for m in pairwise:
+            per[m.name].append(m.distance(pred, garment))
+        for m in embedding:
+            ext_real[m.name].append(m.embed(garment))
+            ext_fake[m.name].append(m.embed(pred))
         real.append(features(garment))
         fake.append(features(pred))
     seconds = time.perf_counter() - t0
-    result = summarize({k: np.concatenate(v) for k, v in per.items()}, torch.cat(real), torch.cat(fake), boot=boot)
+    values = {k: np.concatenate(v) for k, v in per.items()}
+    result = summarize({k: values[k] for k in PER_SAMPLE}, torch.cat(real), torch.cat(fake), boot=boot)
+    for m in pairwise:
+        v = values[m.name]
+        result[m.name] = {"mean": float(v.mean()), "ci95": bootstrap(v, n=boot), "source": m.path}
+    for m in embedding:
+        r, f = torch.cat(ext_real[m.name]), torch.cat(ext_fake[m.name])
+        kid_mean, kid_std = kernel_distance(r, f)
+        result[f"fd_{m.name}"] = {"mean": frechet_distance(r, f), "ci95": bootstrap_fd(r, f, n=max(20, boot // 5)),
+                                  "space": f"embeddings of {m.path}"}
+        result[f"kid_{m.name}"] = {"mean": kid_mean, "std": kid_std, "space": f"embeddings of {m.path}"}
     result["seconds_per_image"] = seconds / n
+    result["per_sample"] = {k: [round(float(x), 6) for x in v] for k, v in values.items()}
     return result
 
 
@@ -61,6 +86,12 @@ def markdown(report: dict) -> str:
     rows = [f"| {k} | {m[k]['mean']:.4f} | [{m[k]['ci95'][0]:.4f}, {m[k]['ci95'][1]:.4f}] |"
             for k in (*PER_SAMPLE, "fd")]
     rows.append(f"| kid | {m['kid']['mean']:.5f} | ± {m['kid']['std']:.5f} (std over subsets) |")
+    for k, v in m.items():
+        if k.startswith("kid_"):
+            rows.append(f"| {k} | {v['mean']:.5f} | ± {v['std']:.5f} (std over subsets) |")
+        elif isinstance(v, dict) and "ci95" in v and k not in (*PER_SAMPLE, "fd"):
+            rows.append(f"| {k} (from {v.get('source', v.get('space'))}) | {v['mean']:.4f} | "
+                        f"[{v['ci95'][0]:.4f}, {v['ci95'][1]:.4f}] |")
     return "\n".join([
         f"# Evaluation: {report['model']}",
         "",
@@ -89,10 +120,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--metric", action="append", default=[], metavar="NAME=PATH.onnx",
+                   help="an extra metric from a local ONNX file: two inputs (LPIPS, DISTS: per-sample distance) "
+                        "or one (Inception, CLIP: features for FD_NAME and KID_NAME); images float32 NCHW in [0, 1]")
     p.add_argument("--out", required=True, help="output path without suffix: writes OUT.json and OUT.md")
     args = p.parse_args(argv)
     if args.n < 2:
         p.error("--n must be at least 2 (FD and KID need two samples)")
+    try:
+        extra = parse_metric_files(args.metric)
+    except ValueError as e:
+        p.error(str(e))
 
     from .baseline import KIND, RegressionModel
     from .model import IGRModel
@@ -117,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         return sample(model, person, steps=steps, guidance_scale=scale, sampler=sampler, seed=args.seed)
 
     metrics = evaluate(restore, features, split=args.split, n=args.n, size=(cfg.height, cfg.width),
-                       batch=args.batch, boot=args.boot)
+                       batch=args.batch, boot=args.boot, extra=extra)
     report = {
         "model": str(model_dir), "split": args.split, "n": args.n,
         "sampling": "one regression forward" if baseline else

@@ -2,8 +2,8 @@
 torchmetrics, and a Fréchet distance / KID in the embedding space of our own garment encoder.
 
 The Fréchet distance here is *not* Inception-FID: its features come from IGR's contrastively trained
-image encoder (`FD_garm`). Inception-FID, LPIPS and DISTS need pretrained weights that this project
-cannot download.
+image encoder (`FD_garm`). Inception-FID, CLIP-FID, LPIPS and DISTS need pretrained weights that this
+project cannot download: `OnnxMetric` runs them from local ONNX files the user passes (`--metric`).
 """
 from __future__ import annotations
 
@@ -117,3 +117,58 @@ def summarize(per_sample: dict[str, np.ndarray], real: torch.Tensor, fake: torch
     kid_mean, kid_std = kernel_distance(real, fake)
     out["kid"] = {"mean": kid_mean, "std": kid_std, "space": "IGR image-encoder embeddings"}
     return out
+
+
+class OnnxMetric:
+    """A metric whose network the user supplies as a local ONNX file (LPIPS, DISTS, Inception, CLIP...).
+
+    Their weights cannot be downloaded here, so `igr.eval` takes them as files and runs them with
+    ONNX Runtime (no pickle). Two kinds, told apart by the graph's inputs:
+    - *pairwise* (two inputs, e.g. LPIPS, DISTS): images `a`, `b` float32 (N, 3, H, W) in [0, 1]
+      -> one distance per sample (N,) or (N, 1, 1, 1); lower is better;
+    - *embedding* (one input, e.g. Inception pool3 for FID, a CLIP image tower for CLIP-FID): images
+      float32 (N, 3, H, W) in [0, 1] -> features (N, D); FD and KID are computed on them.
+    Resizing and normalization to the network's own convention belong inside the graph.
+    """
+
+    def __init__(self, name: str, path: str) -> None:
+        import onnxruntime as ort
+
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"metric name {name!r}: use letters, digits and '_'")
+        try:
+            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise ValueError(f"{name}: cannot load ONNX file {path}: {e}".splitlines()[0]) from None
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        if len(self.inputs) not in (1, 2):
+            raise ValueError(f"{name}: {path} has {len(self.inputs)} inputs; expected 1 (embedding) or 2 (pairwise)")
+        self.name, self.path = name, str(path)
+        self.kind = "pairwise" if len(self.inputs) == 2 else "embedding"
+
+    def _run(self, *images: torch.Tensor) -> np.ndarray:
+        feeds = {k: ((x.float().clamp(-1, 1) + 1) / 2).numpy() for k, x in zip(self.inputs, images)}
+        return self.session.run(None, feeds)[0]
+
+    def distance(self, pred: torch.Tensor, target: torch.Tensor) -> np.ndarray:
+        """Per-sample distance (pairwise kind) of images in [-1, 1]."""
+        out = self._run(pred, target)
+        return out.reshape(len(pred), -1).mean(1).astype(np.float64)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Features (N, D) (embedding kind) of images in [-1, 1]."""
+        return torch.from_numpy(self._run(images).reshape(len(images), -1).astype(np.float64))
+
+
+def parse_metric_files(specs: list[str]) -> list[OnnxMetric]:
+    """`NAME=PATH.onnx` strings (the --metric option) -> loaded metrics; a bad spec raises ValueError."""
+    metrics = []
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--metric {spec!r}: expected NAME=PATH.onnx, e.g. lpips=weights/lpips_alex.onnx")
+        metrics.append(OnnxMetric(name, path))
+    names = [m.name for m in metrics]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--metric names repeat: {names}")
+    return metrics

@@ -64,3 +64,62 @@ def test_eval_cli_writes_json_and_markdown(tiny_model, tmp_path):
     for k in ("ssim", "ms_ssim", "psnr", "ssim_mask", "psnr_mask", "fd", "kid"):
         assert np.isfinite(report["metrics"][k]["mean"]), k
     assert report["n"] == 4 and "not Inception" in (tmp_path / "report" / "tiny.md").read_text()
+
+
+def _onnx_file(path, pairwise: bool):
+    """A stand-in for LPIPS (pairwise: mean squared difference) or Inception (embedding: channel means).
+
+    The real networks' weights cannot be downloaded here; these graphs test the mechanics of the
+    --metric path (loading, feeding [0, 1] images, reporting), not those networks' numbers.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    img = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 3, "H", "W"])
+    if pairwise:
+        nodes = [helper.make_node("Sub", ["a", "b"], ["d"]), helper.make_node("Mul", ["d", "d"], ["sq"]),
+                 helper.make_node("ReduceMean", ["sq"], ["dist"], axes=[1, 2, 3], keepdims=0)]
+        graph = helper.make_graph(nodes, "pair", [img("a"), img("b")],
+                                  [helper.make_tensor_value_info("dist", TensorProto.FLOAT, ["N"])])
+    else:
+        nodes = [helper.make_node("GlobalAveragePool", ["x"], ["p"]), helper.make_node("Flatten", ["p"], ["feat"])]
+        graph = helper.make_graph(nodes, "emb", [img("x")],
+                                  [helper.make_tensor_value_info("feat", TensorProto.FLOAT, ["N", 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(model, path)
+    return str(path)
+
+
+def test_metrics_from_local_onnx_files(tmp_path):
+    from igr.metrics import OnnxMetric
+
+    pair = OnnxMetric("lpips", _onnx_file(tmp_path / "pair.onnx", True))
+    emb = OnnxMetric("inception", _onnx_file(tmp_path / "emb.onnx", False))
+    assert (pair.kind, emb.kind) == ("pairwise", "embedding")
+    x, y = _images(0), _images(1)
+    assert np.allclose(pair.distance(x, x), 0) and (pair.distance(x, y) > 0.05).all()
+    # the graph sees [0, 1] images: the channel means of a [-1, 1] image map to (mean + 1) / 2
+    assert torch.allclose(emb.embed(x), ((x.mean((2, 3)) + 1) / 2).double(), atol=1e-5)
+
+
+def test_eval_cli_reports_user_supplied_metrics(tiny_model, tmp_path):
+    folder = tiny_model.save_pretrained(tmp_path / "model")
+    pair, emb = _onnx_file(tmp_path / "pair.onnx", True), _onnx_file(tmp_path / "emb.onnx", False)
+    out = tmp_path / "report" / "tiny"
+    assert eval_main(["--model", str(folder), "--n", "4", "--batch", "2", "--steps", "1", "--boot", "20",
+                      "--metric", f"lpips={pair}", "--metric", f"inception={emb}", "--out", str(out)]) == 0
+    m = json.loads(out.with_suffix(".json").read_text())["metrics"]
+    assert m["lpips"]["mean"] > 0 and m["lpips"]["ci95"][0] <= m["lpips"]["mean"] <= m["lpips"]["ci95"][1]
+    assert np.isfinite(m["fd_inception"]["mean"]) and np.isfinite(m["kid_inception"]["mean"])
+    assert len(m["per_sample"]["ssim"]) == 4 and len(m["per_sample"]["lpips"]) == 4
+    md = out.with_suffix(".md").read_text()
+    assert "lpips" in md and "fd_inception" in md
+
+
+@pytest.mark.parametrize("spec, says", [("lpips", "NAME=PATH"), ("lpips=/nonexistent.onnx", "cannot load")])
+def test_eval_cli_refuses_a_bad_metric_file(tiny_model, tmp_path, capsys, spec, says):
+    folder = tiny_model.save_pretrained(tmp_path / "model")
+    with pytest.raises(SystemExit) as e:
+        eval_main(["--model", str(folder), "--n", "4", "--metric", spec, "--out", str(tmp_path / "r")])
+    assert e.value.code == 2 and says in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
