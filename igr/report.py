@@ -1,0 +1,260 @@
+"""`python -m igr.report --evals reports/eval --out reports/teacher`: the teacher's report from its evaluations.
+
+Reads the JSON that `python -m igr.eval` wrote for the teacher, the baseline and each ablation (same test
+items, same order), the guidance sweep and the training logs; writes OUT.json, OUT.md, a learning-curve
+plot and a sample grid (person | teacher | ground truth | baseline). Differences between two models are
+paired: a bootstrap over the test items of the mean per-item difference.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .metrics import bootstrap
+
+ABLATIONS = {  # name -> (eval file stem, what it is)
+    "both": ("abl-both", "both garment paths (GarmNet + image encoder), coarse stage"),
+    "low_only": ("abl-low", "low-level path only (GarmNet), coarse stage"),
+    "high_only": ("abl-high", "high-level path only (image encoder), coarse stage"),
+    "coarse_to_fine": ("abl-c2f", "coarse stage, then high-quality fine-tuning"),
+    "single_stage": ("abl-single", "one stage of the same total steps: full size, uniform timesteps, all pairs"),
+}
+SUMMARY = ("ssim", "ms_ssim", "psnr", "ssim_mask", "psnr_mask", "fd", "kid")
+
+
+def row(report: dict) -> dict:
+    """The figures one evaluation contributes: means, intervals, n, sampling."""
+    m = report["metrics"]
+    out = {"n": report["n"], "sampling": report["sampling"]}
+    for k in SUMMARY:
+        out[k] = m[k]["mean"]
+        if "ci95" in m[k]:
+            out[f"{k}_ci95"] = m[k]["ci95"]
+    return out
+
+
+def paired(a: dict, b: dict, key: str = "ssim", boot: int = 2000) -> dict:
+    """Mean of a − b over the same test items with its 95% bootstrap interval, and what it shows."""
+    x, y = np.asarray(a["metrics"]["per_sample"][key]), np.asarray(b["metrics"]["per_sample"][key])
+    if len(x) != len(y):
+        raise ValueError(f"paired comparison needs the same test items: n = {len(x)} vs {len(y)}")
+    d = x - y
+    lo, hi = bootstrap(d, n=boot)
+    verdict = "a better" if lo > 0 else "b better" if hi < 0 else "no difference shown"
+    return {"mean": float(d.mean()), "ci95": [lo, hi], "verdict": verdict}
+
+
+def fd_compare(a: dict, b: dict) -> dict:
+    """FD_garm of a and b with their intervals; 'a better' only when the intervals do not overlap."""
+    fa, fb = a["metrics"]["fd"], b["metrics"]["fd"]
+    verdict = ("a better" if fa["ci95"][1] < fb["ci95"][0] else
+               "b better" if fb["ci95"][1] < fa["ci95"][0] else "intervals overlap")
+    return {"a": fa["mean"], "b": fb["mean"], "a_ci95": fa["ci95"], "b_ci95": fb["ci95"], "verdict": verdict}
+
+
+def training_summary(runs: Path) -> dict:
+    """Steps, wall time and final val figures of each stage from its log.jsonl."""
+    out = {}
+    for log in sorted(runs.glob("*/log.jsonl")):
+        rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        steps = [r for r in rows if "loss" in r]
+        vals = [r for r in rows if "val_ssim" in r]
+        if not steps:
+            continue
+        out[log.parent.name] = {
+            "steps": steps[-1]["step"],
+            "hours": round(float(np.mean([r.get("sec_per_step", 0) for r in steps])) * steps[-1]["step"] / 3600, 3),
+            **({"val_ssim": vals[-1]["val_ssim"], "val_psnr": vals[-1]["val_psnr"]} if vals else {}),
+        }
+    return out
+
+
+def plot_curves(runs: Path, out: Path) -> Path | None:
+    """Val SSIM against training step: the teacher's stages end to end beside the regression baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def vals(name: str) -> list[dict]:
+        log = runs / name / "log.jsonl"
+        if not log.is_file():
+            return []
+        return [r for r in map(json.loads, log.read_text().splitlines()) if "val_ssim" in r]
+
+    coarse, hqft, base = vals("coarse"), vals("hqft"), vals("baseline")
+    if not (coarse or base):
+        return None
+    offset = max((r["step"] for r in coarse), default=0)
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    teacher = [(r["step"], r["val_ssim"]) for r in coarse] + [(offset + r["step"], r["val_ssim"]) for r in hqft]
+    if teacher:
+        ax.plot(*zip(*teacher), marker="o", label="IGR teacher (coarse, then hqft)")
+    if base:
+        ax.plot([r["step"] for r in base], [r["val_ssim"] for r in base], marker="s", label="regression baseline")
+    if hqft:
+        ax.axvline(offset, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("training step (batch 16)"), ax.set_ylabel("val SSIM (16 pairs)")
+    ax.grid(alpha=0.3), ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def sample_grid(teacher_dir: Path, baseline_dir: Path, out: Path, n: int = 6) -> Path:
+    """person | teacher | ground truth | baseline for the first `n` test pairs."""
+    import torch
+
+    from .baseline import RegressionModel
+    from .eval import split_batches
+    from .images import contact_sheet, save_png, to_uint8
+    from .model import IGRModel
+    from .pipeline import sample
+
+    teacher = IGRModel.from_pretrained(teacher_dir).eval()
+    base = RegressionModel.from_pretrained(baseline_dir).eval()
+    cfg = teacher.config
+    person, garment, _ = next(split_batches("test", n, (cfg.height, cfg.width), n))
+    with torch.no_grad():
+        restored = sample(teacher, person, steps=cfg.sample_steps, guidance_scale=cfg.guidance_scale,
+                          sampler=cfg.sampler, seed=0, progress=False)
+        regressed = base.restore(person)
+    cols = [to_uint8(x) for x in (person, restored, garment, regressed)]
+    sheet = contact_sheet(list(zip(*cols)), title=f"test split: person | teacher ({cfg.sampler}, {cfg.sample_steps} "
+                          f"steps, guidance {cfg.guidance_scale:g}) | ground truth | regression baseline")
+    return save_png(sheet, out)
+
+
+def verdict_text(v: str, a: str, b: str) -> str:
+    return {"a better": f"{a} better", "b better": f"{b} better"}.get(v, v)
+
+
+def markdown(rep: dict) -> str:
+    def line(name: str, r: dict) -> str:
+        return (f"| {name} | {r['ssim']:.4f} [{r['ssim_ci95'][0]:.4f}, {r['ssim_ci95'][1]:.4f}] | {r['ms_ssim']:.4f} | "
+                f"{r['psnr']:.2f} | {r['ssim_mask']:.4f} | {r['psnr_mask']:.2f} | "
+                f"{r['fd']:.3f} [{r['fd_ci95'][0]:.3f}, {r['fd_ci95'][1]:.3f}] | {r['kid']:.4f} |")
+
+    head = ["| model | SSIM [95% CI] | MS-SSIM | PSNR | SSIM mask | PSNR mask | FD_garm [95% CI] | KID |",
+            "|---|---|---|---|---|---|---|---|"]
+    g = rep["guidance"]
+    lines = [
+        "# Small IGR teacher: test-split report",
+        "",
+        f"Test split of SynthGarment, n = {rep['test']['n']} pairs, the same pairs for every row. Teacher sampling: "
+        f"{g['sampler']}, {g['steps']} steps, guidance {g['scale']:g} (chosen on the val split by `python -m igr.sweep`). "
+        "FD_garm and KID are in the embedding space of IGR's own contrastive garment encoder, "
+        "not Inception. Intervals: 95% bootstrap over test pairs.",
+        "",
+        *head, line("IGR teacher", rep["test"]), line("regression baseline", rep["baseline"]),
+        "",
+        "## Targets",
+        "",
+    ]
+    t = rep["targets"]
+    lines += [f"- FD_garm below the baseline's: **{'met' if t['fd_beats_baseline'] else 'missed'}** "
+              f"({rep['test']['fd']:.3f} vs {rep['baseline']['fd']:.3f}; intervals: "
+              f"{verdict_text(t['fd_compare']['verdict'], 'teacher', 'baseline')}).",
+              f"- SSIM within 0.02 of the baseline or better: **{'met' if t['ssim_within_0.02'] else 'missed'}** "
+              f"(teacher − baseline = {t['ssim_diff']['mean']:+.4f}, paired 95% CI "
+              f"[{t['ssim_diff']['ci95'][0]:+.4f}, {t['ssim_diff']['ci95'][1]:+.4f}]).", ""]
+    if rep.get("ablations"):
+        lines += ["## Ablations (equal step budgets, same seeds)", "", *head]
+        lines += [line(f"{k}: {ABLATIONS[k][1]}", r) for k, r in rep["ablations"].items()]
+        lines += ["", "| claim | comparison | SSIM difference, paired [95% CI] | verdict | FD_garm | holds? |",
+                  "|---|---|---|---|---|---|"]
+        for name, c in rep["claims"].items():
+            for comp in c["comparisons"]:
+                s, f = comp["ssim"], comp["fd"]
+                lines.append(f"| {name} | {comp['a']} − {comp['b']} | {s['mean']:+.4f} [{s['ci95'][0]:+.4f}, "
+                             f"{s['ci95'][1]:+.4f}] | {verdict_text(s['verdict'], comp['a'], comp['b'])} | "
+                             f"{f['a']:.3f} vs {f['b']:.3f} ({verdict_text(f['verdict'], comp['a'], comp['b'])}) "
+                             f"| {c['holds']} |")
+        lines.append("")
+    if rep.get("training"):
+        lines += ["## Training", "", "| run | steps | hours (this CPU) | last val SSIM |", "|---|---|---|---|"]
+        lines += [f"| {k} | {v['steps']} | {v['hours']:.2f} | {v.get('val_ssim', float('nan')):.4f} |"
+                  for k, v in rep["training"].items()]
+        lines.append("")
+    lines += ["## Figures", ""]
+    lines += [f"![{k}]({Path(p).name})" for k, p in rep.get("figures", {}).items()]
+    lines += ["", "Made by: `" + rep["command"] + "`", ""]
+    return "\n".join(lines)
+
+
+def build(evals: Path, sweep: Path | None, runs: Path | None) -> dict:
+    def load(stem: str) -> dict | None:
+        path = evals / f"{stem}.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    teacher, base = load("teacher"), load("baseline")
+    if teacher is None or base is None:
+        raise FileNotFoundError(f"{evals} needs teacher.json and baseline.json (python -m igr.eval --out ...)")
+    cfg = teacher["sampling"]
+    rep = {
+        "test": row(teacher), "baseline": row(base),
+        "guidance": {"scale": cfg["guidance"], "steps": cfg["steps"], "sampler": cfg["sampler"]},
+    }
+    ssim_diff = paired(teacher, base)
+    fd = fd_compare(teacher, base)
+    rep["targets"] = {"fd_beats_baseline": rep["test"]["fd"] < rep["baseline"]["fd"], "fd_compare": fd,
+                      "ssim_within_0.02": ssim_diff["mean"] >= -0.02, "ssim_diff": ssim_diff}
+    if sweep is not None and sweep.is_file():
+        rep["guidance"]["sweep"] = json.loads(sweep.read_text())
+    abl = {k: load(stem) for k, (stem, _) in ABLATIONS.items()}
+    rep["ablations"] = {k: row(v) for k, v in abl.items() if v is not None}
+
+    def claim(pairs: list[tuple[str, str]]) -> dict | None:
+        if any(abl[a] is None or abl[b] is None for a, b in pairs):
+            return None
+        comps = [{"a": a, "b": b, "ssim": paired(abl[a], abl[b]), "fd": fd_compare(abl[a], abl[b])} for a, b in pairs]
+        wins = [c["ssim"]["verdict"] == "a better" or c["fd"]["verdict"] == "a better" for c in comps]
+        losses = [c["ssim"]["verdict"] == "b better" or c["fd"]["verdict"] == "b better" for c in comps]
+        holds = "yes" if all(wins) and not any(losses) else "no (reversed)" if all(losses) else "not shown"
+        return {"comparisons": comps, "holds": holds}
+
+    claims = {"both paths beat either alone": claim([("both", "low_only"), ("both", "high_only")]),
+              "coarse-to-fine beats single stage": claim([("coarse_to_fine", "single_stage")])}
+    rep["claims"] = {k: v for k, v in claims.items() if v is not None}
+    if runs is not None and runs.is_dir():
+        rep["training"] = training_summary(runs)
+    return rep
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m igr.report", description=__doc__.splitlines()[0])
+    p.add_argument("--evals", required=True, help="folder of igr.eval JSON: teacher, baseline, abl-*")
+    p.add_argument("--sweep", help="the guidance sweep's JSON")
+    p.add_argument("--runs", help="training runs folder (logs for the training table and curves)")
+    p.add_argument("--teacher", help="teacher model folder, for the sample grid")
+    p.add_argument("--baseline", help="baseline model folder, for the sample grid")
+    p.add_argument("--grid-n", type=int, default=6)
+    p.add_argument("--out", required=True, help="writes OUT.json, OUT.md, OUT-grid.png, OUT-curves.png")
+    args = p.parse_args(argv)
+    try:
+        rep = build(Path(args.evals), Path(args.sweep) if args.sweep else None,
+                    Path(args.runs) if args.runs else None)
+    except (FileNotFoundError, ValueError) as e:
+        p.error(str(e))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rep["figures"] = {}
+    if args.runs and (curves := plot_curves(Path(args.runs), out.parent / f"{out.name}-curves.png")):
+        rep["figures"]["learning curves"] = str(curves)
+    if args.teacher and args.baseline:
+        rep["figures"]["test samples"] = str(sample_grid(Path(args.teacher), Path(args.baseline),
+                                                         out.parent / f"{out.name}-grid.png", args.grid_n))
+    rep["command"] = "python -m igr.report " + " ".join(argv if argv is not None else sys.argv[1:])
+    out.with_suffix(".json").write_text(json.dumps(rep, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(rep))
+    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

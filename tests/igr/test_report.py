@@ -1,0 +1,59 @@
+"""The teacher report compares models pairwise over the same test items and says plainly what holds."""
+import json
+
+import numpy as np
+import pytest
+
+from igr.report import main as report_main, paired
+
+
+def _eval(path, ssim, fd, fd_ci, sampling=None):
+    """An igr.eval JSON with the given per-item SSIM values and FD_garm figure."""
+    ssim = np.asarray(ssim, dtype=float)
+    m = {k: {"mean": float(ssim.mean()), "ci95": [float(ssim.min()), float(ssim.max())]}
+         for k in ("ssim", "ms_ssim", "psnr", "ssim_mask", "psnr_mask")}
+    m["fd"] = {"mean": fd, "ci95": fd_ci}
+    m["kid"] = {"mean": 0.01, "std": 0.001}
+    m["per_sample"] = {"ssim": ssim.tolist()}
+    path.write_text(json.dumps({"n": len(ssim), "metrics": m, "sampling": sampling or "one regression forward"}))
+
+
+def test_paired_difference_sees_a_consistent_small_gain_and_not_noise():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.3, 0.9, 200)      # items differ a lot from one another...
+    a = {"metrics": {"per_sample": {"ssim": (base + 0.01).tolist()}}}
+    b = {"metrics": {"per_sample": {"ssim": base.tolist()}}}
+    noise = {"metrics": {"per_sample": {"ssim": (base + rng.normal(0, 0.05, 200)).tolist()}}}
+    assert paired(a, b)["verdict"] == "a better"          # ...but the paired gain is the same on each
+    assert paired(b, a)["verdict"] == "b better"
+    assert paired(noise, b)["verdict"] == "no difference shown"
+
+
+def test_report_states_targets_and_claims(tmp_path):
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.4, 0.8, 64)
+    sampling = {"sampler": "ddim", "steps": 20, "guidance": 2.0, "seed": 0}
+    _eval(tmp_path / "teacher.json", base - 0.01, 3.0, [2.5, 3.5], sampling)
+    _eval(tmp_path / "baseline.json", base, 6.0, [5.5, 6.5])
+    _eval(tmp_path / "abl-both.json", base + 0.05, 4.0, [3.5, 4.5], sampling)
+    _eval(tmp_path / "abl-low.json", base, 5.0, [4.5, 5.5], sampling)
+    _eval(tmp_path / "abl-high.json", base + 0.05 + rng.normal(0, 0.05, 64), 4.2, [3.5, 4.9], sampling)
+    _eval(tmp_path / "abl-c2f.json", base - 0.05, 4.0, [3.5, 4.5], sampling)
+    _eval(tmp_path / "abl-single.json", base, 4.0, [3.5, 4.5], sampling)
+    assert report_main(["--evals", str(tmp_path), "--out", str(tmp_path / "out" / "teacher")]) == 0
+    rep = json.loads((tmp_path / "out" / "teacher.json").read_text())
+    assert rep["test"]["ssim"] == pytest.approx(base.mean() - 0.01) and rep["baseline"]["fd"] == 6.0
+    assert rep["targets"]["fd_beats_baseline"] and rep["targets"]["ssim_within_0.02"]
+    assert rep["guidance"] == {"scale": 2.0, "steps": 20, "sampler": "ddim"}
+    assert set(rep["ablations"]) == {"both", "low_only", "high_only", "coarse_to_fine", "single_stage"}
+    # both beats low clearly, but not high (noise): the claim is not shown; c2f loses: reversed
+    assert rep["claims"]["both paths beat either alone"]["holds"] == "not shown"
+    assert rep["claims"]["coarse-to-fine beats single stage"]["holds"] == "no (reversed)"
+    md = (tmp_path / "out" / "teacher.md").read_text()
+    assert "**met**" in md and "not Inception" in md and "not shown" in md
+
+
+def test_report_needs_the_teacher_and_baseline_evaluations(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        report_main(["--evals", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert e.value.code == 2 and "teacher.json" in capsys.readouterr().err
