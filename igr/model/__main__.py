@@ -1,4 +1,8 @@
-"""`python -m igr.model summary --preset small`: parameters per component and one denoiser forward's time."""
+"""`python -m igr.model summary --preset small`: parameters per component and one denoiser forward's time.
+
+`python -m igr.model pack --from runs/hqft/final --out models/teacher-small`: the model folder as fp16
+safetensors + config.json (what ships), written atomically; refuses to replace a folder without --overwrite.
+"""
 from __future__ import annotations
 
 import argparse
@@ -41,6 +45,27 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pack(args: argparse.Namespace) -> int:
+    import torch
+    from pathlib import Path
+
+    from . import IGRModel
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        print(f"python -m igr.model pack: {out} exists (pass --overwrite to replace it)", file=sys.stderr)
+        return 2
+    try:
+        model = IGRModel.from_pretrained(args.source)
+    except FileNotFoundError as e:
+        print(f"python -m igr.model pack: {e}", file=sys.stderr)
+        return 2
+    model.save_pretrained(out, dtype={"fp16": torch.float16, "fp32": None}[args.dtype])
+    size = sum(f.stat().st_size for f in out.iterdir())
+    print(f"wrote {out}: {size / 2**20:.1f} MiB ({args.dtype})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m igr.model")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -51,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=cmd_summary)
+    p = sub.add_parser("pack", help="write a model folder as fp16 safetensors for shipping")
+    p.add_argument("--from", dest="source", required=True, help="model folder (e.g. runs/hqft/final)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_pack)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -191,3 +191,17 @@ def test_an_ablated_path_never_reaches_the_output(tiny_model, person, other_pers
     a, b = low_only.condition(person), low_only.condition(other_person)
     assert a.image_tokens.abs().sum() == 0 and b.image_tokens.abs().sum() == 0
     assert any(v.abs().sum() > 0 for v in a.reference.values())
+
+
+def test_pack_writes_fp16_and_refuses_to_clobber(tiny_model, tmp_path, capsys):
+    from igr.model.__main__ import main as model_main
+
+    src = tiny_model.save_pretrained(tmp_path / "run")
+    assert model_main(["pack", "--from", str(src), "--out", str(tmp_path / "ship")]) == 0
+    packed = IGRModel.from_pretrained(tmp_path / "ship")
+    w, v = tiny_model.vae.encoder.conv_in.weight, packed.vae.encoder.conv_in.weight
+    assert torch.equal(v, w.half().float()) and not torch.equal(v, w)      # really rounded to fp16
+    assert model_main(["pack", "--from", str(src), "--out", str(tmp_path / "ship")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert model_main(["pack", "--from", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()
