@@ -69,6 +69,10 @@ class RegressionModel(nn.Module):
         """Person image in [-1, 1] (B, 3, H, W) -> garment latent (B, 4, h, w)."""
         with torch.no_grad():
             z = self.encode(person)
+        return self.predict_from(z)
+
+    def predict_from(self, z: torch.Tensor) -> torch.Tensor:
+        """Person latent (B, 4, h, w) -> garment latent."""
         h, w = z.shape[-2:]
         f = 2 ** (len(self.regression.channels) - 1)                        # UNet2DModel needs multiples of f
         z = F.pad(z, (0, (-w) % f, 0, (-h) % f), mode="replicate")
@@ -80,6 +84,10 @@ class RegressionModel(nn.Module):
         with torch.no_grad():
             target = self.encode(garment)
         return F.l1_loss(self.predict(person), target)
+
+    def loss_from(self, person_latent: torch.Tensor, garment_latent: torch.Tensor) -> torch.Tensor:
+        """`loss` on cached latents."""
+        return F.l1_loss(self.predict_from(person_latent), garment_latent)
 
     @torch.no_grad()
     def restore(self, person: torch.Tensor) -> torch.Tensor:

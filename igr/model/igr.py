@@ -64,10 +64,12 @@ class ImageEncoder(nn.Module):
         x = F.interpolate(image, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
         return self.clip(pixel_values=x).image_embeds
 
+    def tokens(self, embed: torch.Tensor) -> torch.Tensor:
+        """IP-Adapter projection of CLIP embeddings (B, E) -> image tokens (B, N, D)."""
+        return self.norm(self.proj(embed).view(embed.shape[0], self.cfg.tokens, -1))
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        e = self.embed(image)                                              # (B, E)
-        tokens = self.proj(e).view(e.shape[0], self.cfg.tokens, -1)        # (B, N, D)
-        return self.norm(tokens)
+        return self.tokens(self.embed(image))
 
 
 class GarmNet(nn.Module):
@@ -187,12 +189,17 @@ class IGRModel(nn.Module):
         """Both garment signals from the person image (B, 3, H, W); a False keep flag drops that path."""
         with torch.no_grad():
             z = self.encode(person)                                        # (B, 4, h, w), VAE frozen
+        return self.condition_from(z, self.image_encoder.embed(person), keep_low=keep_low, keep_high=keep_high)
+
+    def condition_from(self, person_latent: torch.Tensor, person_embed: torch.Tensor, *,
+                       keep_low: bool | torch.Tensor = True, keep_high: bool | torch.Tensor = True) -> Conditioning:
+        """Both garment signals from the frozen features (person latent, CLIP embedding), e.g. a latent cache."""
         if not self.config.use_low:
             keep_low = False
         if not self.config.use_high:
             keep_high = False
-        reference = {k: _keep(keep_low, v) for k, v in self.garmnet(z).items()}
-        tokens = _keep(keep_high, self.image_encoder(person))              # (B, N, D)
+        reference = {k: _keep(keep_low, v) for k, v in self.garmnet(person_latent).items()}
+        tokens = _keep(keep_high, self.image_encoder.tokens(person_embed))  # (B, N, D)
         return Conditioning(reference, tokens)
 
     def predict(self, latent: torch.Tensor, timestep: torch.Tensor, cond: Conditioning) -> torch.Tensor:
@@ -210,10 +217,18 @@ class IGRModel(nn.Module):
                        noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
                        dropout: float | None = None) -> torch.Tensor:
         """v-prediction MSE (Salimans & Ho 2022) with both garment signals dropped together at `dropout`."""
-        sched = self.noise_scheduler()
-        b = person.shape[0]
         with torch.no_grad():
-            z0 = self.encode(garment)                                      # (B, 4, h, w)
+            z0, zp = self.encode(garment), self.encode(person)             # (B, 4, h, w), VAE frozen
+            embed = self.image_encoder.embed(person)                       # CLIP tower frozen
+        return self.diffusion_loss_from(zp, embed, z0, timesteps=timesteps, noise=noise, generator=generator,
+                                        dropout=dropout)
+
+    def diffusion_loss_from(self, person_latent: torch.Tensor, person_embed: torch.Tensor, z0: torch.Tensor, *,
+                            timesteps: torch.Tensor | None = None, noise: torch.Tensor | None = None,
+                            generator: torch.Generator | None = None, dropout: float | None = None) -> torch.Tensor:
+        """`diffusion_loss` on frozen features: person latent, person CLIP embedding, garment latent z0."""
+        sched = self.noise_scheduler()
+        b = z0.shape[0]
         # random draws on the CPU generator, then moved: the same stream on every device
         if timesteps is None:
             timesteps = torch.randint(0, self.config.train_timesteps, (b,), generator=generator)
@@ -222,7 +237,7 @@ class IGRModel(nn.Module):
         timesteps, noise = timesteps.to(z0.device), noise.to(z0.device)
         p = self.config.cond_dropout if dropout is None else dropout
         keep = (torch.rand(b, generator=generator) >= p).to(z0.device)
-        cond = self.condition(person, keep_low=keep, keep_high=keep)
+        cond = self.condition_from(person_latent, person_embed, keep_low=keep, keep_high=keep)
         zt = sched.add_noise(z0, noise, timesteps)
         target = sched.get_velocity(z0, noise, timesteps)
         return F.mse_loss(self.predict(zt, timesteps, cond), target)

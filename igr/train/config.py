@@ -27,6 +27,7 @@ class StageConfig:
     crop: tuple[int, int] | None = None       # vae: random crops of this size from `size` images
     timestep_power: float = 1.0               # t = T·(1 - u^p): p > 1 biases to high noise, p < 1 to low noise
     min_quality: float | None = None          # hqft: the high-quality subset
+    cache: str | None = None                  # coarse/hqft/baseline: a latent cache folder (python -m igr.train.cache)
     kl_weight: float = 1e-6                   # vae
     mixed_precision: str = "no"               # no | bf16 (autocast)
     seed: int = 0

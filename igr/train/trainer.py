@@ -27,6 +27,7 @@ from ..config import IGRConfig
 from ..data import SynthGarmentDataset
 from ..files import atomic_folder
 from ..model import IGRModel
+from .cache import LatentCache, frozen_digests
 from .config import StageConfig
 
 CHECKPOINT = "checkpoint"
@@ -38,20 +39,31 @@ LOG = "log.jsonl"
 class StageData(Dataset):
     """Training rows addressed by (step, row): a pure function of the address, whatever the worker."""
 
-    def __init__(self, cfg: StageConfig, *, rank: int = 0, world: int = 1) -> None:
-        self.cfg, self.rank, self.world = cfg, rank, world
-        self._sets: dict[tuple[int, int], SynthGarmentDataset] = {}
+    def __init__(self, cfg: StageConfig, *, rank: int = 0, world: int = 1,
+                 expect: dict[str, str] | None = None) -> None:
+        self.cfg, self.rank, self.world, self.expect = cfg, rank, world, expect
+        self._sets: dict[tuple[int, int], SynthGarmentDataset | LatentCache] = {}
+        if cfg.cache is not None:       # fail now, not in a worker: every size the run will need
+            for size in {cfg.size_at(0), cfg.size_at(cfg.steps - 1)}:
+                self._source(size)
+
+    def _source(self, size: tuple[int, int]) -> SynthGarmentDataset | LatentCache:
+        if size not in self._sets:
+            self._sets[size] = (LatentCache(self.cfg.cache, size, min_quality=self.cfg.min_quality, expect=self.expect)
+                                if self.cfg.cache is not None else
+                                SynthGarmentDataset("train", size=size, min_quality=self.cfg.min_quality))
+        return self._sets[size]
 
     def __len__(self) -> int:      # addressed by (step, row) tuples through StepBatches
         return self.cfg.steps * self.cfg.batch
 
     def __getitem__(self, address: tuple[int, int]) -> dict:
         step, row = address
-        size = self.cfg.size_at(step)
-        if size not in self._sets:
-            self._sets[size] = SynthGarmentDataset("train", size=size, min_quality=self.cfg.min_quality)
+        source = self._source(self.cfg.size_at(step))
         index = (step * self.world + self.rank) * self.cfg.batch + row
-        item = self._sets[size][index % len(self._sets[size])]
+        if isinstance(source, LatentCache):
+            return source.item(index, self.cfg.seed)
+        item = source[index % len(source)]
         if self.cfg.crop is not None:
             item = _crop(item, self.cfg.crop, np.random.default_rng([self.cfg.seed, index]))
         return {k: item[k] for k in ("person", "garment")}
@@ -100,9 +112,17 @@ class StageLoss(nn.Module):
         # CLIP's learnable temperature (Radford et al. 2021), for the contrastive encoder stage
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)), requires_grad=cfg.stage == "encoder")
 
-    def forward(self, person: torch.Tensor, garment: torch.Tensor, generator: torch.Generator,
+    def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator,
                 timesteps: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """`batch` holds images (person, garment) or, from a latent cache, frozen features."""
         stage = self.cfg.stage
+        if "person_latent" in batch:
+            if stage == "baseline":
+                return self.model.loss_from(batch["person_latent"], batch["garment_latent"]), {}
+            return self.model.diffusion_loss_from(batch["person_latent"], batch["person_embed"],
+                                                  batch["garment_latent"], timesteps=timesteps,
+                                                  generator=generator), {}
+        person, garment = batch["person"], batch["garment"]
         if stage == "vae":
             return self._vae(torch.cat([person, garment]), generator)
         if stage == "encoder":
@@ -233,9 +253,11 @@ class Trainer:
 
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
-        data = DataLoader(StageData(cfg, rank=self.acc.process_index, world=self.acc.num_processes),
-                          batch_sampler=StepBatches(cfg, self.step), num_workers=cfg.workers,
-                          prefetch_factor=4 if cfg.workers else None)
+        expect = frozen_digests(self.model) if cfg.cache is not None else None
+        workers = 0 if cfg.cache is not None else cfg.workers       # cached rows are a lookup: no worker needed
+        data = DataLoader(StageData(cfg, rank=self.acc.process_index, world=self.acc.num_processes, expect=expect),
+                          batch_sampler=StepBatches(cfg, self.step), num_workers=workers,
+                          prefetch_factor=4 if workers else None)
         total = self.model.config.train_timesteps
         last = float("nan")
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{cfg.stage}", disable=not progress
@@ -246,12 +268,12 @@ class Trainer:
                 lr = learning_rate(cfg, self.step)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-                person = batch["person"].to(self.acc.device)
-                garment = batch["garment"].to(self.acc.device)
-                t = biased_timesteps(len(person), cfg, total, self.generator) if cfg.stage in ("coarse", "hqft") \
+                batch = {k: v.to(self.acc.device) for k, v in batch.items()}
+                rows = next(iter(batch.values()))
+                t = biased_timesteps(len(rows), cfg, total, self.generator) if cfg.stage in ("coarse", "hqft") \
                     else None
                 with self.acc.autocast():
-                    loss, metrics = self.wrapped(person, garment, self.generator, t)
+                    loss, metrics = self.wrapped(batch, self.generator, t)
                 self.acc.backward(loss)
                 grad_norm = self.acc.clip_grad_norm_(self.params, cfg.grad_clip)
                 self.optimizer.step()
@@ -265,7 +287,7 @@ class Trainer:
                 if self.step % cfg.log_every == 0 and self.acc.is_main_process:
                     now = time.perf_counter()
                     row = {"step": self.step, "loss": last, "lr": lr, "grad_norm": float(grad_norm),
-                           "size": list(person.shape[-2:]), "sec_per_step": (now - t_last) / cfg.log_every,
+                           "size": list(cfg.size_at(self.step - 1)), "sec_per_step": (now - t_last) / cfg.log_every,
                            **metrics}
                     t_last = now
                     log.write(json.dumps(row) + "\n")

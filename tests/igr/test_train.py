@@ -144,3 +144,42 @@ def test_validation_rows_feed_the_learning_curve(tmp_path):
     val = [r for r in rows if "val_ssim" in r]
     assert [r["step"] for r in val] == [1, 2] and all(-1 <= r["val_ssim"] <= 1 for r in val)
     assert (tmp_path / "loss.png").stat().st_size > 1000
+
+
+def test_latent_cache_matches_the_image_path_and_trains(tmp_path):
+    """A cached step computes the same loss as the step that encodes images itself; a stale cache is refused."""
+    from igr.data import SynthGarmentDataset
+    from igr.train.cache import LatentCache, build, main as cache_main
+
+    model = build_model("tiny", None, 0)
+    cfg = StageConfig.preset("coarse", "tiny", steps=5)
+    assert cfg.size_at(0) == cfg.low_res and cfg.size_at(cfg.steps - 1) == cfg.size
+    folder = build(model, tmp_path / "cache", sizes=[cfg.low_res, cfg.size], n=6, batch=4, workers=0, progress=False)
+    cache = LatentCache(folder, cfg.size)
+    data = SynthGarmentDataset("train", 6, size=cfg.size)
+    items = [data[i] for i in range(3)]
+    person, garment = (torch.stack([it[k] for it in items]) for k in ("person", "garment"))
+    rows = torch.tensor([cache.position(i, 0) for i in range(6)])
+    assert sorted(rows.tolist()) == list(range(6)), "one pass visits every cached pair once"
+    with torch.no_grad():
+        direct = model.diffusion_loss(person, garment, generator=torch.Generator().manual_seed(0))
+        zp, z0 = model.encode(person), model.encode(garment)
+        cached = model.diffusion_loss_from(zp.half().float(), model.image_encoder.embed(person), z0.half().float(),
+                                           generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(cache.rows["person_latent"][:3].float(), zp.half().float())
+    assert cached.item() == pytest.approx(direct.item(), rel=1e-2)        # fp16 latents: close, not equal
+
+    trainer = Trainer(model, StageConfig.preset("coarse", "tiny", cache=str(folder), steps=5), tmp_path / "run")
+    result = trainer.run(progress=False)
+    assert result.step == 5 and result.final is not None and torch.isfinite(torch.tensor(result.last_loss))
+
+    other = build_model("tiny", None, 1)          # other VAE/CLIP weights
+    stale = Trainer(other, StageConfig.preset("coarse", "tiny", cache=str(folder), steps=1), tmp_path / "stale")
+    with pytest.raises(ValueError, match="other vae weights"):
+        stale.run(progress=False)
+    for args in (["--model", str(tmp_path / "nothing"), "--out", str(tmp_path / "c2")],     # no model there
+                 ["--model", str(tmp_path / "run" / "final"), "--out", str(folder)]):     # never patches a cache
+        with pytest.raises(SystemExit) as e:
+            cache_main(args)
+        assert e.value.code == 2
+    assert not (tmp_path / "c2").exists()

@@ -1,0 +1,157 @@
+"""`python -m igr.train.cache --model runs/encoder/final --out cache/train`: frozen features of training pairs.
+
+Once the VAE and the CLIP tower are frozen, a diffusion step needs only, per pair, the person latent,
+the garment latent and the CLIP embedding of the person. Computing them once (this command) instead
+of every step removes SynthGarment generation and VAE encoding from the training loop. The cache is
+tied to the weights it was made with: `meta.json` records a digest of the VAE and CLIP tower, and a
+stage refuses a cache whose digests differ from its model's.
+
+Layout (one folder per training size):  OUT/meta.json, OUT/<H>x<W>.safetensors with
+  person_latent (N, 4, h, w) fp16, garment_latent (N, 4, h, w) fp16, person_embed (N, E) fp32,
+  quality (N,) fp32, index (N,) int64 (SynthGarment train item).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..files import atomic_folder
+
+KEYS = ("person_latent", "garment_latent", "person_embed")
+
+
+def digest(module: nn.Module) -> str:
+    """SHA-256 (16 hex) over a module's weights (as fp32)."""
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def frozen_digests(model: nn.Module) -> dict[str, str]:
+    """Digests of the frozen parts a cache depends on: the VAE and (IGR models) the CLIP tower."""
+    out = {"vae": digest(model.vae)}
+    if hasattr(model, "image_encoder"):
+        out["clip"] = digest(model.image_encoder.clip)
+    return out
+
+
+@torch.no_grad()
+def encode_pairs(model: nn.Module, person: torch.Tensor, garment: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The cached features of a batch of pairs (images in [-1, 1])."""
+    return {"person_latent": model.encode(person).half(), "garment_latent": model.encode(garment).half(),
+            "person_embed": model.image_encoder.embed(person).float()}
+
+
+def build(model: nn.Module, out: str | Path, *, sizes: list[tuple[int, int]], n: int | list[int], batch: int = 32,
+          workers: int = 1, progress: bool = True) -> Path:
+    """Encode the first `n` SynthGarment train pairs at each size (`n` one count, or one per size) into `out`."""
+    counts = n if isinstance(n, list) else [n] * len(sizes)
+    if len(counts) != len(sizes):
+        raise ValueError(f"{len(counts)} counts for {len(sizes)} sizes")
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from ..data import SynthGarmentDataset
+
+    model = model.eval()
+    with atomic_folder(out) as tmp:
+        for size, n in zip(sizes, counts):
+            data = SynthGarmentDataset("train", n, size=size)
+            loader = DataLoader(data, batch_size=batch, num_workers=workers,
+                                prefetch_factor=4 if workers else None)
+            parts: dict[str, list[torch.Tensor]] = {k: [] for k in (*KEYS, "quality")}
+            for items in tqdm(loader, desc=f"cache {size[0]}x{size[1]}", disable=not progress):
+                for k, v in encode_pairs(model, items["person"], items["garment"]).items():
+                    parts[k].append(v)
+                parts["quality"].append(items["quality"].float())
+            tensors = {k: torch.cat(v).contiguous() for k, v in parts.items()}
+            tensors["index"] = torch.arange(n, dtype=torch.int64)
+            save_file(tensors, str(tmp / f"{size[0]}x{size[1]}.safetensors"))
+        (tmp / "meta.json").write_text(json.dumps({
+            "split": "train", "n": dict(zip((f"{h}x{w}" for h, w in sizes), counts)), "sizes": [list(s) for s in sizes], "digests": frozen_digests(model),
+            "scaling_factor": model.config.vae.scaling_factor}, indent=1) + "\n")
+    return Path(out)
+
+
+class LatentCache:
+    """Read side: rows of one size, optionally the high-quality subset, in a seeded order per epoch."""
+
+    def __init__(self, folder: str | Path, size: tuple[int, int], *, min_quality: float | None = None,
+                 expect: dict[str, str] | None = None) -> None:
+        folder = Path(folder)
+        meta_path = folder / "meta.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{folder} is not a latent cache (no meta.json; make one with python -m igr.train.cache)")
+        self.meta = json.loads(meta_path.read_text())
+        for part, value in (expect or {}).items():
+            if self.meta["digests"].get(part) != value:
+                raise ValueError(f"{folder} was made with other {part} weights (digest {self.meta['digests'].get(part)}, "
+                                 f"this model {value}): rebuild it from this stage's --init model")
+        path = folder / f"{size[0]}x{size[1]}.safetensors"
+        if not path.is_file():
+            raise FileNotFoundError(f"{folder} has no {size[0]}x{size[1]} features (sizes: {self.meta['sizes']})")
+        t = load_file(str(path))
+        keep = torch.arange(len(t["quality"])) if min_quality is None else \
+            torch.nonzero(t["quality"] >= min_quality).flatten()
+        if len(keep) == 0:
+            raise ValueError(f"{path}: no pair reaches quality {min_quality}")
+        self.rows = {k: t[k][keep] for k in KEYS}
+        self.n = len(keep)
+        self._orders: dict[tuple[int, int], np.ndarray] = {}
+
+    def position(self, index: int, seed: int) -> int:
+        """Row for the `index`-th draw: each pass over the cache in its own seeded order."""
+        epoch, i = divmod(index, self.n)
+        if (seed, epoch) not in self._orders:
+            self._orders = {(seed, epoch): np.random.default_rng([seed, epoch]).permutation(self.n)}
+        return int(self._orders[seed, epoch][i])
+
+    def item(self, index: int, seed: int) -> dict[str, torch.Tensor]:
+        r = self.position(index, seed)
+        return {k: (v[r].float() if v.dtype == torch.float16 else v[r]) for k, v in self.rows.items()}
+
+
+def _size(text: str) -> tuple[int, int]:
+    h, _, w = text.partition("x")
+    return int(h), int(w)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m igr.train.cache", description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="model folder with the frozen VAE and CLIP tower (encoder stage's final)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--n", type=lambda s: [int(x) for x in s.split(",")], default=[12_000, 8_000],
+                   help="train pairs per size: one count, or one per size (comma-separated)")
+    p.add_argument("--sizes", type=lambda s: [_size(x) for x in s.split(",")], default=[(128, 96), (256, 192)])
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--workers", type=int, default=1)
+    args = p.parse_args(argv)
+    if any(n < 1 for n in args.n) or len(args.n) not in (1, len(args.sizes)):
+        p.error("--n: one positive count, or one per size")
+    if Path(args.out).exists():
+        p.error(f"{args.out} exists; remove it first (a cache is rebuilt whole, never patched)")
+    from ..model import IGRModel
+
+    try:
+        model = IGRModel.from_pretrained(args.model)
+    except FileNotFoundError as e:
+        p.error(str(e))
+    n = args.n if len(args.n) > 1 else args.n * len(args.sizes)
+    out = build(model, args.out, sizes=args.sizes, n=n, batch=args.batch, workers=args.workers)
+    size = sum(f.stat().st_size for f in out.iterdir())
+    print(f"wrote {out}: {n} pairs at sizes {args.sizes}, {size / 2**20:.1f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
