@@ -183,3 +183,18 @@ def test_latent_cache_matches_the_image_path_and_trains(tmp_path):
             cache_main(args)
         assert e.value.code == 2
     assert not (tmp_path / "c2").exists()
+
+
+def test_baseline_trains_from_the_latent_cache(tmp_path):
+    from igr.train.cache import build
+
+    igr = build_model("tiny", None, 0)
+    folder = igr.save_pretrained(tmp_path / "igr")
+    cfg = StageConfig.preset("baseline", "tiny", steps=3, low_res_fraction=0.0)
+    cache = build(igr, tmp_path / "cache", sizes=[cfg.size], n=4, batch=4, workers=0, progress=False)
+    base = build_model("tiny", folder, 0, stage="baseline")        # the same VAE: the cache's vae digest matches
+    before = {k: v.clone() for k, v in base.unet.state_dict().items()}
+    result = Trainer(base, StageConfig.preset("baseline", "tiny", steps=3, low_res_fraction=0.0, cache=str(cache)),
+                     tmp_path / "run").run(progress=False)
+    assert result.step == 3 and result.final is not None
+    assert any(not torch.equal(v, base.unet.state_dict()[k]) for k, v in before.items())
