@@ -31,10 +31,11 @@ def split_batches(split: str, n: int, size: tuple[int, int], batch: int):
 
 
 @torch.no_grad()
-def evaluate(restore: Callable[[torch.Tensor], torch.Tensor], features: GarmentFeatures, *, split: str = "test",
+def evaluate(restore: Callable[[torch.Tensor, int], torch.Tensor], features: GarmentFeatures, *, split: str = "test",
              n: int = 256, size: tuple[int, int] = (256, 192), batch: int = 16, boot: int = 1000,
              extra: list[OnnxMetric] = (), progress: bool = True) -> dict:
-    """Run `restore` (person in [-1, 1] -> garment in [-1, 1]) over the split and summarize the metrics.
+    """Run `restore(person, first)` (person in [-1, 1] -> garment in [-1, 1]; `first`: the split index of the
+    batch's first item, for per-item noise) over the split and summarize the metrics.
 
     `extra`: metrics from user-supplied ONNX files (LPIPS, DISTS, Inception-FID...), reported under their names.
     The result keeps each per-sample value under "per_sample" so that two runs can be compared pairwise.
@@ -48,9 +49,11 @@ def evaluate(restore: Callable[[torch.Tensor], torch.Tensor], features: GarmentF
     ext_real: dict[str, list[torch.Tensor]] = {m.name: [] for m in embedding}
     ext_fake: dict[str, list[torch.Tensor]] = {m.name: [] for m in embedding}
     t0 = time.perf_counter()
+    first = 0
     for person, garment, mask in tqdm(split_batches(split, n, size, batch), total=-(-n // batch),
                                       desc=f"eval {split}", disable=not progress):
-        pred = restore(person)
+        pred = restore(person, first)
+        first += len(person)
         for k, v in image_metrics(pred, garment, mask).items():
             per[k].append(v.numpy())
         for m in pairwise:
@@ -74,6 +77,7 @@ def evaluate(restore: Callable[[torch.Tensor], torch.Tensor], features: GarmentF
         result[f"kid_{m.name}"] = {"mean": kid_mean, "std": kid_std, "space": f"embeddings of {m.path}"}
     result["seconds_per_image"] = seconds / n
     result["per_sample"] = {k: [round(float(x), 6) for x in v] for k, v in values.items()}
+    result["features"] = {"real": torch.cat(real).numpy(), "fake": torch.cat(fake).numpy()}   # for paired FD
     return result
 
 
@@ -134,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .baseline import KIND, RegressionModel
     from .model import IGRModel
-    from .pipeline import sample
+    from .pipeline import item_noise, sample
 
     model_dir = Path(args.model)
     baseline = json.loads((model_dir / "config.json").read_text()).get("kind") == KIND
@@ -149,13 +153,15 @@ def main(argv: list[str] | None = None) -> int:
     scale = cfg.guidance_scale if args.guidance is None else args.guidance
     sampler = args.sampler or cfg.sampler
 
-    def restore(person: torch.Tensor) -> torch.Tensor:
+    def restore(person: torch.Tensor, first: int) -> torch.Tensor:
         if baseline:
             return model.restore(person)
-        return sample(model, person, steps=steps, guidance_scale=scale, sampler=sampler, seed=args.seed)
+        noise = item_noise(cfg, args.seed, first, len(person), height=person.shape[-2], width=person.shape[-1])
+        return sample(model, person, steps=steps, guidance_scale=scale, sampler=sampler, noise=noise)
 
     metrics = evaluate(restore, features, split=args.split, n=args.n, size=(cfg.height, cfg.width),
                        batch=args.batch, boot=args.boot, extra=extra)
+    feats = metrics.pop("features")
     report = {
         "model": str(model_dir), "split": args.split, "n": args.n,
         "sampling": "one regression forward" if baseline else
@@ -166,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out.with_suffix(".features.npz"), **feats)       # FD_garm features, for paired FD
     out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     out.with_suffix(".md").write_text(markdown(report))
     m = metrics

@@ -33,6 +33,13 @@ def initial_noise(config: IGRConfig, batch: int, seed: int, *, height: int | Non
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
 
+def item_noise(config: IGRConfig, seed: int, first: int, batch: int, *, height: int | None = None,
+               width: int | None = None) -> torch.Tensor:
+    """Noise for items first..first+batch-1 of a data set, each from (seed, item index): independent of batching."""
+    return torch.cat([initial_noise(config, 1, seed * 1_000_003 + first + i, height=height, width=width)
+                      for i in range(batch)])
+
+
 @torch.no_grad()
 def sample(model: IGRModel, person: torch.Tensor, *, steps: int | None = None, guidance_scale: float | None = None,
            sampler: str | None = None, seed: int = 0, noise: torch.Tensor | None = None,

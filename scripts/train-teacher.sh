@@ -6,19 +6,21 @@
 # vae -> encoder, then a latent cache of the frozen features (person latent, garment latent, person CLIP
 # embedding) at 128x96 and 256x192, then two streams side by side, one CPU thread each
 # (OMP_NUM_THREADS=1; a 2-core machine):
-#   A: coarse -> hqft (the teacher), then the ablations at equal step budgets and the same seeds
-#   B: the regression baseline (as many steps as coarse + hqft, the same low-res share)
+#   A: coarse -> hqft (the teacher), then ablations both -> coarse-to-fine, and low-level only
+#   B: the regression baseline (as many steps as coarse + hqft, the same low-res share), then
+#      ablations high-level only and single-stage
+# Ablations run at equal step budgets and the same seeds.
 # Budgets are environment variables so a GPU can run the full 10k + 3k-step recipe:
-#   COARSE_STEPS (default 4000), HQFT_STEPS (1000), ABL_STEPS (500), ABL_HQFT_STEPS (150),
+#   COARSE_STEPS (default 6000), HQFT_STEPS (1000), ABL_STEPS (1000), ABL_HQFT_STEPS (300),
 #   CACHE_LOW (12000 pairs at 128x96), CACHE_FULL (8000 pairs at 256x192).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs}
 PY=${PYTHON:-.venv/bin/python}
-COARSE_STEPS=${COARSE_STEPS:-4000}
+COARSE_STEPS=${COARSE_STEPS:-6000}
 HQFT_STEPS=${HQFT_STEPS:-1000}
-ABL_STEPS=${ABL_STEPS:-500}
-ABL_HQFT_STEPS=${ABL_HQFT_STEPS:-150}
+ABL_STEPS=${ABL_STEPS:-1000}
+ABL_HQFT_STEPS=${ABL_HQFT_STEPS:-300}
 CACHE_LOW=${CACHE_LOW:-12000}
 CACHE_FULL=${CACHE_FULL:-8000}
 mkdir -p "$RUNS"
@@ -52,13 +54,9 @@ stream_a() {
     stage coarse --stage coarse --init "$ENC" --steps "$COARSE_STEPS" "${C[@]}"
     stage hqft --stage hqft --init "$RUNS/coarse/final" --steps "$HQFT_STEPS" "${C[@]}"
     stage abl-both --stage coarse --init "$ENC" --steps "$ABL_STEPS" --paths both "${C[@]}" eval_every=0
-    stage abl-low --stage coarse --init "$ENC" --steps "$ABL_STEPS" --paths low "${C[@]}" eval_every=0
-    stage abl-high --stage coarse --init "$ENC" --steps "$ABL_STEPS" --paths high "${C[@]}" eval_every=0
-    # coarse-to-fine (abl-both, then hqft) against one stage of the same total steps at full size,
-    # uniform timesteps, all pairs
+    # coarse-to-fine: abl-both, then hqft (compared with abl-single below)
     stage abl-c2f --stage hqft --init "$RUNS/abl-both/final" --steps "$ABL_HQFT_STEPS" "${C[@]}" eval_every=0
-    stage abl-single --stage coarse --init "$ENC" --steps $((ABL_STEPS + ABL_HQFT_STEPS)) \
-        "${C[@]}" low_res_fraction=0 timestep_power=1 eval_every=0
+    stage abl-low --stage coarse --init "$ENC" --steps "$ABL_STEPS" --paths low "${C[@]}" eval_every=0
 }
 
 stream_b() {
@@ -66,9 +64,16 @@ stream_b() {
     # the baseline sees as many pairs as the teacher's diffusion stages, with the same low-res share
     stage baseline --stage baseline --init "$RUNS/vae/final" --steps "$total" \
         "${C[@]}" "low_res_fraction=$(awk "BEGIN{print 0.8*$COARSE_STEPS/$total}")"
+    stage abl-high --stage coarse --init "$ENC" --steps "$ABL_STEPS" --paths high "${C[@]}" eval_every=0
+    # single stage: the same total steps as coarse-to-fine, all at full size, uniform timesteps, all pairs
+    stage abl-single --stage coarse --init "$ENC" --steps $((ABL_STEPS + ABL_HQFT_STEPS)) \
+        "${C[@]}" low_res_fraction=0 timestep_power=1 eval_every=0
 }
 
 stream_a & a=$!
 stream_b & b=$!
-wait $a && wait $b
+rc=0
+wait $a || rc=1
+wait $b || rc=1
+if [[ $rc != 0 ]]; then echo "a stage failed: see $RUNS/*.out" >&2; exit 1; fi
 echo "all stages finished under $RUNS"

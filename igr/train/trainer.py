@@ -31,6 +31,8 @@ from .cache import LatentCache, frozen_digests
 from .config import StageConfig
 
 CHECKPOINT = "checkpoint"
+# stage-config fields a resumed run may change: bookkeeping only, never the schedule or the data
+RESUME_MAY_CHANGE = frozenset({"workers", "log_every", "sample_every", "checkpoint_every", "eval_every", "eval_n"})
 FINAL = "final"
 LOG = "log.jsonl"
 
@@ -228,8 +230,18 @@ class Trainer:
         meta = json.loads((folder / "trainer.json").read_text())
         if meta["stage"]["stage"] != self.cfg.stage:
             raise ValueError(f"{folder} is a {meta['stage']['stage']!r} checkpoint, this run trains {self.cfg.stage!r}")
+        saved, now = StageConfig.from_dict(meta["stage"]).to_dict(), self.cfg.to_dict()
+        changed = sorted(k for k in now if k not in RESUME_MAY_CHANGE and saved.get(k) != now[k])
+        if changed:
+            raise ValueError(f"{folder} was trained with other settings ({', '.join(f'{k}: {saved.get(k)} -> {now[k]}' for k in changed)}); "
+                             "resuming would change the schedule mid-run: start a new run instead")
         load = type(self.model).from_pretrained
-        _copy_weights(load(folder / "model"), self.model)
+        saved_model = load(folder / "model")
+        paths = lambda c: (getattr(c, "use_low", True), getattr(c, "use_high", True))
+        if paths(saved_model.config) != paths(self.model.config):
+            raise ValueError(f"{folder} was trained with garment paths (low, high) = {paths(saved_model.config)}, "
+                             f"this run has {paths(self.model.config)}")
+        _copy_weights(saved_model, self.model)
         if self.ema is not None:
             _copy_weights(load(folder / "ema"), self.ema)
         tensors = load_file(str(folder / "state.safetensors"))
@@ -253,6 +265,8 @@ class Trainer:
 
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
+        if self.step == 0:
+            _truncate_log(self.out / LOG, 0)      # a fresh start: no rows of an earlier, abandoned attempt
         expect = frozen_digests(self.model) if cfg.cache is not None else None
         workers = 0 if cfg.cache is not None else cfg.workers       # cached rows are a lookup: no worker needed
         data = DataLoader(StageData(cfg, rank=self.acc.process_index, world=self.acc.num_processes, expect=expect),

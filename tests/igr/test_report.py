@@ -7,15 +7,22 @@ import pytest
 from igr.report import main as report_main, paired
 
 
-def _eval(path, ssim, fd, fd_ci, sampling=None):
-    """An igr.eval JSON with the given per-item SSIM values and FD_garm figure."""
+def _eval(path, ssim, fd, fd_ci, sampling=None, shift=None):
+    """An igr.eval JSON with the given per-item SSIM values and FD_garm figure, and (with `shift`) its
+    features file: the ground-truth features of the same pairs, and restored ones moved by `shift`."""
     ssim = np.asarray(ssim, dtype=float)
+    if shift is not None:
+        rng = np.random.default_rng(0)
+        real = rng.normal(size=(len(ssim), 4))
+        fake = real + shift + np.random.default_rng(int(shift * 100)).normal(scale=0.1, size=real.shape)
+        np.savez(path.with_suffix(".features.npz"), real=real, fake=fake)
     m = {k: {"mean": float(ssim.mean()), "ci95": [float(ssim.min()), float(ssim.max())]}
          for k in ("ssim", "ms_ssim", "psnr", "ssim_mask", "psnr_mask")}
     m["fd"] = {"mean": fd, "ci95": fd_ci}
     m["kid"] = {"mean": 0.01, "std": 0.001}
     m["per_sample"] = {"ssim": ssim.tolist()}
-    path.write_text(json.dumps({"n": len(ssim), "metrics": m, "sampling": sampling or "one regression forward"}))
+    path.write_text(json.dumps({"n": len(ssim), "metrics": m, "sampling": sampling or "one regression forward",
+                                "split": "test", "features": "encoder sha256 0"}))
 
 
 def test_paired_difference_sees_a_consistent_small_gain_and_not_noise():
@@ -33,8 +40,8 @@ def test_report_states_targets_and_claims(tmp_path):
     rng = np.random.default_rng(1)
     base = rng.uniform(0.4, 0.8, 64)
     sampling = {"sampler": "ddim", "steps": 20, "guidance": 2.0, "seed": 0}
-    _eval(tmp_path / "teacher.json", base - 0.01, 3.0, [2.5, 3.5], sampling)
-    _eval(tmp_path / "baseline.json", base, 6.0, [5.5, 6.5])
+    _eval(tmp_path / "teacher.json", base - 0.01, 3.0, [2.5, 3.5], sampling, shift=0.3)
+    _eval(tmp_path / "baseline.json", base, 6.0, [5.5, 6.5], shift=1.0)
     _eval(tmp_path / "abl-both.json", base + 0.05, 4.0, [3.5, 4.5], sampling)
     _eval(tmp_path / "abl-low.json", base, 5.0, [4.5, 5.5], sampling)
     _eval(tmp_path / "abl-high.json", base + 0.05 + rng.normal(0, 0.05, 64), 4.2, [3.5, 4.9], sampling)
@@ -44,6 +51,7 @@ def test_report_states_targets_and_claims(tmp_path):
     rep = json.loads((tmp_path / "out" / "teacher.json").read_text())
     assert rep["test"]["ssim"] == pytest.approx(base.mean() - 0.01) and rep["baseline"]["fd"] == 6.0
     assert rep["targets"]["fd_beats_baseline"] and rep["targets"]["ssim_within_0.02"]
+    assert rep["targets"]["fd_compare"]["diff"]["ci95"][1] < 0       # the paired FD difference is clear
     assert rep["guidance"] == {"scale": 2.0, "steps": 20, "sampler": "ddim"}
     assert set(rep["ablations"]) == {"both", "low_only", "high_only", "coarse_to_fine", "single_stage"}
     # both beats low clearly, but not high (noise): the claim is not shown; c2f loses: reversed
@@ -51,6 +59,29 @@ def test_report_states_targets_and_claims(tmp_path):
     assert rep["claims"]["coarse-to-fine beats single stage"]["holds"] == "no (reversed)"
     md = (tmp_path / "out" / "teacher.md").read_text()
     assert "**met**" in md and "not Inception" in md and "not shown" in md
+
+
+def test_report_refuses_evaluations_that_are_not_comparable(tmp_path, capsys):
+    sampling = {"sampler": "ddim", "steps": 20, "guidance": 2.0, "seed": 0}
+    _eval(tmp_path / "teacher.json", np.full(8, 0.5), 3.0, [2.5, 3.5], sampling)
+    _eval(tmp_path / "baseline.json", np.full(16, 0.5), 6.0, [5.5, 6.5])
+    with pytest.raises(SystemExit) as e:
+        report_main(["--evals", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert e.value.code == 2 and "differ in n" in capsys.readouterr().err
+
+
+def test_fd_interval_contains_the_estimate_and_paired_differences_see_a_shift():
+    import torch
+    from igr.metrics import bootstrap_fd, frechet_distance, paired_fd
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(128, 8, generator=g, dtype=torch.float64)
+    near = real + 0.2 + 0.3 * torch.randn(128, 8, generator=g, dtype=torch.float64)
+    far = real + 0.6 + 0.3 * torch.randn(128, 8, generator=g, dtype=torch.float64)
+    lo, hi = bootstrap_fd(real, near, n=100)
+    assert lo <= frechet_distance(real, near) <= hi
+    d = paired_fd(real, near, far, n=100)
+    assert d["mean"] < 0 and d["ci95"][1] < 0
 
 
 def test_report_needs_the_teacher_and_baseline_evaluations(tmp_path, capsys):

@@ -5,11 +5,13 @@ from igr.config import IGRConfig
 from igr.sweep import best, main
 
 
-def test_best_is_the_highest_ssim_with_ties_to_fewer_steps():
-    rows = [{"ssim": 0.5, "steps": 20, "sampler": "ddim", "scale": 1.0},
-            {"ssim": 0.7, "steps": 50, "sampler": "ddim", "scale": 3.0},
-            {"ssim": 0.7, "steps": 20, "sampler": "dpmsolver++", "scale": 2.0}]
-    assert best(rows) == rows[2]
+def test_best_is_the_lowest_fd_near_the_best_ssim_with_ties_to_fewer_steps():
+    rows = [{"ssim": 0.5, "fd": 1.0, "steps": 20, "sampler": "ddim", "scale": 1.0},      # best FD, SSIM too low
+            {"ssim": 0.7, "fd": 3.0, "steps": 50, "sampler": "ddim", "scale": 3.0},
+            {"ssim": 0.695, "fd": 2.0, "steps": 50, "sampler": "ddim", "scale": 4.0},
+            {"ssim": 0.70, "fd": 2.0, "steps": 20, "sampler": "dpmsolver++", "scale": 2.0}]
+    assert best(rows) == rows[3]
+    assert best(rows[:3]) == rows[2]
 
 
 def test_sweep_cli_reports_every_setting_and_writes_the_choice(tiny_model, tmp_path):

@@ -198,3 +198,23 @@ def test_baseline_trains_from_the_latent_cache(tmp_path):
                      tmp_path / "run").run(progress=False)
     assert result.step == 3 and result.final is not None
     assert any(not torch.equal(v, base.unet.state_dict()[k]) for k, v in before.items())
+
+
+def test_resume_refuses_other_settings_and_a_fresh_start_clears_the_log(tmp_path):
+    cfg = StageConfig.preset("coarse", "tiny", steps=4, log_every=1)
+    first = Trainer(build_model("tiny", None, 0), cfg, tmp_path)
+    first.run(until=2, progress=False)
+    first.save_checkpoint()
+    longer = Trainer(build_model("tiny", None, 0), StageConfig.preset("coarse", "tiny", steps=8, log_every=1), tmp_path)
+    with pytest.raises(ValueError, match="steps: 4 -> 8"):
+        longer.load_checkpoint(tmp_path / CHECKPOINT)
+    ablated = build_model("tiny", None, 0)
+    ablated.config = ablated.config.replace(use_low=False)
+    with pytest.raises(ValueError, match="garment paths"):
+        Trainer(ablated, cfg, tmp_path).load_checkpoint(tmp_path / CHECKPOINT)
+    chatty = Trainer(build_model("tiny", None, 0), StageConfig.preset("coarse", "tiny", steps=4, log_every=2), tmp_path)
+    chatty.load_checkpoint(tmp_path / CHECKPOINT)       # bookkeeping fields may change
+    again = Trainer(build_model("tiny", None, 0), cfg, tmp_path)    # a fresh start over the same folder
+    again.run(until=1, progress=False)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert steps == [1], "the abandoned attempt's rows are gone"
