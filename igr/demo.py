@@ -1,7 +1,8 @@
-"""`make demo`: a SynthGarment sample sheet and one real sampling pass of an IGR model.
+"""`make demo`: a SynthGarment sample sheet, then the shipped teacher restores test-split persons.
 
-No trained model ships yet, so the pass runs the `small` architecture with its seeded random
-initial weights: it proves the whole pipeline runs end to end, and its output is noise, not a garment.
+The teacher (`models/teacher-small`) samples with the sampler, steps and guidance scale stored in
+its config (chosen on the val split). `--untrained --preset P` runs the same pipeline on seeded
+random weights instead (a smoke test of the pipeline: its output is noise, not a garment).
 """
 from __future__ import annotations
 
@@ -10,17 +11,23 @@ import sys
 import time
 from pathlib import Path
 
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "teacher-small"
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m igr.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out/demo", help="folder for the PNGs (created if missing)")
-    parser.add_argument("--n", type=int, default=4, help="test-split persons to restore")
+    parser.add_argument("--n", type=int, default=6, help="test-split persons to restore")
+    parser.add_argument("--model", default=str(DEFAULT_MODEL), help="IGR model folder (default: the shipped teacher)")
+    parser.add_argument("--untrained", action="store_true", help="seeded random weights of --preset instead")
     parser.add_argument("--preset", default="small")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the config's)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.n <= 0:
         parser.error(f"--n must be at least 1, got {args.n}")
+    if not args.untrained and not (Path(args.model) / "config.json").is_file():
+        parser.error(f"{args.model} is not a model folder (no config.json); pass --model DIR or --untrained")
 
     import torch
 
@@ -36,9 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     if data_main(["sheet", "--split", "test", "--rows", "8", "--out", str(out / "synthgarment-sheet.png")]):
         return 1
 
-    cfg = IGRConfig.preset(args.preset)
-    torch.manual_seed(args.seed)
-    model = IGRModel(cfg).eval()                      # untrained: seeded random initial weights
+    if args.untrained:
+        torch.manual_seed(args.seed)
+        model, what = IGRModel(IGRConfig.preset(args.preset)).eval(), f"IGR {args.preset}, UNTRAINED weights"
+        name = "igr-untrained-sample.png"
+    else:
+        model, what = IGRModel.from_pretrained(args.model).eval(), f"IGR teacher ({Path(args.model).name})"
+        name = "teacher-restored.png"
+    cfg = model.config
     samples = [generate(seed_for("test", i), size=(cfg.height, cfg.width)) for i in range(args.n)]
     person = torch.stack([to_tensor(s.person) for s in samples])             # (B, 3, H, W)
     t0 = time.perf_counter()
@@ -46,12 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     dt = time.perf_counter() - t0
     steps = args.steps or cfg.sample_steps
     rows = [[s.person, g, s.garment] for s, g in zip(samples, to_uint8(garment))]
-    title = (f"IGR {args.preset}, UNTRAINED weights: person | sampled ({steps} {cfg.sampler} steps, "
-             f"CFG {cfg.guidance_scale}) | ground truth")
-    path = save_png(contact_sheet(rows, title=title), out / "igr-untrained-sample.png")
-    print(f"sampled {args.n} images in {dt:.1f} s ({steps} steps, CFG {cfg.guidance_scale}, batch {args.n})")
+    title = (f"{what}: person | restored ({steps} {cfg.sampler} steps, guidance {cfg.guidance_scale:g}) | "
+             "ground truth (test split)")
+    path = save_png(contact_sheet(rows, title=title), out / name)
+    print(f"restored {args.n} test persons in {dt:.1f} s ({steps} steps, guidance {cfg.guidance_scale:g}, "
+          f"batch {args.n})")
     print(f"wrote {path}")
-    print("note: no trained model ships yet; the sampled column comes from random weights and shows noise")
+    if args.untrained:
+        print("note: --untrained samples from random weights: the restored column is noise")
     return 0
 
 
