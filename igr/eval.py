@@ -81,6 +81,18 @@ def evaluate(restore: Callable[[torch.Tensor, int], torch.Tensor], features: Gar
     return result
 
 
+@torch.no_grad()
+def reference_rows(model, *, split: str, n: int, size: tuple[int, int], batch: int = 16) -> dict[str, dict]:
+    """Two yardsticks on the same pairs: a blank (all-white) image, which scores high SSIM on these white
+    backgrounds, and the VAE's reconstruction of the true garment, the ceiling of any model decoding through it."""
+    per: dict[str, dict[str, list[np.ndarray]]] = {"blank": {}, "vae_reconstruction": {}}
+    for person, garment, mask in split_batches(split, n, size, batch):
+        for name, pred in (("blank", torch.ones_like(garment)), ("vae_reconstruction", model.decode(model.encode(garment)))):
+            for k, v in image_metrics(pred, garment, mask).items():
+                per[name].setdefault(k, []).append(v.numpy())
+    return {name: {k: float(np.concatenate(v).mean()) for k, v in rows.items()} for name, rows in per.items()}
+
+
 def file_digest(folder: Path, name: str) -> str:
     return hashlib.sha256((folder / name).read_bytes()).hexdigest()[:16]
 
@@ -106,6 +118,9 @@ def markdown(report: dict) -> str:
         "| metric | mean | 95% bootstrap interval |",
         "|---|---|---|",
         *rows,
+        *(["", "| yardstick (same pairs) | SSIM | PSNR | SSIM mask | PSNR mask |", "|---|---|---|---|---|"]
+          + [f"| {k} | {v['ssim']:.4f} | {v['psnr']:.2f} | {v['ssim_mask']:.4f} | {v['psnr_mask']:.2f} |"
+             for k, v in report.get("references", {}).items()] if report.get("references") else []),
         "",
         f"Command: `{report['command']}`",
         "",
@@ -127,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metric", action="append", default=[], metavar="NAME=PATH.onnx",
                    help="an extra metric from a local ONNX file: two inputs (LPIPS, DISTS: per-sample distance) "
                         "or one (Inception, CLIP: features for FD_NAME and KID_NAME); images float32 NCHW in [0, 1]")
+    p.add_argument("--references", action="store_true",
+                   help="also score a blank image and the VAE reconstruction of the truth on the same pairs")
     p.add_argument("--out", required=True, help="output path without suffix: writes OUT.json and OUT.md")
     args = p.parse_args(argv)
     if args.n < 2:
@@ -170,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         "metrics": metrics,
         "command": "python -m igr.eval " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
+    if args.references:
+        vae_owner = IGRModel.from_pretrained(feat_dir) if baseline else model
+        report["references"] = reference_rows(vae_owner, split=args.split, n=args.n, size=(cfg.height, cfg.width),
+                                              batch=args.batch)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out.with_suffix(".features.npz"), **feats)       # FD_garm features, for paired FD

@@ -193,6 +193,12 @@ def markdown(rep: dict) -> str:
         "between two models are paired (the same resampled pairs for both).",
         "",
         *head, line("IGR teacher", rep["test"]), line("regression baseline", rep["baseline"]),
+        *[f"| yardstick: {k.replace('_', ' ')} | {v['ssim']:.4f} | – | {v['psnr']:.2f} | {v['ssim_mask']:.4f} | "
+          f"{v['psnr_mask']:.2f} | – | – |" for k, v in rep["references"].items()],
+        "",
+        "Yardsticks, on the same pairs: a blank white image (these garments sit on white, so SSIM over the "
+        "whole image rewards an empty output; the masked columns do not) and the VAE's reconstruction of the "
+        "true garment (the ceiling of anything that decodes through this VAE)." if rep["references"] else "",
         "",
         "## Targets",
         "",
@@ -245,7 +251,7 @@ def build(evals: Path, sweep: Path | None, runs: Path | None) -> dict:
     check_comparable({"teacher": teacher, "baseline": base})
     cfg = teacher["sampling"]
     rep = {
-        "test": row(teacher), "baseline": row(base),
+        "test": row(teacher), "baseline": row(base), "references": teacher.get("references", {}),
         "guidance": {"scale": cfg["guidance"], "steps": cfg["steps"], "sampler": cfg["sampler"]},
     }
     ssim_diff = paired(teacher, base)

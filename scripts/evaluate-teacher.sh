@@ -23,10 +23,10 @@ r = json.load(open(sys.argv[1]))
 sys.exit(0 if r["model"] == sys.argv[2] and r["n"] == int(sys.argv[3]) else 1)' "$1" "$2" "$3"
 }
 
-evaluate() {  # evaluate NAME MODEL_DIR N
-    local name=$1 model=$2 n=$3
+evaluate() {  # evaluate NAME MODEL_DIR N [ARGS...]
+    local name=$1 model=$2 n=$3; shift 3
     if done_for "$EVALS/$name.json" "$model" "$n"; then echo "[eval $name] done"; return; fi
-    "$PY" -m igr.eval --model "$model" --features "$FEATURES" --split test --n "$n" --out "$EVALS/$name"
+    "$PY" -m igr.eval --model "$model" --features "$FEATURES" --split test --n "$n" --out "$EVALS/$name" "$@"
 }
 
 # ablations: their own config's sampler (DDIM, 20 steps, guidance 2), the same for each
@@ -39,7 +39,7 @@ if ! done_for reports/guidance.json "$RUNS/hqft/final" "$SWEEP_N"; then
     "$PY" -m igr.sweep --model "$RUNS/hqft/final" --n "$SWEEP_N" --out reports/guidance --write
 fi
 "$PY" -m igr.model pack --from "$RUNS/hqft/final" --out models/teacher-small --overwrite
-evaluate teacher models/teacher-small "$N"
+evaluate teacher models/teacher-small "$N" --references
 evaluate baseline "$RUNS/baseline/final" "$N"
 "$PY" -m igr.report --evals "$EVALS" --sweep reports/guidance.json --runs "$RUNS" \
     --teacher models/teacher-small --baseline "$RUNS/baseline/final" --out reports/teacher

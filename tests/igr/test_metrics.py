@@ -59,11 +59,18 @@ def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_more_samples():
 def test_eval_cli_writes_json_and_markdown(tiny_model, tmp_path):
     folder = tiny_model.save_pretrained(tmp_path / "model")
     assert eval_main(["--model", str(folder), "--n", "4", "--batch", "2", "--steps", "2", "--boot", "20",
-                      "--out", str(tmp_path / "report" / "tiny")]) == 0
+                      "--references", "--out", str(tmp_path / "report" / "tiny")]) == 0
     report = json.loads((tmp_path / "report" / "tiny.json").read_text())
     for k in ("ssim", "ms_ssim", "psnr", "ssim_mask", "psnr_mask", "fd", "kid"):
         assert np.isfinite(report["metrics"][k]["mean"]), k
-    assert report["n"] == 4 and "not Inception" in (tmp_path / "report" / "tiny.md").read_text()
+    md = (tmp_path / "report" / "tiny.md").read_text()
+    assert report["n"] == 4 and "not Inception" in md and "vae_reconstruction" in md
+    # the blank yardstick: a white image against the same ground truth
+    from igr.eval import split_batches
+    _, garment, mask = next(split_batches("test", 4, (64, 48), 4))
+    blank = image_metrics(torch.ones_like(garment), garment, mask)
+    assert report["references"]["blank"]["psnr"] == pytest.approx(float(blank["psnr"].mean()), rel=1e-5)
+    assert (tmp_path / "report" / "tiny.features.npz").is_file()
 
 
 def _onnx_file(path, pairwise: bool):
