@@ -29,10 +29,6 @@ evaluate() {  # evaluate NAME MODEL_DIR N [ARGS...]
     "$PY" -m igr.eval --model "$model" --features "$FEATURES" --split test --n "$n" --out "$EVALS/$name" "$@"
 }
 
-# ablations: their own config's sampler (DDIM, 20 steps, guidance 2), the same for each
-for abl in abl-both abl-low abl-high abl-c2f abl-single; do
-    evaluate "$abl" "$RUNS/$abl/final" "$ABL_N"
-done
 # the sweep picks sampler, steps and scale on the val split and writes them into the run's config.json
 # (the sweep writes config.json before its report: a report newer than the weights means a written choice)
 if ! done_for reports/guidance.json "$RUNS/hqft/final" "$SWEEP_N"; then
@@ -40,6 +36,13 @@ if ! done_for reports/guidance.json "$RUNS/hqft/final" "$SWEEP_N"; then
 fi
 "$PY" -m igr.model pack --from "$RUNS/hqft/final" --out models/teacher-small --overwrite
 evaluate teacher models/teacher-small "$N" --references
+while [[ ! -f "$RUNS/baseline/final/config.json" ]]; do sleep 30; done
 evaluate baseline "$RUNS/baseline/final" "$N"
+# ablations: their own config's sampler (DDIM, 20 steps, guidance 2), the same for each; waits for
+# runs that train-teacher.sh is still finishing
+for abl in abl-both abl-c2f abl-low abl-high abl-single; do
+    while [[ ! -f "$RUNS/$abl/final/config.json" ]]; do sleep 30; done
+    evaluate "$abl" "$RUNS/$abl/final" "$ABL_N"
+done
 "$PY" -m igr.report --evals "$EVALS" --sweep reports/guidance.json --runs "$RUNS" \
     --teacher models/teacher-small --baseline "$RUNS/baseline/final" --out reports/teacher
