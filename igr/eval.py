@@ -16,8 +16,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .metrics import (PER_SAMPLE, GarmentFeatures, OnnxMetric, bootstrap, bootstrap_fd, frechet_distance,
-                      image_metrics, kernel_distance, parse_metric_files, summarize)
+from .metrics import (PER_SAMPLE, GarmentFeatures, OnnxMetric, bootstrap, feature_distances, image_metrics,
+                      parse_metric_files, summarize)
 
 
 def split_batches(split: str, n: int, size: tuple[int, int], batch: int):
@@ -70,11 +70,8 @@ def evaluate(restore: Callable[[torch.Tensor, int], torch.Tensor], features: Gar
         v = values[m.name]
         result[m.name] = {"mean": float(v.mean()), "ci95": bootstrap(v, n=boot), "source": m.path}
     for m in embedding:
-        r, f = torch.cat(ext_real[m.name]), torch.cat(ext_fake[m.name])
-        kid_mean, kid_std = kernel_distance(r, f)
-        result[f"fd_{m.name}"] = {"mean": frechet_distance(r, f), "ci95": bootstrap_fd(r, f, n=max(20, boot // 5)),
-                                  "space": f"embeddings of {m.path}"}
-        result[f"kid_{m.name}"] = {"mean": kid_mean, "std": kid_std, "space": f"embeddings of {m.path}"}
+        result[f"fd_{m.name}"], result[f"kid_{m.name}"] = feature_distances(
+            torch.cat(ext_real[m.name]), torch.cat(ext_fake[m.name]), boot=boot, space=f"embeddings of {m.path}")
     result["seconds_per_image"] = seconds / n
     result["per_sample"] = {k: [round(float(x), 6) for x in v] for k, v in values.items()}
     result["features"] = {"real": torch.cat(real).numpy(), "fake": torch.cat(fake).numpy()}   # for paired FD
@@ -155,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .baseline import KIND, RegressionModel
     from .model import IGRModel
-    from .pipeline import item_noise, sample
+    from .pipeline import sample_items
 
     model_dir = Path(args.model)
     baseline = json.loads((model_dir / "config.json").read_text()).get("kind") == KIND
@@ -173,8 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     def restore(person: torch.Tensor, first: int) -> torch.Tensor:
         if baseline:
             return model.restore(person)
-        noise = item_noise(cfg, args.seed, first, len(person), height=person.shape[-2], width=person.shape[-1])
-        return sample(model, person, steps=steps, guidance_scale=scale, sampler=sampler, noise=noise)
+        return sample_items(model, person, first, steps=steps, guidance_scale=scale, sampler=sampler, seed=args.seed)
 
     metrics = evaluate(restore, features, split=args.split, n=args.n, size=(cfg.height, cfg.width),
                        batch=args.batch, boot=args.boot, extra=extra)

@@ -133,11 +133,16 @@ def summarize(per_sample: dict[str, np.ndarray], real: torch.Tensor, fake: torch
               boot: int = 1000) -> dict[str, dict[str, float]]:
     """Mean and 95% interval of every per-sample metric, plus FD_garm (with interval) and KID."""
     out = {k: {"mean": float(v.mean()), "ci95": bootstrap(v, n=boot)} for k, v in per_sample.items()}
-    out["fd"] = {"mean": frechet_distance(real, fake), "ci95": bootstrap_fd(real, fake, n=max(20, boot // 5)),
-                 "space": "FD_garm: IGR image-encoder embeddings, not Inception"}
-    kid_mean, kid_std = kernel_distance(real, fake)
-    out["kid"] = {"mean": kid_mean, "std": kid_std, "space": "IGR image-encoder embeddings"}
+    out["fd"], out["kid"] = feature_distances(real, fake, boot=boot, space="IGR image-encoder embeddings")
+    out["fd"]["space"] = "FD_garm: IGR image-encoder embeddings, not Inception"
     return out
+
+
+def feature_distances(real: torch.Tensor, fake: torch.Tensor, *, boot: int, space: str) -> tuple[dict, dict]:
+    """FD (with its bootstrap interval) and KID (mean, std over subsets) between two feature sets."""
+    kid_mean, kid_std = kernel_distance(real, fake)
+    fd = {"mean": frechet_distance(real, fake), "ci95": bootstrap_fd(real, fake, n=max(20, boot // 5)), "space": space}
+    return fd, {"mean": kid_mean, "std": kid_std, "space": space}
 
 
 class OnnxMetric:

@@ -67,3 +67,10 @@ def sample(model: IGRModel, person: torch.Tensor, *, steps: int | None = None, g
             v = v_uncond + scale * (v_cond - v_uncond)     # classifier-free guidance (Ho & Salimans 2022)
         x = sched.step(v, t, x).prev_sample
     return model.decode(x)
+
+
+def sample_items(model: IGRModel, person: torch.Tensor, first: int, *, seed: int = 0, **kwargs) -> torch.Tensor:
+    """`sample` for items first..first+B-1 of a data set, each from its own noise (`item_noise`): what a model
+    restores for an item does not depend on how the data set was batched."""
+    noise = item_noise(model.config, seed, first, len(person), height=person.shape[-2], width=person.shape[-1])
+    return sample(model, person, noise=noise, **kwargs)

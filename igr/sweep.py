@@ -27,14 +27,13 @@ def sweep(model, *, scales, steps, samplers, split: str = "val", n: int = 64, ba
     """One row per (sampler, steps, scale): SSIM, PSNR and FD_garm means with intervals."""
     from .eval import evaluate
     from .metrics import GarmentFeatures
-    from .pipeline import item_noise, sample
+    from .pipeline import sample_items
 
     features = GarmentFeatures(model.image_encoder)
     rows = []
     for sampler, k, scale in itertools.product(samplers, steps, scales):
         def restore(person, first, sampler=sampler, k=k, scale=scale):
-            noise = item_noise(model.config, seed, first, len(person), height=person.shape[-2], width=person.shape[-1])
-            return sample(model, person, steps=k, guidance_scale=scale, sampler=sampler, noise=noise)
+            return sample_items(model, person, first, steps=k, guidance_scale=scale, sampler=sampler, seed=seed)
 
         m = evaluate(restore, features, split=split, n=n, size=(model.config.height, model.config.width),
                      batch=batch, boot=200, progress=progress)

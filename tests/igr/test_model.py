@@ -205,3 +205,13 @@ def test_pack_writes_fp16_and_refuses_to_clobber(tiny_model, tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert model_main(["pack", "--from", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_sample_items_does_not_depend_on_batching(tiny_model, person, other_person):
+    from igr.pipeline import sample_items
+
+    both = sample_items(tiny_model, torch.cat([person, other_person]), 10, steps=2, seed=3)
+    one = sample_items(tiny_model, person, 10, steps=2, seed=3)
+    two = sample_items(tiny_model, other_person, 11, steps=2, seed=3)
+    assert torch.allclose(both, torch.cat([one, two]), atol=1e-5)
+    assert not torch.allclose(one, sample_items(tiny_model, person, 11, steps=2, seed=3), atol=1e-3)
