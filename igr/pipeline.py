@@ -41,31 +41,49 @@ def item_noise(config: IGRConfig, seed: int, first: int, batch: int, *, height: 
 
 
 @torch.no_grad()
-def sample(model: IGRModel, person: torch.Tensor, *, steps: int | None = None, guidance_scale: float | None = None,
-           sampler: str | None = None, seed: int = 0, noise: torch.Tensor | None = None,
-           cond: Conditioning | None = None, progress: bool = False) -> torch.Tensor:
-    """Restore the garment from person images in [-1, 1] (B, 3, H, W) -> garment images in [-1, 1]."""
+def denoise(model: IGRModel, cond: Conditioning, noise: torch.Tensor, *, steps: int | None = None,
+            guidance_scale: float | None = None, sampler: str | None = None, timesteps: list[int] | None = None,
+            record: dict[int, torch.Tensor] | None = None, progress: bool = False) -> torch.Tensor:
+    """Run the sampler from `noise` (B, 4, h, w) under `cond` -> the final latent (B, 4, h, w).
+
+    `timesteps`: an explicit descending plan instead of the sampler's `steps` (e.g. the sampler's own plan
+    plus a student's timesteps); `record`: filled with the latent entering each timestep (a trajectory).
+    """
     cfg = model.config
-    steps = steps or cfg.sample_steps
     scale = cfg.guidance_scale if guidance_scale is None else guidance_scale
-    b, _, h, w = person.shape
-    if cond is None:
-        cond = model.condition(person)                     # once per image, not once per step
     guided = scale != 1.0
     if guided:
         cond = Conditioning.cat([cond.null(), cond])       # (2B, ...): unconditional half first
     sched = make_scheduler(cfg, sampler)
-    sched.set_timesteps(steps)
-    x = initial_noise(cfg, b, seed, height=h, width=w) if noise is None else noise.clone()
-    x = x.to(person.device, person.dtype) * sched.init_noise_sigma            # (B, 4, h, w)
+    if timesteps is None:
+        sched.set_timesteps(steps or cfg.sample_steps)
+    else:
+        sched.set_timesteps(timesteps=list(timesteps))
+    x = noise.clone() * sched.init_noise_sigma                                  # (B, 4, h, w)
     for t in tqdm(sched.timesteps, disable=not progress, desc="sampling"):
+        if record is not None:
+            record[int(t)] = x.clone()
         x_in = torch.cat([x, x]) if guided else x
         x_in = sched.scale_model_input(x_in, t)
-        v = model.predict(x_in, t.expand(x_in.shape[0]).to(person.device), cond)
+        v = model.predict(x_in, t.expand(x_in.shape[0]).to(x.device), cond)
         if guided:
             v_uncond, v_cond = v.chunk(2)
             v = v_uncond + scale * (v_cond - v_uncond)     # classifier-free guidance (Ho & Salimans 2022)
         x = sched.step(v, t, x).prev_sample
+    return x
+
+
+@torch.no_grad()
+def sample(model: IGRModel, person: torch.Tensor, *, steps: int | None = None, guidance_scale: float | None = None,
+           sampler: str | None = None, seed: int = 0, noise: torch.Tensor | None = None,
+           cond: Conditioning | None = None, progress: bool = False) -> torch.Tensor:
+    """Restore the garment from person images in [-1, 1] (B, 3, H, W) -> garment images in [-1, 1]."""
+    b, _, h, w = person.shape
+    if cond is None:
+        cond = model.condition(person)                     # once per image, not once per step
+    x = initial_noise(model.config, b, seed, height=h, width=w) if noise is None else noise
+    x = denoise(model, cond, x.to(person.device, person.dtype), steps=steps, guidance_scale=guidance_scale,
+                sampler=sampler, progress=progress)
     return model.decode(x)
 
 

@@ -1,4 +1,5 @@
 """IGR model components and the whole model."""
-from .igr import COMPONENTS, Conditioning, GarmDenoiser, GarmNet, IGRModel, ImageEncoder
+from .igr import COMPONENTS, SHARED, Conditioning, GarmDenoiser, GarmNet, IGRModel, ImageEncoder, component_file
 
-__all__ = ["COMPONENTS", "Conditioning", "GarmDenoiser", "GarmNet", "IGRModel", "ImageEncoder"]
+__all__ = ["COMPONENTS", "SHARED", "Conditioning", "GarmDenoiser", "GarmNet", "IGRModel", "ImageEncoder",
+           "component_file"]

@@ -2,6 +2,7 @@
 
 `python -m igr.model pack --from runs/hqft/final --out models/teacher-small`: the model folder as fp16
 safetensors + config.json (what ships), written atomically; refuses to replace a folder without --overwrite.
+`--share-with models/teacher-small` links components identical to that folder's (a student's frozen parts).
 """
 from __future__ import annotations
 
@@ -60,9 +61,13 @@ def cmd_pack(args: argparse.Namespace) -> int:
     except FileNotFoundError as e:
         print(f"python -m igr.model pack: {e}", file=sys.stderr)
         return 2
-    model.save_pretrained(out, dtype={"fp16": torch.float16, "fp32": None}[args.dtype])
+    # how the model was made travels with it (a student's distill.json)
+    extra = {f.name: f.read_text() for f in (Path(args.source) / "distill.json",) if f.is_file()}
+    model.save_pretrained(out, dtype={"fp16": torch.float16, "fp32": None}[args.dtype], share_with=args.share_with,
+                          extra=extra)
     size = sum(f.stat().st_size for f in out.iterdir())
-    print(f"wrote {out}: {size / 2**20:.1f} MiB ({args.dtype})")
+    shared = f", linking identical components from {args.share_with}" if (out / "shared.json").is_file() else ""
+    print(f"wrote {out}: {size / 2**20:.1f} MiB ({args.dtype}){shared}")
     return 0
 
 
@@ -81,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--share-with", metavar="DIR",
+                   help="model folder whose identical component files are linked (shared.json), not copied")
     p.set_defaults(func=cmd_pack)
     args = parser.parse_args(argv)
     return args.func(args)

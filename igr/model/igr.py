@@ -1,6 +1,9 @@
 """The IGR model: VAE, GarmNet (low-level extractor), image encoder (high-level), GarmDenoiser."""
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +20,36 @@ from .fusion import DecoupledCrossAttention, FusionSelfAttention, PlainAttention
     ReferenceWriter, block_name
 
 COMPONENTS = ("vae", "image_encoder", "garmnet", "denoiser")
+SHARED = "shared.json"      # components a folder links from another folder instead of copying
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a)
+
+
+def component_file(folder: str | Path, name: str) -> Path:
+    """The safetensors file of component `name`: in `folder`, or linked by its shared.json (hash-checked)."""
+    folder = Path(folder)
+    path = folder / f"{name}.safetensors"
+    if path.is_file():
+        return path
+    links = json.loads((folder / SHARED).read_text()) if (folder / SHARED).is_file() else {}
+    if name not in links:
+        raise FileNotFoundError(f"{folder} has no {name}.safetensors")
+    linked = folder / links[name]["path"]
+    if not linked.is_file():
+        raise FileNotFoundError(f"{folder}/{SHARED} links {name} to {linked}, which does not exist")
+    if sha256_file(linked) != links[name]["sha256"]:
+        raise ConfigError(f"{folder}/{SHARED}: {linked} has changed since it was linked (SHA-256 differs)")
+    return linked
 
 
 def build_vae(cfg: VAEConfig) -> AutoencoderKL:
@@ -248,15 +281,32 @@ class IGRModel(nn.Module):
             raise KeyError(f"unknown component {name!r} (one of {', '.join(COMPONENTS)})")
         return getattr(self, name)
 
-    def save_pretrained(self, folder: str | Path, *, dtype: torch.dtype | None = None) -> Path:
-        """Write config.json + one safetensors file per component, atomically (temp folder + rename)."""
+    def save_pretrained(self, folder: str | Path, *, dtype: torch.dtype | None = None,
+                        share_with: str | Path | None = None, extra: dict[str, str] | None = None) -> Path:
+        """Write config.json + one safetensors file per component, atomically (temp folder + rename).
+
+        `share_with`: another model folder; a component whose weights equal that folder's file exactly is not
+        copied but linked in shared.json (relative path + SHA-256), e.g. a student's frozen VAE and extractors.
+        `extra`: more text files written with the folder (file name -> text), e.g. a student's distill.json.
+        """
+        folder = Path(folder)
+        links = {}
         with atomic_folder(folder) as tmp:
             self.config.save(tmp / "config.json")
             for name in COMPONENTS:
                 state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v)
                          .detach().cpu().contiguous() for k, v in self.component(name).state_dict().items()}
+                base = Path(share_with) / f"{name}.safetensors" if share_with is not None else None
+                if base is not None and base.is_file() and _same_state(state, load_file(str(base))):
+                    links[name] = {"path": os.path.relpath(base.resolve(), folder.resolve().parent / folder.name),
+                                   "sha256": sha256_file(base)}
+                    continue
                 save_file(state, str(tmp / f"{name}.safetensors"), metadata={"format": "pt"})
-        return Path(folder)
+            for name, text in (extra or {}).items():
+                (tmp / name).write_text(text)
+            if links:
+                (tmp / SHARED).write_text(json.dumps(links, indent=1, sort_keys=True) + "\n")
+        return folder
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, *, dtype: torch.dtype = torch.float32) -> IGRModel:
@@ -266,9 +316,7 @@ class IGRModel(nn.Module):
             raise FileNotFoundError(f"{folder} has no config.json (not an IGR model folder)")
         model = cls(IGRConfig.load(folder / "config.json"))
         for name in COMPONENTS:
-            path = folder / f"{name}.safetensors"
-            if not path.is_file():
-                raise FileNotFoundError(f"{folder} has no {name}.safetensors")
+            path = component_file(folder, name)
             module = model.component(name)
             state = load_file(str(path))
             missing, unexpected = module.load_state_dict(state, strict=False)
@@ -281,5 +329,5 @@ class IGRModel(nn.Module):
         return {n: sum(p.numel() for p in self.component(n).parameters()) for n in COMPONENTS}
 
 
-__all__ = ["COMPONENTS", "Conditioning", "GarmDenoiser", "GarmNet", "IGRModel", "ImageEncoder",
+__all__ = ["COMPONENTS", "SHARED", "component_file", "sha256_file", "Conditioning", "GarmDenoiser", "GarmNet", "IGRModel", "ImageEncoder",
            "build_unet", "build_vae"]

@@ -1,0 +1,1 @@
+"""Distillation: guidance-distilled and few-step students from the IGR teacher."""

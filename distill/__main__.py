@@ -1,0 +1,182 @@
+"""`python -m distill guidance|steps|calibrate|report`: from the teacher to few-step students.
+
+  python -m distill guidance --teacher models/teacher-small --cache runs/cache --out runs/distill/guided
+  python -m distill steps --from models/teacher-small --init runs/distill/guided/final --cache runs/cache \\
+      --steps 4,2,1 --method progressive --out runs/distill
+  python -m distill calibrate --model models/student-4-small --out runs/calib/student-4.npz
+  python -m distill report --teacher models/teacher-small --rows guided=models/guided-small,... --out reports/students
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _load(parser: argparse.ArgumentParser, folder: str):
+    from igr.model import IGRModel
+
+    try:
+        return IGRModel.from_pretrained(folder)
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(str(e))
+
+
+def _train_settings(p: argparse.ArgumentParser, steps: int, lr: float) -> None:
+    p.add_argument("--train-steps", type=int, default=steps, help="optimizer steps (per student)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+
+
+def cmd_guidance(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .core import DistillConfig, distill_guidance
+
+    teacher = _load(parser, args.teacher)
+    cfg = DistillConfig(kind="guidance", steps=args.train_steps, batch=args.batch, lr=args.lr, seed=args.seed)
+    try:
+        summary = distill_guidance(teacher, args.cache, args.out, cfg)
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(str(e))
+    print(f"guidance-distilled student (scale {summary['guidance_baked']:g} baked in): loss "
+          f"{summary['first_loss']:.4f} -> {summary['final_loss_mean50']:.4f} in {summary['hours']:.2f} h "
+          f"-> {Path(args.out) / 'final'}")
+    return 0
+
+
+def cmd_steps(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from igr.model import IGRModel
+
+    from .core import DistillConfig, distill_steps, load_or_record, student_plan, trajectory_meta
+
+    source = _load(parser, args.source)
+    plans = {k: student_plan(source.config, k) for k in args.steps}
+    recorded = sorted({t for plan in plans.values() for t in plan}, reverse=True)
+    out = Path(args.out)
+    traj_dir = Path(args.trajectories) if args.trajectories else out / "trajectories"
+    try:
+        traj = load_or_record(source, args.cache, traj_dir, n=args.n, timesteps=recorded, seed=args.seed,
+                              batch=args.record_batch)
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(str(e))
+    meta = trajectory_meta(source, recorded, args.n, args.seed)
+    if args.record_only:
+        print(f"trajectories of {args.n} pairs at timesteps {recorded} -> {traj_dir}")
+        return 0
+    init = _load(parser, args.init) if args.init else source
+    for k in args.steps:
+        cfg = DistillConfig(kind="steps", steps=args.train_steps, batch=args.batch, lr=args.lr, seed=args.seed,
+                            student_steps=k, method=args.method, gt_weight=args.gt_weight if k == 1 else 0.0)
+        summary = distill_steps(init, traj, recorded, out / f"student-{k}", cfg, source_meta=meta)
+        print(f"{k}-step student ({args.method}, timesteps {summary['timesteps']}): loss "
+              f"{summary['first_loss']:.4f} -> {summary['final_loss_mean50']:.4f} in {summary['hours']:.2f} h "
+              f"-> {out / f'student-{k}' / 'final'}")
+        if args.chain:
+            init = IGRModel.from_pretrained(out / f"student-{k}" / "final")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .calibrate import calibration_set, save
+
+    model = _load(parser, args.model)
+    data = calibration_set(model, n=args.n, split=args.split, seed=args.seed, batch=args.batch)
+    path = save(data, args.out)
+    print(f"wrote {path}: {args.n} {args.split} inputs, denoiser inputs at timesteps "
+          f"{sorted(set(data['denoiser.timestep'].tolist()), reverse=True)}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .report import build, write
+
+    rows = {}
+    for spec in args.rows:
+        name, sep, folder = spec.partition("=")
+        if not sep:
+            parser.error(f"--rows wants NAME=MODEL_DIR, got {spec!r}")
+        rows[name] = folder
+    try:
+        rep = build(args.teacher, rows, evals=Path(args.evals), timing_images=args.timing_images,
+                    timing_runs=args.timing_runs, grid_n=args.grid_n)
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(str(e))
+    for path in write(rep, Path(args.out), command="python -m distill " + " ".join(args.argv)):
+        print(f"wrote {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m distill", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("guidance", help="bake classifier-free guidance into one denoiser call per step")
+    p.add_argument("--teacher", required=True, help="teacher model folder (its config's guidance scale is baked in)")
+    p.add_argument("--cache", required=True, help="latent cache of training pairs (python -m igr.train.cache)")
+    p.add_argument("--out", required=True, help="run folder: writes OUT/final, OUT/log.jsonl, OUT/loss.png")
+    _train_settings(p, 800, 5e-5)
+    p.set_defaults(func=cmd_guidance)
+
+    p = sub.add_parser("steps", help="few-step students (DDIM, trailing timesteps) on the source's trajectories")
+    p.add_argument("--from", dest="source", required=True,
+                   help="model whose sampler (with its guidance) makes the trajectories, e.g. the teacher")
+    p.add_argument("--init", help="weights the first student starts from (default: --from), e.g. the guided model")
+    p.add_argument("--cache", required=True, help="latent cache of training pairs")
+    p.add_argument("--steps", type=_ints, default=[4, 2, 1], help="student step counts, in training order")
+    p.add_argument("--method", choices=("progressive", "consistency"), default="progressive")
+    p.add_argument("--gt-weight", type=float, default=0.0, help="ground-truth term weight for the 1-step student")
+    p.add_argument("--chain", action=argparse.BooleanOptionalAction, default=True,
+                   help="start each student from the previous one (as progressive distillation does)")
+    p.add_argument("--n", type=int, default=1536, help="training pairs (trajectories recorded once, reused)")
+    p.add_argument("--record-batch", type=int, default=32)
+    p.add_argument("--trajectories", help="trajectory folder (default OUT/trajectories)")
+    p.add_argument("--record-only", action="store_true", help="record the trajectories, train nothing")
+    p.add_argument("--out", required=True, help="writes OUT/trajectories and OUT/student-K per student")
+    _train_settings(p, 1200, 5e-5)
+    p.set_defaults(func=cmd_steps)
+
+    p = sub.add_parser("calibrate", help="representative inputs at a student's own timesteps (static int8)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True, help=".npz file")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--split", choices=("train", "val"), default="val", help="never the test split")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=16)
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("report", help="the students' quality table, timing ratios and sample grid")
+    p.add_argument("--teacher", required=True, help="teacher model folder")
+    p.add_argument("--rows", nargs="+", required=True, metavar="NAME=MODEL_DIR",
+                   help="each student; its evaluation is EVALS/NAME.json (python -m igr.eval)")
+    p.add_argument("--evals", default="reports/eval", help="folder of evaluations; the teacher's is teacher.json")
+    p.add_argument("--timing-images", type=int, default=8)
+    p.add_argument("--timing-runs", type=int, default=3)
+    p.add_argument("--grid-n", type=int, default=6)
+    p.add_argument("--out", required=True, help="output path without suffix: OUT.md, OUT.json, OUT-grid.png")
+    p.set_defaults(func=cmd_report)
+
+    args = parser.parse_args(argv)
+    args.argv = list(argv if argv is not None else sys.argv[1:])
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if getattr(args, "n", 1) < 1:
+        parser.error("--n must be at least 1")
+    return args.func(args, parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The shipped students from the shipped teacher: guidance distillation, the teacher's trajectories,
+# the 4-, 2- and 1-step students, their test-split evaluations, the fp16 folders under models/ and
+# reports/students.{md,json}. Needs runs/cache and runs/encoder/final from scripts/train-teacher.sh.
+#
+#   scripts/distill-students.sh [RUNS_DIR]
+#   GUIDE_STEPS (default 800), STUDENT_STEPS (1200), TRAJ_N (1536), GT_WEIGHT (1-step, 0.5), N (test pairs, 256)
+# Two streams on the two cores: guidance training beside the trajectory recording; the students after both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-runs}
+PY=${PYTHON:-.venv/bin/python}
+OUT=$RUNS/distill
+TEACHER=models/teacher-small
+N=${N:-256}
+export OMP_NUM_THREADS=1
+mkdir -p "$OUT"
+
+[[ -f "$OUT/guided/final/config.json" ]] || "$PY" -m distill guidance --teacher "$TEACHER" --cache "$RUNS/cache" \
+    --out "$OUT/guided" --train-steps "${GUIDE_STEPS:-800}" --threads 1 > "$OUT/guided.out" 2>&1 &
+STEPS=(--from "$TEACHER" --cache "$RUNS/cache" --out "$OUT" --steps 4,2,1 --n "${TRAJ_N:-1536}" --threads 1)
+"$PY" -m distill steps "${STEPS[@]}" --record-only > "$OUT/record.out" 2>&1 &
+wait
+"$PY" -m distill steps "${STEPS[@]}" --init "$OUT/guided/final" --method progressive --lr 1e-4 \
+    --train-steps "${STUDENT_STEPS:-1200}" --gt-weight "${GT_WEIGHT:-0.5}" > "$OUT/students.out" 2>&1
+
+# ship: fp16, the frozen parts linked to the teacher's files (shared.json) instead of copied
+declare -A SHIP=([guided-small]=guided [student-4-small]=student-4 [student-2-small]=student-2 [student-1-small]=student-1)
+for name in guided-small student-4-small student-2-small student-1-small; do
+    "$PY" -m igr.model pack --from "$OUT/${SHIP[$name]}/final" --out "models/$name" --share-with "$TEACHER" --overwrite
+done
+for name in guided student-4 student-2 student-1; do
+    "$PY" -m igr.eval --model "models/$name-small" --features "$RUNS/encoder/final" --split test --n "$N" \
+        --out "reports/eval/$name"
+done
+OMP_NUM_THREADS=2 "$PY" -m distill report --teacher "$TEACHER" --rows guided=models/guided-small \
+    student-4=models/student-4-small student-2=models/student-2-small student-1=models/student-1-small \
+    --out reports/students

@@ -1,0 +1,212 @@
+"""Distillation on tiny configs: losses fall, targets are what the papers define, students are deterministic,
+the conditioning runs once per image, and the quality table is built from real evaluations."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from distill import core
+from distill.__main__ import main as distill_main
+from distill.calibrate import calibration_set, load, save
+from igr.config import ConfigError, IGRConfig
+from igr.model import IGRModel
+from igr.pipeline import make_scheduler, sample_items
+from igr.train import cache as latent_cache
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A tiny 'teacher' (dpmsolver++ 8 steps, guidance 5) and a latent cache of 24 train pairs made with it."""
+    root = tmp_path_factory.mktemp("distill")
+    torch.manual_seed(0)
+    teacher = IGRModel(IGRConfig.tiny().replace(sampler="dpmsolver++", sample_steps=8, guidance_scale=5.0)).eval()
+    teacher.save_pretrained(root / "teacher")
+    latent_cache.build(teacher, root / "cache", sizes=[(64, 48)], n=24, batch=8, workers=0, progress=False)
+    return root, IGRModel.from_pretrained(root / "teacher")
+
+
+def _fixed(loss_fn):
+    """The loss on a fixed batch and fixed random draws (to compare before and after training)."""
+    return float(loss_fn(torch.Generator().manual_seed(123))[0].detach())
+
+
+def test_guidance_distillation_loss_falls_and_only_the_denoiser_changes(setup, tmp_path):
+    root, teacher = setup
+    cache = core.open_cache(teacher, root / "cache")
+    batch = core.cache_batch(cache, 0, 8, seed=99)
+    student = IGRModel.from_pretrained(root / "teacher")
+    before = _fixed(lambda g: core.guidance_loss(teacher, student, batch, g))
+    cfg = core.DistillConfig(kind="guidance", steps=40, batch=8, lr=5e-4, warmup=5, checkpoint_every=0)
+    summary = core.distill_guidance(teacher, root / "cache", tmp_path / "guided", cfg, progress=False)
+    trained = IGRModel.from_pretrained(tmp_path / "guided" / "final")
+    after = _fixed(lambda g: core.guidance_loss(teacher, trained, batch, g))
+    assert after < 0.9 * before, (before, after)
+    assert trained.config.guidance_scale == 1.0 and summary["guidance_baked"] == 5.0
+    assert core.frozen_parts_digest(trained) == core.frozen_parts_digest(teacher)
+    assert (tmp_path / "guided" / "log.jsonl").read_text().count("\n") == 5       # every 10th step and the last
+
+
+def test_guidance_distillation_refuses_an_unguided_teacher_and_a_foreign_cache(setup, tmp_path):
+    root, teacher = setup
+    unguided = IGRModel.from_pretrained(root / "teacher")
+    unguided.config = unguided.config.replace(guidance_scale=1.0)
+    with pytest.raises(ValueError, match="no guidance to distill"):
+        core.distill_guidance(unguided, root / "cache", tmp_path / "x", core.DistillConfig(steps=1))
+    torch.manual_seed(5)
+    other = IGRModel(teacher.config)        # another VAE: its latents disagree with the cache
+    with pytest.raises(ValueError, match="not made with this model's VAE"):
+        core.open_cache(other, root / "cache")
+
+
+@pytest.fixture(scope="module")
+def trajectories(setup):
+    root, teacher = setup
+    plan = core.student_plan(teacher.config, 4)
+    traj = core.load_or_record(teacher, root / "cache", root / "traj", n=12, timesteps=plan, batch=5,
+                               progress=False)
+    return plan, traj
+
+
+def test_trajectories_start_at_the_seeded_noise_and_are_reused(setup, trajectories, monkeypatch):
+    root, teacher = setup
+    plan, traj = trajectories
+    assert plan == [999, 749, 499, 249]
+    assert traj["x"].shape == (12, 5, 4, 8, 6) and len([k for k in traj if k.startswith("ref.")]) == 7
+    # the latent entering t = 999 is the row's own noise: batching does not change it
+    assert torch.equal(traj["x"][:, 0], core.row_noise((4, 8, 6), range(12), 0))
+
+    def no_recording(*a, **k):
+        raise AssertionError("trajectories were recorded again")
+    monkeypatch.setattr(core, "record_trajectories", no_recording)
+    again = core.load_or_record(teacher, root / "cache", root / "traj", n=12, timesteps=plan, progress=False)
+    assert torch.equal(again["x"], traj["x"])
+
+
+def test_progressive_target_makes_diffusers_ddim_land_on_the_recorded_next_point(setup, trajectories):
+    _, teacher = setup
+    plan, traj = trajectories
+    cfg = core.student_config(teacher.config, kind="steps", steps=4)
+    targets = core.StepTargets(cfg, plan, 4, "progressive")
+    sched = make_scheduler(cfg, "ddim")
+    sched.set_timesteps(4)
+    for j in range(4):
+        jj = torch.full((12,), j)
+        x_in, t, x0 = targets(traj["x"], jj)
+        a, s = targets.a[j].float(), targets.s[j].float()
+        v = (a * x_in - x0) / s                           # the v whose x0 is the target
+        landed = sched.step(v, int(t[0]), x_in).prev_sample
+        assert torch.allclose(landed, traj["x"][:, j + 1], atol=2e-4), j
+    consistency = core.StepTargets(cfg, plan, 4, "consistency")
+    assert torch.equal(consistency(traj["x"], torch.zeros(12, dtype=torch.long))[2], traj["x"][:, -1])
+
+
+def test_step_distillation_loss_falls_and_the_student_samples_with_its_own_plan(setup, trajectories, tmp_path):
+    root, teacher = setup
+    plan, traj = trajectories
+    meta = core.trajectory_meta(teacher, plan, 12, 0)
+    cfg = core.DistillConfig(kind="steps", steps=40, batch=8, lr=2e-3, warmup=5, student_steps=2, gt_weight=0.5,
+                             checkpoint_every=0)
+    targets = core.StepTargets(core.student_config(teacher.config, kind="steps", steps=2), plan, 2, "progressive")
+    batch = core.trajectory_batch(traj, 0, 12, seed=7)
+    before = _fixed(lambda g: core.step_loss(teacher, targets, batch, g, 0.5))
+    summary = core.distill_steps(teacher, traj, plan, tmp_path / "s2", cfg, source_meta=meta, progress=False)
+    student = IGRModel.from_pretrained(tmp_path / "s2" / "final")
+    after = _fixed(lambda g: core.step_loss(student, targets, batch, g, 0.5))
+    assert after < 0.85 * before, (before, after)
+    assert summary["timesteps"] == [999, 499]
+    assert (student.config.sampler, student.config.sample_steps, student.config.guidance_scale) == ("ddim", 2, 1.0)
+
+
+def test_students_are_deterministic_by_seed_and_condition_once_per_image(setup):
+    _, teacher = setup
+    student = IGRModel.from_pretrained(setup[0] / "teacher")
+    student.config = core.student_config(teacher.config, kind="steps", steps=4)
+    person = torch.rand(3, 3, 64, 48) * 2 - 1
+    calls = {"garmnet": 0, "image_encoder.clip": 0, "denoiser": 0}
+    hooks = [student.get_submodule(name).register_forward_hook(
+        lambda *a, name=name: calls.__setitem__(name, calls[name] + 1)) for name in calls]
+    a = sample_items(student, person, 0, seed=1)
+    for h in hooks:
+        h.remove()
+    assert calls == {"garmnet": 1, "image_encoder.clip": 1, "denoiser": 4}      # one batch of 3 images, 4 steps
+    assert torch.equal(a, sample_items(student, person, 0, seed=1))
+    assert not torch.equal(a, sample_items(student, person, 0, seed=2))
+
+
+def test_step_targets_refuse_timesteps_that_were_not_recorded(setup):
+    _, teacher = setup
+    with pytest.raises(ValueError, match="do not hold timesteps"):
+        core.StepTargets(teacher.config, [999, 499], 4, "progressive")
+    with pytest.raises(ConfigError):
+        core.DistillConfig(method="halving")
+
+
+def test_calibration_set_holds_the_students_own_timesteps_and_never_test(setup, tmp_path):
+    _, teacher = setup
+    student = IGRModel.from_pretrained(setup[0] / "teacher")
+    student.config = core.student_config(teacher.config, kind="steps", steps=2)
+    data = calibration_set(student, n=5, split="val", batch=2)
+    assert data["person"].shape == (5, 64, 48, 3) and data["person"].dtype == np.uint8
+    assert data["noise"].shape == (5, 4, 8, 6)
+    assert data["denoiser.latent"].shape == (10, 4, 8, 6)
+    assert sorted(set(data["denoiser.timestep"].tolist()), reverse=True) == [999, 499]
+    assert np.array_equal(data["denoiser.latent"][:2], data["noise"][:2])     # step 1 of batch 1 sees the noise
+    path = save(data, tmp_path / "calib.npz")
+    assert set(load(path)) == set(data)
+    with pytest.raises(ValueError, match="test split"):
+        calibration_set(student, n=2, split="test")
+
+
+def test_cli_end_to_end_students_evaluations_report_and_shared_files(setup, tmp_path):
+    root, _ = setup
+    from igr.eval import main as eval_main
+    from igr.model.__main__ import main as model_main
+
+    run = tmp_path / "run"
+    assert distill_main(["guidance", "--teacher", str(root / "teacher"), "--cache", str(root / "cache"),
+                         "--out", str(run / "guided"), "--train-steps", "3", "--batch", "2"]) == 0
+    assert distill_main(["steps", "--from", str(root / "teacher"), "--init", str(run / "guided" / "final"),
+                         "--cache", str(root / "cache"), "--out", str(run), "--steps", "2,1", "--n", "6",
+                         "--train-steps", "3", "--batch", "2", "--gt-weight", "0.5"]) == 0
+    s1 = json.loads((run / "student-1" / "final" / "distill.json").read_text())
+    assert s1["config"]["gt_weight"] == 0.5 and s1["timesteps"] == [999]
+    assert json.loads((run / "student-2" / "final" / "distill.json").read_text())["config"]["gt_weight"] == 0.0
+    # shipped students link the teacher's frozen parts instead of copying them
+    models = tmp_path / "models"
+    for name, src in (("teacher", root / "teacher"), ("guided", run / "guided" / "final"),
+                      ("student-1", run / "student-1" / "final")):
+        args = ["pack", "--from", str(src), "--out", str(models / name)]
+        assert model_main(args + ([] if name == "teacher" else ["--share-with", str(models / "teacher")])) == 0
+    shared = json.loads((models / "student-1" / "shared.json").read_text())
+    assert set(shared) == {"vae", "image_encoder", "garmnet"}
+    assert sorted(p.name for p in (models / "student-1").iterdir()) == ["config.json", "denoiser.safetensors",
+                                                                       "distill.json", "shared.json"]
+    evals = tmp_path / "evals"
+    for name in ("teacher", "guided", "student-1"):
+        assert eval_main(["--model", str(models / name), "--features", str(models / "teacher"), "--n", "4",
+                          "--batch", "2", "--boot", "20", "--out", str(evals / name)]) == 0
+    out = tmp_path / "reports" / "students"
+    assert distill_main(["report", "--teacher", str(models / "teacher"), "--rows", f"guided={models / 'guided'}",
+                         f"student-1={models / 'student-1'}", "--evals", str(evals), "--timing-images", "2",
+                         "--timing-runs", "1", "--grid-n", "2", "--out", str(out)]) == 0
+    rep = json.loads(out.with_suffix(".json").read_text())
+    assert [r["denoiser_calls"] for r in rep["rows"].values()] == [16, 8, 1]
+    assert rep["rows"]["teacher"]["timing"]["ratio_to_teacher"] == 1.0
+    assert rep["rows"]["student-1"]["targets"]["ssim_bound"] == 0.03
+    assert "ssim_bound" not in rep["rows"]["guided"]["targets"]
+    assert "| student-1 | ddim 1, guidance 1 | 1 |" in out.with_suffix(".md").read_text()
+    assert out.with_name("students-grid.png").is_file()
+
+
+def test_a_changed_linked_file_is_refused(setup, tmp_path):
+    root, teacher = setup
+    teacher.save_pretrained(tmp_path / "base")
+    teacher.save_pretrained(tmp_path / "copy", share_with=tmp_path / "base")
+    assert not (tmp_path / "copy" / "vae.safetensors").exists()
+    IGRModel.from_pretrained(tmp_path / "copy")
+    data = bytearray((tmp_path / "base" / "vae.safetensors").read_bytes())
+    data[-1] ^= 1
+    (tmp_path / "base" / "vae.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match="changed since it was linked"):
+        IGRModel.from_pretrained(tmp_path / "copy")
