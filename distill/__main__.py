@@ -62,7 +62,7 @@ def cmd_steps(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .core import DistillConfig, distill_steps, load_or_record, student_plan, trajectory_meta
 
     source = _load(parser, args.source)
-    plans = {k: student_plan(source.config, k) for k in args.steps}
+    plans = {k: student_plan(source.config, k) for k in {*args.steps, *(args.record_steps or [])}}
     recorded = sorted({t for plan in plans.values() for t in plan}, reverse=True)
     out = Path(args.out)
     traj_dir = Path(args.trajectories) if args.trajectories else out / "trajectories"
@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--record-batch", type=int, default=32)
     p.add_argument("--trajectories", help="trajectory folder (default OUT/trajectories)")
     p.add_argument("--record-only", action="store_true", help="record the trajectories, train nothing")
+    p.add_argument("--record-steps", type=_ints,
+                   help="also hold these students' timesteps in the trajectories (to share one recording between runs)")
     p.add_argument("--out", required=True, help="writes OUT/trajectories and OUT/student-K per student")
     _train_settings(p, 1200, 5e-5)
     p.set_defaults(func=cmd_steps)

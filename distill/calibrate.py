@@ -8,7 +8,8 @@ own trajectory (the latents a 4-step student sees at t = 749 are not those of th
 File: one .npz (no pickle), arrays keyed by graph and tensor name:
   person (N, H, W, 3) uint8 RGB, noise (N, 4, h, w) float32           the single-call graph's inputs
   denoiser.latent (N·k, 4, h, w), denoiser.timestep (N·k,) int64,
-  denoiser.image_tokens (N·k, T, D), denoiser.ref.<block> (N·k, L, C)  the denoiser's, per step
+  denoiser.image_tokens (N·k, T, D),
+  denoiser.reference_<i> (N·k, L, C), i-th fusion block in `denoiser.block_names` order   the denoiser's, per step
 """
 from __future__ import annotations
 
@@ -34,8 +35,8 @@ def calibration_set(model: IGRModel, *, n: int = 64, split: str = "val", seed: i
 
     def hook(module, args):
         latent, timestep, image_tokens, reference = args
-        for key, value in (("latent", latent), ("timestep", timestep), ("image_tokens", image_tokens),
-                           *((f"ref.{k}", v) for k, v in reference.items())):
+        refs = [(f"reference_{i}", reference[block]) for i, block in enumerate(model.denoiser.block_names)]
+        for key, value in (("latent", latent), ("timestep", timestep), ("image_tokens", image_tokens), *refs):
             seen.setdefault(f"denoiser.{key}", []).append(value.detach().clone())
 
     persons, noises = [], []

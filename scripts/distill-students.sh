@@ -4,7 +4,7 @@
 # reports/students.{md,json}. Needs runs/cache and runs/encoder/final from scripts/train-teacher.sh.
 #
 #   scripts/distill-students.sh [RUNS_DIR]
-#   GUIDE_STEPS (default 800), STUDENT_STEPS (1200), TRAJ_N (1536), GT_WEIGHT (1-step, 0.5), N (test pairs, 256)
+#   GUIDE_STEPS (default 800), STUDENT_STEPS (1200 each), TRAJ_N (1536), GT_WEIGHT (1-step, 0.5), N (test pairs, 256)
 # Two streams on the two cores: guidance training beside the trajectory recording; the students after both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,11 +18,16 @@ mkdir -p "$OUT"
 
 [[ -f "$OUT/guided/final/config.json" ]] || "$PY" -m distill guidance --teacher "$TEACHER" --cache "$RUNS/cache" \
     --out "$OUT/guided" --train-steps "${GUIDE_STEPS:-800}" --threads 1 > "$OUT/guided.out" 2>&1 &
-STEPS=(--from "$TEACHER" --cache "$RUNS/cache" --out "$OUT" --steps 4,2,1 --n "${TRAJ_N:-1536}" --threads 1)
-"$PY" -m distill steps "${STEPS[@]}" --record-only > "$OUT/record.out" 2>&1 &
+STEPS=(--from "$TEACHER" --cache "$RUNS/cache" --out "$OUT" --record-steps 4,2,1 --n "${TRAJ_N:-1536}" --threads 1)
+"$PY" -m distill steps "${STEPS[@]}" --steps 4,2,1 --record-only > "$OUT/record.out" 2>&1 &
 wait
-"$PY" -m distill steps "${STEPS[@]}" --init "$OUT/guided/final" --method progressive --lr 1e-4 \
-    --train-steps "${STUDENT_STEPS:-1200}" --gt-weight "${GT_WEIGHT:-0.5}" > "$OUT/students.out" 2>&1
+# the 4-step student from the guided model, then the 2- and 1-step students from it, side by side
+TRAIN=(--method progressive --lr 1e-4 --train-steps "${STUDENT_STEPS:-1200}" --no-chain)
+"$PY" -m distill steps "${STEPS[@]}" "${TRAIN[@]}" --steps 4 --init "$OUT/guided/final" > "$OUT/student-4.out" 2>&1
+"$PY" -m distill steps "${STEPS[@]}" "${TRAIN[@]}" --steps 2 --init "$OUT/student-4/final" > "$OUT/student-2.out" 2>&1 &
+"$PY" -m distill steps "${STEPS[@]}" "${TRAIN[@]}" --steps 1 --init "$OUT/student-4/final" \
+    --gt-weight "${GT_WEIGHT:-0.5}" > "$OUT/student-1.out" 2>&1 &
+wait
 
 # ship: fp16, the frozen parts linked to the teacher's files (shared.json) instead of copied
 declare -A SHIP=([guided-small]=guided [student-4-small]=student-4 [student-2-small]=student-2 [student-1-small]=student-1)
