@@ -1,4 +1,5 @@
 """The runtime SDK stays light: no torch, a working console entry point, a wheel that holds igr_edge only."""
+import json
 import subprocess
 import sys
 import tomllib
@@ -39,5 +40,11 @@ def test_the_wheel_holds_igr_edge_alone(tmp_path):
                     "-q", "-w", str(tmp_path)], check=True, capture_output=True)
     import zipfile
     (wheel,) = tmp_path.glob("igr_edge-*.whl")
-    tops = {n.split("/")[0] for n in zipfile.ZipFile(wheel).namelist()}
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"igr_edge"}
+    # the manifest schema and the default bundle, every file its manifest lists
+    assert "igr_edge/schemas/manifest-v1.schema.json" in names
+    manifest = json.loads((ROOT / "igr_edge" / "bundles" / "default" / "manifest.json").read_text())
+    assert {f"igr_edge/bundles/default/{f['path']}" for f in manifest["files"]} | {
+        "igr_edge/bundles/default/manifest.json"} <= set(names)

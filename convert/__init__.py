@@ -1,0 +1,1 @@
+"""Converters: export specs, ONNX Runtime and Core ML variants, parity gates, bundles."""

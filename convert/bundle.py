@@ -1,0 +1,266 @@
+"""The bundle writer: export, gate and package a model's variants into one folder with manifest.json (schema v1).
+
+Written into a temporary sibling folder and renamed at the end, so there is never a half bundle; a variant
+that fails its parity gate is never written (the whole bundle fails, or with `skip_failing` the variant is
+left out and listed under `rejected` with its figure and bound). Same inputs, same bytes.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from igr_edge.manifest import MANIFEST, read_manifest, sha256_file, validation_errors
+
+from . import onnx_export
+from .gates import GateError, check_fp32, check_variant, run, session, gate_images
+from .specs import COMPONENT_GRAPHS, specs_for
+
+SCHEMA_VERSION = "1.0.0"
+BUNDLE_VERSION = "0.1.0"
+
+
+@dataclass(frozen=True)
+class Variant:
+    format: str
+    precision: str
+    backends: tuple[str, ...]
+
+
+VARIANTS = {
+    "onnx-fp32": Variant("onnx", "fp32", ("cpu", "cuda")),
+    "onnx-int8": Variant("onnx", "int8 dynamic (MatMul, Gemm), rest fp32", ("cpu",)),
+    "onnx-qdq": Variant("onnx", "int8 QDQ static (Conv, MatMul, Gemm), calibrated at the student's timesteps",
+                        ("cpu", "coreml")),
+    "onnx-fp16": Variant("onnx", "fp16 (normalizations, softmax and reductions fp32)", ("cuda",)),
+    "ort": Variant("ort", "the onnx-int8 graph in ORT format (ORT Mobile)", ("cpu",)),
+    "coreml-fp16": Variant("mlpackage", "fp16 ML Program", ("coreml",)),
+    "coreml-8bit": Variant("mlpackage", "8-bit linear weights (fp16 compute)", ("coreml",)),
+    "coreml-6bit": Variant("mlpackage", "6-bit palettized weights (fp16 compute)", ("coreml",)),
+}
+NORMALIZATION = {
+    "person": "uint8 RGB, N×H×W×3, 0..255 (the graph maps it to [-1, 1])",
+    "garment": "uint8 RGB, N×H×W×3, 0..255",
+    "image": "float32 RGB, N×3×H×W, in [-1, 1]",
+    "noise": "float32 N×4×h×w, standard normal from the manifest's noise generator",
+    "latent": "float32 N×4×h×w, VAE latent times the VAE scaling factor",
+}
+
+
+def finite(value: Any) -> Any:
+    """JSON-safe figures: an infinite PSNR (identical outputs) is written as the string "inf"."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _model_files(folder: Path) -> dict[str, str]:
+    from igr.model import COMPONENTS, component_file
+
+    return {name: sha256_file(component_file(folder, name)) for name in COMPONENTS}
+
+
+def _scheduler(config, steps: int, single_call: bool) -> dict[str, Any]:
+    from .graphs import ddim_plan
+
+    out = {"name": config.sampler, "prediction": config.prediction, "train_timesteps": config.train_timesteps,
+           "beta_schedule": config.beta_schedule, "beta_start": config.beta_start, "beta_end": config.beta_end,
+           "timestep_spacing": "trailing"}
+    if single_call:
+        plan, coef = ddim_plan(config, steps)
+        out.update(name="ddim", timesteps=plan, coefficients=[list(c) for c in coef])
+    else:
+        from igr.pipeline import make_scheduler
+
+        sched = make_scheduler(config)
+        sched.set_timesteps(steps)
+        out["timesteps"] = [int(t) for t in sched.timesteps]
+    return out
+
+
+def write_bundle(model_dir: str | Path, out: str | Path, *, variants: list[str], name: str | None = None,
+                 gate_n: int = 32, calibration_n: int = 32, quality: dict | None = None,
+                 skip_failing: bool = False, progress: bool = True) -> Path:
+    """Export `model_dir` into bundle folder `out` with `variants`; returns `out`."""
+    from tqdm.auto import tqdm
+
+    from igr.files import atomic_folder
+    from igr.model import IGRModel
+
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {', '.join(unknown)} (choose from {', '.join(VARIANTS)})")
+    model_dir = Path(model_dir)
+    model = IGRModel.from_pretrained(model_dir)
+    cfg = model.config
+    meta_path = model_dir / "distill.json"
+    distill = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    single_call = distill.get("kind") == "steps"
+    if not single_call and set(variants) - {"onnx-fp32"}:
+        raise ValueError("a multi-step model (teacher or guided) is bundled as component graphs with onnx-fp32 only: "
+                         "reduced precision is gated end to end, on the single-call graph of a few-step student")
+    steps = cfg.sample_steps
+    specs = specs_for(cfg, student_steps=steps if single_call else None)
+    graphs = ["student"] if single_call else list(COMPONENT_GRAPHS)
+    name = name or model_dir.name
+    rejected: list[dict[str, Any]] = []
+    records: dict[str, dict[str, Any]] = {}
+    bar = tqdm(total=len(variants) + 1, desc=f"bundle {name}", disable=not progress)
+    with atomic_folder(out) as tmp:
+        staging = tmp / ".staging"
+        staging.mkdir()
+        # fp32 export of every graph, each gated against torch
+        fp32: dict[str, Path] = {}
+        parity32: dict[str, Any] = {}
+        if single_call:
+            persons, truth, noise = gate_images(cfg, gate_n)
+        for g in graphs:
+            bar.set_postfix_str(f"onnx-fp32 {g}")
+            path = onnx_export.export_fp32(specs[g], model, staging / "onnx-fp32" / f"{g}.onnx")
+            inputs = None
+            if single_call:
+                import torch
+
+                inputs = (torch.from_numpy(persons[:2]), torch.from_numpy(noise[:2]))
+            parity32[g] = check_fp32(specs[g], model, path, inputs)
+            fp32[g] = path
+        parity32 = {"vs_torch": parity32}
+        if single_call:
+            reference = run(session(fp32["student"]), specs["student"].input_names, (persons, noise))[0]
+            parity32 = {"vs_torch": parity32["vs_torch"]["student"],
+                        **check_variant("onnx-fp32", reference, reference, truth)}
+        bar.update(1)
+
+        def accept(variant: str, files: dict[str, Path], parity: dict[str, Any], **extra) -> None:
+            dest = tmp / variant
+            dest.mkdir(exist_ok=True)
+            rel = {}
+            for g, f in files.items():
+                target = dest / f.name
+                if f.is_dir():
+                    shutil.copytree(f, target, copy_function=shutil.copyfile)
+                else:
+                    shutil.copyfile(f, target)
+                rel[g] = f"{variant}/{f.name}"
+            records[variant] = {"format": VARIANTS[variant].format, "precision": VARIANTS[variant].precision,
+                                "files": rel, "backends": list(VARIANTS[variant].backends), "parity": parity, **extra}
+
+        for variant in variants:
+            bar.set_postfix_str(variant)
+            try:
+                if variant == "onnx-fp32":
+                    accept(variant, dict(fp32), parity32)
+                elif VARIANTS[variant].format == "mlpackage":
+                    from .coreml_export import convert_coreml
+
+                    made, parity = convert_coreml(specs["student"], model, staging / variant, variant,
+                                                  persons=persons, truth=truth, noise=noise, reference=reference)
+                    accept(variant, {"student": made}, parity, minimum_deployment_target=parity["minimum_deployment_target"])
+                else:
+                    made = _onnx_variant(variant, fp32["student"], staging / variant, model, calibration_n)
+                    garments = run(session(made["student"]), specs["student"].input_names, (persons, noise))[0]
+                    parity = check_variant(variant, garments, reference, truth)
+                    accept(variant, made, parity)
+            except GateError as e:
+                if not skip_failing:
+                    raise
+                rejected.append({"variant": variant, "reason": str(e), "figure": e.figure, "value": e.value,
+                                 "bound": e.bound})
+            bar.update(1)
+        bar.close()
+        shutil.rmtree(staging)
+        files = sorted(p for p in tmp.rglob("*") if p.is_file())
+        manifest = {
+            "schema": SCHEMA_VERSION, "name": name, "version": BUNDLE_VERSION,
+            "kind": "single-call" if single_call else "components",
+            "resolution": {"height": cfg.height, "width": cfg.width}, "latent": list(cfg.latent_shape),
+            "steps": steps,
+            "guidance": {"scale": float(distill.get("guidance_baked", distill.get("trajectories", {}).get("guidance",
+                                                                                                         cfg.guidance_scale))),
+                         "baked_in": bool(distill)},
+            "scheduler": _scheduler(cfg, steps, single_call),
+            "noise": {"generator": "splitmix64-boxmuller", "shape": list(cfg.latent_shape), "dtype": "float32",
+                      "order": "C"},
+            "graphs": {g: specs[g].to_dict() for g in graphs},
+            "normalization": NORMALIZATION,
+            "variants": records,
+            "files": [{"path": p.relative_to(tmp).as_posix(), "size": p.stat().st_size, "sha256": sha256_file(p)}
+                      for p in files],
+            "provenance": {"model": model_dir.name, "model_sha256": _model_files(model_dir),
+                           "distill": distill or None, "commit": _git_commit(),
+                           "exporter": {"opset": onnx_export.OPSET}},
+            "quality": quality,
+            "rejected": rejected,
+        }
+        errors = validation_errors(manifest)
+        if errors:
+            raise ValueError("the manifest does not conform to schema v1: " + "; ".join(errors[:5]))
+        (tmp / MANIFEST).write_text(json.dumps(finite(manifest), indent=1, sort_keys=True) + "\n")
+        read_manifest(tmp)                           # what the runtime will do: every hash, every path
+    return Path(out)
+
+
+def _onnx_variant(variant: str, fp32: Path, folder: Path, model, calibration_n: int) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    if variant == "onnx-int8":
+        return {"student": onnx_export.quantize_int8_dynamic(fp32, folder / "student.onnx")}
+    if variant == "onnx-qdq":
+        from distill.calibrate import calibration_set
+
+        data = calibration_set(model, n=calibration_n, split="val")
+        calib = {"person": data["person"], "noise": data["noise"]}
+        return {"student": onnx_export.quantize_int8_qdq(fp32, folder / "student.onnx", calib)}
+    if variant == "onnx-fp16":
+        return {"student": onnx_export.convert_fp16(fp32, folder / "student.onnx")}
+    if variant == "ort":
+        int8 = onnx_export.quantize_int8_dynamic(fp32, folder / "int8.onnx")
+        made, ops = onnx_export.convert_ort(int8, folder / "student.ort")
+        int8.unlink()
+        return {"student": made, "required_operators": ops}
+    raise ValueError(variant)
+
+
+def variant_sizes(folder: Path, manifest: dict) -> dict[str, int]:
+    """Bytes per variant (its files, or every file under its .mlpackage)."""
+    sizes = {}
+    for variant, spec in manifest["variants"].items():
+        total = 0
+        for rel in spec["files"].values():
+            total += sum(f["size"] for f in manifest["files"] if f["path"] == rel or f["path"].startswith(rel + "/"))
+        sizes[variant] = total
+    return sizes
+
+
+def latency(path: Path, spec_inputs: list[str], inputs: tuple[np.ndarray, ...], *, runs: int, warmup: int = 2,
+            threads: int | None = None) -> list[float]:
+    """Seconds per call (batch 1) of one ORT CPU session."""
+    import time
+
+    sess = session(path, threads)
+    feeds = {k: v[:1] for k, v in zip(spec_inputs, inputs)}
+    for _ in range(warmup):
+        sess.run(None, feeds)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        sess.run(None, feeds)
+        times.append(time.perf_counter() - t0)
+    return times

@@ -1,0 +1,141 @@
+"""Core ML variants of a single-call student: ML Program `.mlpackage`, image in and image out, fp16, and its
+8-bit linear and 6-bit palettized weight compressions (coremltools.optimize).
+
+`torch.export` then `ct.convert` works on Linux; predictions need macOS. So on Linux the gate reloads the
+saved package's spec and checks its inputs, outputs, types and ops (the numbers are the ONNX twin's, which is
+gated); on macOS it also runs the model and compares it with the fp32 ONNX graph on the gate images.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .gates import GateError, check_variant
+from .specs import ExportSpec
+
+MINIMUM_TARGET = "iOS16"          # image outputs of ML Programs need iOS 16 / macOS 13
+COMPRESSION = {"coreml-fp16": None, "coreml-8bit": "linear-int8", "coreml-6bit": "palettize-6bit"}
+
+
+class CoreMLStudent(nn.Module):
+    """The single-call graph for Core ML: image input arrives as (1, 3, H, W) already scaled to [-1, 1] by the
+    ImageType (scale 1/127.5, bias -1); the output is an RGB image (1, 3, H, W) in 0..255."""
+
+    def __init__(self, student: nn.Module) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(self, person: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        s = self.student
+        cond = s.model.condition(person)
+        latent = noise
+        for i, t in enumerate(s.plan):
+            v = s.model.predict(latent, torch.full((noise.shape[0],), t, dtype=torch.long), cond)
+            a, sd = s.coef[i]
+            a_next, s_next = s.coef[i + 1]
+            latent = a_next * (a * latent - sd * v) + s_next * (sd * latent + a * v)
+        return ((s.model.decode(latent) + 1.0) * 127.5).clamp(0, 255)
+
+
+def _canonical_manifest(package: Path) -> None:
+    """coremltools names the package's items with random UUIDs: derive them from the item paths instead,
+    so that the same model gives the same bytes."""
+    path = package / "Manifest.json"
+    manifest = json.loads(path.read_text())
+    items = manifest.get("itemInfoEntries", {})
+    renamed = {}
+    for old, info in sorted(items.items(), key=lambda kv: kv[1].get("path", "")):
+        digest = hashlib.sha256(info.get("path", old).encode()).hexdigest().upper()
+        new = f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
+        renamed[old] = new
+    manifest["itemInfoEntries"] = {renamed[k]: v for k, v in items.items()}
+    if manifest.get("rootModelIdentifier") in renamed:
+        manifest["rootModelIdentifier"] = renamed[manifest["rootModelIdentifier"]]
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    for extra in package.iterdir():          # e.g. executorch_debug_handle_mapping.json: debug only, not an item
+        if extra.is_file() and extra.name != "Manifest.json":
+            extra.unlink()
+
+
+def spec_check(package: Path, spec: ExportSpec) -> dict[str, Any]:
+    """Reload the saved package's spec (no prediction): I/O names and types, program ops."""
+    import coremltools as ct
+
+    model = ct.models.MLModel(str(package), skip_model_load=True)
+    proto = model.get_spec()
+    inputs = {i.name: i.type.WhichOneof("Type") for i in proto.description.input}
+    outputs = {o.name: o.type.WhichOneof("Type") for o in proto.description.output}
+    expected_in = {"person": "imageType", "noise": "multiArrayType"}
+    if inputs != expected_in or outputs != {"garment": "imageType"}:
+        raise GateError(package.name, "Core ML I/O", 0.0, f"inputs {expected_in}, outputs garment image; got "
+                        f"inputs {inputs}, outputs {outputs}")
+    ops: dict[str, int] = {}
+    for fn in proto.mlProgram.functions.values():
+        for block in fn.block_specializations.values():
+            for op in block.operations:
+                ops[op.type] = ops.get(op.type, 0) + 1
+    if not ops:
+        raise GateError(package.name, "Core ML program ops", 0.0, "> 0")
+    return {"inputs": inputs, "outputs": outputs, "ops": dict(sorted(ops.items())),
+            "spec_version": proto.specificationVersion}
+
+
+def convert_coreml(spec: ExportSpec, model, folder: Path, variant: str, *, persons: np.ndarray, truth: np.ndarray,
+                   noise: np.ndarray, reference: np.ndarray) -> tuple[Path, dict[str, Any]]:
+    """Convert, compress, save, reload and gate one Core ML variant; returns (package path, parity)."""
+    import coremltools as ct
+    import coremltools.optimize.coreml as cto
+
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = model.config
+    c, h, w = cfg.latent_shape
+    module = CoreMLStudent(spec.build(model)).eval()
+    example = (torch.rand(1, 3, cfg.height, cfg.width) * 2 - 1, torch.randn(1, c, h, w))
+    with torch.no_grad():
+        program = torch.export.export(module, example, strict=False).run_decompositions({})
+    mlmodel = ct.convert(
+        program, convert_to="mlprogram", minimum_deployment_target=getattr(ct.target, MINIMUM_TARGET),
+        compute_precision=ct.precision.FLOAT16,
+        inputs=[ct.ImageType(name="person", shape=(1, 3, cfg.height, cfg.width), scale=1 / 127.5,
+                             bias=[-1.0, -1.0, -1.0], color_layout=ct.colorlayout.RGB),
+                ct.TensorType(name="noise", shape=(1, c, h, w), dtype=np.float32)],
+        outputs=[ct.ImageType(name="garment", color_layout=ct.colorlayout.RGB)])
+    mode = COMPRESSION[variant]
+    if mode == "linear-int8":
+        mlmodel = cto.linear_quantize_weights(mlmodel, cto.OptimizationConfig(
+            global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8")))
+    elif mode == "palettize-6bit":
+        mlmodel = cto.palettize_weights(mlmodel, cto.OptimizationConfig(
+            global_config=cto.OpPalettizerConfig(mode="kmeans", nbits=6)))
+    mlmodel.author, mlmodel.short_description = "IGR Edge", f"IGR single-call student, {variant}"
+    mlmodel.version = "1"
+    package = folder / "student.mlpackage"
+    mlmodel.save(str(package))
+    _canonical_manifest(package)
+    parity: dict[str, Any] = {"minimum_deployment_target": MINIMUM_TARGET, "compression": mode or "none",
+                              "spec": spec_check(package, spec)}
+    if platform.system() == "Darwin":
+        parity.update(check_variant(variant, predict(package, persons, noise), reference, truth))
+    else:
+        parity["checked"] = "spec only on Linux (Core ML predictions need macOS; the tests marked coreml run them)"
+    return package, parity
+
+
+def predict(package: Path, persons: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """Run a Core ML package image by image (macOS): uint8 NHWC persons -> uint8 NHWC garments."""
+    import coremltools as ct
+    from PIL import Image
+
+    model = ct.models.MLModel(str(package))
+    out = []
+    for p, z in zip(persons, noise):
+        result = model.predict({"person": Image.fromarray(p), "noise": z[None].astype(np.float32)})
+        out.append(np.asarray(result["garment"].convert("RGB")))
+    return np.stack(out)

@@ -1,0 +1,69 @@
+"""The SDK's default bundle: one CPU variant of the chosen student, copied into igr_edge's package data."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import statistics
+from pathlib import Path
+
+from igr_edge.manifest import MANIFEST, read_manifest
+
+from .bundle import latency, variant_sizes
+from .gates import gate_images
+
+CPU_FORMATS = ("onnx", "ort")
+
+
+def pick_cpu_variant(folder: Path, manifest: dict, max_bytes: int, runs: int = 10) -> tuple[str, dict[str, float]]:
+    """The fastest CPU variant (ORT CPU, batch 1, median of `runs`, timed in this run) within `max_bytes`."""
+    sizes = variant_sizes(folder, manifest)
+    fits = [v for v, spec in manifest["variants"].items()
+            if "cpu" in spec["backends"] and spec["format"] in CPU_FORMATS and sizes[v] <= max_bytes]
+    if not fits:
+        listed = ", ".join(f"{v} {s / 1e6:.1f} MB" for v, s in sizes.items())
+        raise ValueError(f"no CPU variant of {folder} fits in {max_bytes / 1e6:.1f} MB ({listed})")
+    from igr.config import IGRConfig
+
+    cfg = IGRConfig().replace(height=manifest["resolution"]["height"], width=manifest["resolution"]["width"])
+    persons, _, noise = gate_images(cfg, 1)
+    names = [t["name"] for t in manifest["graphs"]["student"]["inputs"]]
+    medians = {v: statistics.median(latency(folder / manifest["variants"][v]["files"]["student"], names,
+                                            (persons, noise), runs=runs)) for v in fits}
+    return min(fits, key=lambda v: medians[v]), medians
+
+
+def install_default(bundle: Path, dest: Path, *, max_bytes: int, variant: str | None = None) -> tuple[str, int]:
+    """Write `dest` as a bundle holding only `variant` (default: `pick_cpu_variant`) of `bundle`, atomically."""
+    from igr.files import atomic_folder
+
+    manifest = read_manifest(bundle)
+    if manifest["kind"] != "single-call":
+        raise ValueError(f"{bundle} is a component bundle; the default bundle is a single-call student")
+    timings = None
+    if variant is None:
+        variant, timings = pick_cpu_variant(bundle, manifest, max_bytes)
+    elif variant not in manifest["variants"]:
+        raise ValueError(f"{bundle} has no variant {variant} (it has {', '.join(manifest['variants'])})")
+    spec = manifest["variants"][variant]
+    keep = [f for f in manifest["files"] if any(f["path"] == rel or f["path"].startswith(rel + "/")
+                                                for rel in spec["files"].values())]
+    size = sum(f["size"] for f in keep)
+    if size > max_bytes:
+        raise ValueError(f"{variant} of {bundle} has {size / 1e6:.2f} MB, over the default bundle's "
+                         f"{max_bytes / 1e6:.1f} MB")
+    source_sha = hashlib.sha256((bundle / MANIFEST).read_bytes()).hexdigest()
+    new = dict(manifest, variants={variant: spec}, files=keep, default_variant=variant,
+               provenance=dict(manifest["provenance"], source_bundle={"name": manifest["name"],
+                                                                       "manifest_sha256": source_sha,
+                                                                       "chosen_by": "fastest CPU variant within "
+                                                                       f"{max_bytes / 1e6:g} MB" if timings else
+                                                                       "named"}))
+    with atomic_folder(dest) as tmp:
+        for f in keep:
+            target = tmp / f["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(bundle / f["path"], target)
+        (tmp / MANIFEST).write_text(json.dumps(new, indent=1, sort_keys=True) + "\n")
+        read_manifest(tmp)
+    return variant, size

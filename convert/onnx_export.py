@@ -1,0 +1,205 @@
+"""ONNX Runtime variants of a graph: fp32 export, int8 dynamic, int8 QDQ (static, calibrated), fp16, .ort.
+
+Every function reads an `ExportSpec` and writes one file; none names a component.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import onnx
+import torch
+
+from .specs import BATCH, ExportSpec
+
+OPSET = 18
+# ops kept in float32 in the fp16 variant: normalizations, softmax and the reductions around them
+FP32_OPS = ["GroupNormalization", "LayerNormalization", "InstanceNormalization", "Softmax", "ReduceMean",
+            "ReduceSum", "Pow", "Sqrt", "Div", "Exp", "Log", "Resize", "Cast", "Round", "Clip"]
+
+
+def export_fp32(spec: ExportSpec, model, path: str | Path, *, batch: int = 2) -> Path:
+    """torch.onnx.export (dynamo, opset 18) with the spec's names and a dynamic batch; metadata stripped."""
+    path = Path(path)
+    module = spec.build(model)
+    args = spec.dummy_inputs(batch)
+    dim = torch.export.Dim(BATCH, min=1, max=1024)
+    dynamic = tuple({0: dim} if BATCH in t.shape else None for t in spec.inputs)
+    params = inspect.signature(module.forward).parameters.values()
+    if any(p.kind is p.VAR_POSITIONAL for p in params):    # forward(a, b, *rest): rest is one tuple to export
+        named = sum(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
+        dynamic = (*dynamic[:named], tuple(dynamic[named:]))
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with torch.no_grad():
+        program = torch.onnx.export(module, args, dynamo=True, opset_version=OPSET, input_names=spec.input_names,
+                                    output_names=spec.output_names, dynamic_shapes=dynamic, optimize=True,
+                                    verbose=False)
+    proto = program.model_proto
+    clean(proto)
+    save(proto, path)
+    return path
+
+
+def clean(proto: onnx.ModelProto) -> None:
+    """Drop what makes files bulky or unreproducible: metadata props, doc strings, producer version."""
+    del proto.metadata_props[:]
+    proto.doc_string = ""
+    proto.producer_version = ""
+    for node in proto.graph.node:
+        node.doc_string = ""
+        del node.metadata_props[:]
+    for f in proto.functions:
+        for node in f.node:
+            node.doc_string = ""
+            del node.metadata_props[:]
+    for value in [*proto.graph.input, *proto.graph.output, *proto.graph.value_info]:
+        value.doc_string = ""
+        del value.metadata_props[:]
+    for init in proto.graph.initializer:
+        init.doc_string = ""
+        del init.metadata_props[:]
+
+
+def save(proto: onnx.ModelProto, path: Path) -> Path:
+    """Check, then write atomically (one file, no external data)."""
+    onnx.checker.check_model(proto)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(proto.SerializeToString(deterministic=True))
+    tmp.replace(path)
+    return path
+
+
+def _tidy(path: Path) -> Path:
+    proto = onnx.load(str(path))
+    clean(proto)
+    return save(proto, path)
+
+
+def toposort(graph: onnx.GraphProto) -> None:
+    """Reorder nodes so that each comes after the producers of its inputs (stable otherwise)."""
+    ready = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        rest = []
+        for node in pending:
+            if all(name in ready for name in node.input):
+                ordered.append(node)
+                ready.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):
+            raise ValueError(f"graph has a cycle or a dangling input near node {rest[0].name}")
+        pending = rest
+    copies = [onnx.NodeProto.FromString(n.SerializeToString()) for n in ordered]
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
+def quantize_int8_dynamic(src: Path, dst: Path) -> Path:
+    """Dynamic int8 for CPUs: MatMul and Gemm weights int8, activations quantized on the fly (accuracy-safe)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8,
+                     per_channel=True)
+    return _tidy(dst)
+
+
+class _Reader:
+    """onnxruntime.quantization.CalibrationDataReader over arrays keyed by input name, in batches."""
+
+    def __init__(self, data: dict[str, np.ndarray], batch: int = 4) -> None:
+        n = len(next(iter(data.values())))
+        self.feeds = iter([{k: v[i:i + batch] for k, v in data.items()} for i in range(0, n, batch)])
+
+    def get_next(self):
+        return next(self.feeds, None)
+
+
+def quantize_int8_qdq(src: Path, dst: Path, calibration: dict[str, np.ndarray], *,
+                      op_types: Iterable[str] = ("Conv", "MatMul", "Gemm")) -> Path:
+    """Static int8 in QDQ format (for NPUs: QNN, Core ML EP), ranges calibrated on `calibration` (the spec's
+    inputs at the student's own timesteps, from `python -m distill calibrate`). uint8 activations, int8
+    per-channel weights; MinMax calibration."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(dst), _Reader(calibration), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=list(op_types), per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibration_cache_path=None, extra_options={"CalibTensorRangeSymmetric": False})
+    return _tidy(dst)
+
+
+def convert_fp16(src: Path, dst: Path) -> Path:
+    """fp16 weights and compute for GPUs, inputs and outputs kept as declared; norms and softmax in fp32."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    proto = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True, op_block_list=FP32_OPS)
+    toposort(proto.graph)                    # the converter appends its input casts after their users
+    clean(proto)
+    return save(proto, dst)
+
+
+_TO_ORT = """
+import onnxruntime as ort
+so = ort.SessionOptions()
+so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+so.optimized_model_filepath = "model.ort"
+so.add_session_config_entry("session.save_model_format", "ORT")
+so.intra_op_num_threads = so.inter_op_num_threads = 1
+ort.InferenceSession("model.onnx", so, providers=["CPUExecutionProvider"])
+"""
+
+
+def _no_aslr() -> list[str]:
+    """The command prefix that runs a process without address-space randomization, if this system has one."""
+    import platform
+
+    setarch = shutil.which("setarch")
+    if setarch is None:
+        return []
+    probe = subprocess.run([setarch, platform.machine(), "-R", "true"], capture_output=True)
+    return [setarch, platform.machine(), "-R"] if probe.returncode == 0 else []
+
+
+def convert_ort(src: Path, dst: Path) -> tuple[Path, Path]:
+    """ORT Mobile format (.ort, extended graph optimizations fixed in, as the converter's Fixed style) and the
+    required-operators config that a reduced mobile build needs.
+
+    ORT's serializer orders parts of the flatbuffer by memory address, so the bytes change from run to run.
+    The conversion runs in a fresh interpreter with a fixed hash seed, fixed file names, one thread and, where
+    `setarch -R` can turn address randomization off (Linux), a fixed layout: then the same graph gives the
+    same bytes. Elsewhere the content is the same and the layout may differ."""
+    import os
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(src, Path(tmp) / "model.onnx")
+        env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1")
+        subprocess.run([*_no_aslr(), sys.executable, "-c", _TO_ORT], cwd=tmp, env=env, check=True,
+                       capture_output=True)
+        from onnxruntime.tools.ort_format_model import create_config_from_models
+
+        create_config_from_models([Path(tmp) / "model.ort"], Path(tmp) / "model.config", False)
+        shutil.copy(Path(tmp) / "model.ort", dst)
+        ops = dst.with_name(f"{dst.stem}.required_operators.config")
+        # comment lines name the temporary folder: keep the operator lines only
+        lines = [line for line in (Path(tmp) / "model.config").read_text().splitlines(keepends=True)
+                 if not line.startswith("#")]
+        ops.write_text("# operators (domain;opset;ops) that a reduced ORT build must include for this model\n"
+                       + "".join(lines))
+    return dst, ops

@@ -1,0 +1,129 @@
+"""Bundle manifests (schema v1): validation against the published JSON Schema, path confinement and SHA-256.
+
+The schema file ships with the package (`igr_edge/schemas/manifest-v1.schema.json`); the converters write
+against it and the runtime reads with it. The validator below covers the JSON Schema keywords that file
+uses (type, required, properties, additionalProperties, items, enum, const, pattern, minimum, $ref), so
+the runtime needs no extra dependency. Nothing is ever unpickled.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .errors import BundleError
+
+SCHEMA_MAJOR = 1
+MANIFEST = "manifest.json"
+_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    return json.loads((Path(__file__).parent / "schemas" / "manifest-v1.schema.json").read_text())
+
+
+def _is(value: Any, kind: str) -> bool:
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, _TYPES[kind])
+
+
+def validation_errors(value: Any, node: dict[str, Any] | None = None, where: str = "manifest") -> list[str]:
+    """Every way `value` breaks the schema (empty when it conforms)."""
+    root = schema()
+    node = root if node is None else node
+    if "$ref" in node:
+        node = root["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+    errors: list[str] = []
+    if "type" in node:
+        kinds = node["type"] if isinstance(node["type"], list) else [node["type"]]
+        if not any(_is(value, k) for k in kinds):
+            return [f"{where}: expected {' or '.join(kinds)}, got {type(value).__name__}"]
+    if "enum" in node and value not in node["enum"]:
+        errors.append(f"{where}: {value!r} is not one of {node['enum']}")
+    if "const" in node and value != node["const"]:
+        errors.append(f"{where}: must be {node['const']!r}")
+    if "pattern" in node and isinstance(value, str) and not re.search(node["pattern"], value):
+        errors.append(f"{where}: {value!r} does not match {node['pattern']}")
+    if "minimum" in node and _is(value, "number") and value < node["minimum"]:
+        errors.append(f"{where}: {value} is below {node['minimum']}")
+    if isinstance(value, dict):
+        for key in node.get("required", []):
+            if key not in value:
+                errors.append(f"{where}: missing {key!r}")
+        props = node.get("properties", {})
+        extra = node.get("additionalProperties", True)
+        for key, item in value.items():
+            if key in props:
+                errors += validation_errors(item, props[key], f"{where}.{key}")
+            elif extra is False:
+                errors.append(f"{where}: unknown field {key!r}")
+            elif isinstance(extra, dict):
+                errors += validation_errors(item, extra, f"{where}.{key}")
+    if isinstance(value, list) and "items" in node:
+        for i, item in enumerate(value):
+            errors += validation_errors(item, node["items"], f"{where}[{i}]")
+    return errors
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def confined(folder: Path, relative: str) -> Path:
+    """`folder / relative`, refused if it leaves the folder (absolute paths, '..', links out)."""
+    if not relative or Path(relative).is_absolute() or "\\" in relative:
+        raise BundleError(f"bundle path {relative!r} is not a relative path inside the bundle")
+    root = folder.resolve()
+    path = (folder / relative).resolve()
+    if path != root and root not in path.parents:
+        raise BundleError(f"bundle path {relative!r} leaves the bundle folder")
+    return path
+
+
+def read_manifest(folder: str | Path, *, verify: bool = True) -> dict[str, Any]:
+    """Load and check FOLDER/manifest.json: known major schema, conforming fields, every file inside the
+    folder and (with `verify`) matching its size and SHA-256."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"{folder} is not a bundle: no {MANIFEST}")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("schema"), str):
+        raise BundleError(f"{path} has no schema version")
+    major = manifest["schema"].split(".", 1)[0]
+    if major != str(SCHEMA_MAJOR):
+        raise BundleError(f"{path} has schema {manifest['schema']}; this igr_edge reads schema {SCHEMA_MAJOR}.x "
+                          f"(upgrade igr-edge, or convert the model again)")
+    errors = validation_errors(manifest)
+    if errors:
+        raise BundleError(f"{path} does not conform to schema v1: " + "; ".join(errors[:5]))
+    listed = {f["path"] for f in manifest["files"]}
+    for variant, spec in manifest["variants"].items():
+        for rel in spec["files"].values():       # a file, or a folder (an .mlpackage) whose files are listed
+            if rel not in listed and not any(p.startswith(rel.rstrip("/") + "/") for p in listed):
+                raise BundleError(f"{path}: variant {variant} names {rel}, which the file list lacks")
+    for entry in manifest["files"]:
+        target = confined(folder, entry["path"])
+        if not target.is_file():
+            raise BundleError(f"{folder}: {entry['path']} is missing")
+        if verify:
+            if target.stat().st_size != entry["size"]:
+                raise BundleError(f"{folder}: {entry['path']} has {target.stat().st_size} bytes, the manifest says "
+                                  f"{entry['size']} (tampered or truncated)")
+            if sha256_file(target) != entry["sha256"]:
+                raise BundleError(f"{folder}: {entry['path']} fails its SHA-256 check (tampered or corrupted)")
+    return manifest

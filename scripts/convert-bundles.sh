@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Bundles of the shipped students (every variant, each gated), the SDK's default bundle and
+# reports/convert.{md,json}. Bundles land in bundles/ (not committed: ~120 MB with every variant);
+# the default bundle is copied into igr_edge/bundles/default (committed, <= 10 MB).
+#
+#   scripts/convert-bundles.sh [STUDENT...]      default: student-2 (the default bundle's source)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+VARIANTS=onnx-fp32,onnx-int8,onnx-qdq,onnx-fp16,ort,coreml-fp16,coreml-8bit,coreml-6bit
+STUDENTS=("${@:-student-2}")
+for s in "${STUDENTS[@]}"; do
+    "$PY" -m convert bundle --model "models/$s-small" --out "bundles/$s" --variants "$VARIANTS" \
+        --quality "reports/eval/$s.json" --skip-failing --overwrite
+done
+"$PY" -m convert default --bundle "bundles/${STUDENTS[0]}"
+"$PY" -m convert report "${STUDENTS[@]/#/bundles/}" --out reports/convert

@@ -1,0 +1,198 @@
+"""Converters on a tiny 2-step student: real ONNX exports, real ORT quantization and sessions, real Core ML
+conversion (predictions need macOS: those tests carry the coreml marker), real bundle files."""
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+
+from convert.__main__ import main as convert_main
+from convert.bundle import write_bundle
+from convert.default import install_default
+from convert.gates import GateError, check_fp32, check_variant, run, session, gate_images
+from convert.specs import specs_for
+from igr.config import IGRConfig
+from igr.model import IGRModel
+from igr_edge.errors import BundleError
+from igr_edge.manifest import read_manifest, validation_errors
+
+ONNX_VARIANTS = ["onnx-fp32", "onnx-int8", "onnx-qdq", "onnx-fp16", "ort"]
+
+
+@pytest.fixture(scope="module")
+def student_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("convert")
+    torch.manual_seed(0)
+    cfg = IGRConfig.tiny().replace(guidance_scale=1.0, sampler="ddim", sample_steps=2)
+    meta = {"kind": "steps", "method": "progressive", "steps": 2, "guidance_baked": 2.0}
+    IGRModel(cfg).save_pretrained(root / "student-2", extra={"distill.json": json.dumps(meta)})
+    return root / "student-2"
+
+
+@pytest.fixture(scope="module")
+def bundle(student_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundles") / "tiny"
+    write_bundle(student_dir, out, variants=ONNX_VARIANTS, gate_n=6, calibration_n=6, progress=False)
+    return out
+
+
+def test_specs_declare_what_the_modules_return(student_dir):
+    model = IGRModel.from_pretrained(student_dir)
+    for name, spec in specs_for(model.config, student_steps=2).items():
+        with torch.no_grad():
+            out = spec.build(model)(*spec.dummy_inputs(3))
+        out = out if isinstance(out, tuple) else (out,)
+        assert [tuple(o.shape) for o in out] == [t.concrete(3) for t in spec.outputs], name
+        assert [str(o.dtype).removeprefix("torch.") for o in out] == [t.dtype for t in spec.outputs], name
+
+
+def test_bundle_manifest_validates_and_every_onnx_variant_runs_with_a_dynamic_batch(bundle, student_dir):
+    manifest = read_manifest(bundle)
+    assert validation_errors(manifest) == [] and manifest["schema"].startswith("1.")
+    assert set(manifest["variants"]) == set(ONNX_VARIANTS) and manifest["rejected"] == []
+    assert manifest["scheduler"]["timesteps"] == [999, 499] and manifest["noise"]["generator"] == "splitmix64-boxmuller"
+    assert manifest["graphs"]["student"]["inputs"][0] == {"name": "person", "dtype": "uint8", "shape": ["batch", 64, 48, 3]}
+    fp32 = manifest["variants"]["onnx-fp32"]["parity"]
+    assert fp32["vs_torch"]["latent_max_abs_error"] <= 1e-4 and fp32["vs_torch"]["garment_psnr_db"] >= 45
+    for v in ONNX_VARIANTS[1:]:
+        assert manifest["variants"][v]["parity"]["psnr_vs_fp32_db"] >= 30, v
+    persons, _, noise = gate_images(IGRModel.from_pretrained(student_dir).config, 3)
+    for v in ONNX_VARIANTS:
+        sess = session(bundle / manifest["variants"][v]["files"]["student"])
+        garment, latent = sess.run(None, {"person": persons, "noise": noise})
+        assert garment.shape == (3, 64, 48, 3) and garment.dtype == np.uint8 and latent.shape == (3, 4, 8, 6), v
+    assert (bundle / manifest["variants"]["ort"]["files"]["required_operators"]).read_text().strip()
+
+
+def test_a_tampered_or_escaping_file_is_refused(bundle, tmp_path):
+    copy = tmp_path / "b"
+    shutil.copytree(bundle, copy)
+    target = copy / "onnx-int8" / "student.onnx"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="SHA-256"):
+        read_manifest(copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"][0]["path"] = "../outside.onnx"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError):
+        read_manifest(copy)
+    manifest["schema"] = "2.0.0"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="schema 2.0.0"):
+        read_manifest(copy)
+
+
+def _perturb(src, dst, scale):
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    proto = onnx.load(str(src))
+    for init in proto.graph.initializer:
+        w = numpy_helper.to_array(init)
+        if w.dtype == np.float32 and w.size > 64:
+            noise = np.random.default_rng(0).normal(0, scale, w.shape).astype(np.float32)
+            init.CopyFrom(numpy_helper.from_array(w + noise * (np.abs(w).mean() + 1e-3), init.name))
+    onnx.save(proto, str(dst))
+    return dst
+
+
+def test_the_gates_really_refuse_a_perturbed_graph(bundle, student_dir, tmp_path):
+    model = IGRModel.from_pretrained(student_dir)
+    spec = specs_for(model.config, student_steps=2)["student"]
+    good = bundle / "onnx-fp32" / "student.onnx"
+    bad = _perturb(good, tmp_path / "bad.onnx", 0.5)
+    with pytest.raises(GateError, match=r"student onnx-fp32: garment PSNR vs torch \(dB\) = .* fails the bound >= 45"):
+        check_fp32(spec, model, bad)
+    persons, truth, noise = gate_images(model.config, 6)
+    reference = run(session(good), spec.input_names, (persons, noise))[0]
+    garments = run(session(bad), spec.input_names, (persons, noise))[0]
+    with pytest.raises(GateError, match=r"onnx-int8: PSNR vs fp32 \(dB\) = .* fails the bound >= 30"):
+        check_variant("onnx-int8", garments, reference, truth)
+
+
+def test_a_failing_variant_leaves_no_bundle_or_is_listed_as_rejected(bundle, student_dir, tmp_path, monkeypatch):
+    from convert import onnx_export
+
+    good = bundle / "onnx-fp32" / "student.onnx"
+    # stand-ins for the exporter (the real one runs in the fixture): the bundle's own fp32 graph, or a perturbed one
+    monkeypatch.setattr(onnx_export, "export_fp32", lambda spec, model, path: _perturb(good, path, 0.5))
+    with pytest.raises(GateError, match="student onnx-fp32"):
+        write_bundle(student_dir, tmp_path / "refused", variants=["onnx-fp32"], gate_n=4, progress=False)
+    assert not (tmp_path / "refused").exists() and not list(tmp_path.glob(".refused*"))
+    monkeypatch.setattr(onnx_export, "export_fp32", lambda spec, model, path: _copy(good, path))
+    monkeypatch.setattr(onnx_export, "quantize_int8_dynamic", lambda src, dst: _perturb(src, dst, 0.5))
+    with pytest.raises(GateError, match="onnx-int8"):
+        write_bundle(student_dir, tmp_path / "refused", variants=["onnx-fp32", "onnx-int8"], gate_n=4, progress=False)
+    assert not (tmp_path / "refused").exists()
+    write_bundle(student_dir, tmp_path / "partial", variants=["onnx-fp32", "onnx-int8"], gate_n=4,
+                 skip_failing=True, progress=False)
+    manifest = read_manifest(tmp_path / "partial")
+    assert set(manifest["variants"]) == {"onnx-fp32"}
+    assert manifest["rejected"][0]["variant"] == "onnx-int8" and manifest["rejected"][0]["bound"] == ">= 30.0"
+
+
+def _copy(src, dst):
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    return dst
+
+
+def test_same_inputs_give_byte_identical_bundles(bundle, student_dir, tmp_path):
+    again = tmp_path / "again"
+    assert convert_main(["bundle", "--model", str(student_dir), "--out", str(again), "--variants",
+                         ",".join(ONNX_VARIANTS), "--gate-n", "6", "--calibration-n", "6"]) == 0
+    first = sorted(p.relative_to(bundle) for p in bundle.rglob("*") if p.is_file())
+    second = sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    assert first == second
+    for rel in first:
+        assert (bundle / rel).read_bytes() == (again / rel).read_bytes(), rel
+
+
+def test_default_bundle_holds_one_cpu_variant_within_the_size_limit(bundle, tmp_path):
+    variant, size = install_default(bundle, tmp_path / "default", max_bytes=10 * 10**6)
+    manifest = read_manifest(tmp_path / "default")
+    assert manifest["default_variant"] == variant and list(manifest["variants"]) == [variant]
+    assert "cpu" in manifest["variants"][variant]["backends"] and size <= 10 * 10**6
+    assert sum(f["size"] for f in manifest["files"]) == size
+    with pytest.raises(ValueError, match="no CPU variant"):
+        install_default(bundle, tmp_path / "none", max_bytes=1000)
+    assert not (tmp_path / "none").exists()
+
+
+def test_component_bundle_of_a_multi_step_model(tmp_path):
+    torch.manual_seed(1)
+    IGRModel(IGRConfig.tiny()).save_pretrained(tmp_path / "teacher")
+    with pytest.raises(ValueError, match="component graphs with onnx-fp32 only"):
+        write_bundle(tmp_path / "teacher", tmp_path / "b", variants=["onnx-int8"], progress=False)
+    write_bundle(tmp_path / "teacher", tmp_path / "b", variants=["onnx-fp32"], progress=False)
+    manifest = read_manifest(tmp_path / "b")
+    assert manifest["kind"] == "components" and manifest["guidance"] == {"scale": 2.0, "baked_in": False}
+    assert set(manifest["variants"]["onnx-fp32"]["files"]) == {"vae_encoder", "image_encoder", "garmnet", "denoiser",
+                                                              "vae_decoder"}
+    assert all(f["latent_max_abs_error"] <= 1e-4 for f in
+               [manifest["variants"]["onnx-fp32"]["parity"]["vs_torch"]["vae_encoder"]])
+
+
+@pytest.mark.slow
+def test_core_ml_packages_convert_save_and_reload_on_linux(student_dir, tmp_path):
+    """Core ML conversion and its spec checks (I/O, ops); the numbers are checked on macOS (marker coreml)."""
+    write_bundle(student_dir, tmp_path / "cm", variants=["onnx-fp32", "coreml-fp16", "coreml-8bit", "coreml-6bit"],
+                 gate_n=4, progress=False)
+    manifest = read_manifest(tmp_path / "cm")
+    for v, op in (("coreml-fp16", None), ("coreml-8bit", "constexpr_affine_dequantize"),
+                  ("coreml-6bit", "constexpr_lut_to_dense")):
+        parity = manifest["variants"][v]["parity"]
+        assert parity["spec"]["inputs"] == {"person": "imageType", "noise": "multiArrayType"}
+        assert parity["spec"]["outputs"] == {"garment": "imageType"}
+        assert op is None or op in parity["spec"]["ops"]
+        assert manifest["variants"][v]["minimum_deployment_target"] == "iOS16"
+
+
+@pytest.mark.coreml
+def test_core_ml_predictions_match_the_onnx_twin(student_dir, tmp_path):
+    """macOS only: the gate runs the package and compares it with the fp32 ONNX graph (PSNR >= 30 dB)."""
+    write_bundle(student_dir, tmp_path / "cm", variants=["onnx-fp32", "coreml-fp16"], gate_n=4, progress=False)
+    assert read_manifest(tmp_path / "cm")["variants"]["coreml-fp16"]["parity"]["psnr_vs_fp32_db"] >= 30
