@@ -38,6 +38,7 @@ from igr.files import atomic_folder
 from igr.model import Conditioning, IGRModel
 from igr.pipeline import denoise, make_scheduler
 from igr.train.cache import LatentCache, digest
+from igr.train.trainer import learning_rate      # warm-up then cosine: reads .lr, .warmup, .steps
 
 KINDS = ("guidance", "steps")
 METHODS = ("consistency", "progressive")
@@ -74,14 +75,6 @@ class DistillConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DistillConfig:
         return _from_dict(cls, data, "distill config")
-
-
-def learning_rate(cfg: DistillConfig, step: int) -> float:
-    """Linear warm-up, then cosine decay to 10%."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
 def frozen_parts_digest(model: IGRModel) -> str:
