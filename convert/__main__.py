@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--variants", type=variants, default=["onnx-fp32", "onnx-int8"])
     p.add_argument("--name", help="bundle name (default: the model folder's name)")
-    p.add_argument("--gate-n", type=int, default=32, help="test images for the reduced-precision gates (>= 32)")
+    p.add_argument("--gate-n", type=int, default=32, help="test images for the reduced-precision gates (32 by default; fewer only for tests)")
     p.add_argument("--calibration-n", type=int, default=32, help="val images for static int8 calibration")
     p.add_argument("--quality", help="the model's igr.eval JSON: its quality row goes into the manifest")
     p.add_argument("--skip-failing", action="store_true",

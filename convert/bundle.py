@@ -64,12 +64,15 @@ def finite(value: Any) -> Any:
 
 
 def _git_commit() -> str | None:
+    """HEAD of the checkout the converter runs from, marked "-dirty" when its tracked files have changes."""
+    here = Path(__file__).parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                             cwd=Path(__file__).parent)
-        return out.stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=here)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True, cwd=here)
     except (OSError, subprocess.CalledProcessError):
         return None
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
 def _model_files(folder: Path) -> dict[str, str]:
@@ -105,6 +108,7 @@ def write_bundle(model_dir: str | Path, out: str | Path, *, variants: list[str],
     from igr.files import atomic_folder
     from igr.model import IGRModel
 
+    variants = list(dict.fromkeys(variants))                  # each once, in the order given
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variant(s) {', '.join(unknown)} (choose from {', '.join(VARIANTS)})")

@@ -41,7 +41,7 @@ class CoreMLStudent(nn.Module):
             a, sd = s.coef[i]
             a_next, s_next = s.coef[i + 1]
             latent = a_next * (a * latent - sd * v) + s_next * (sd * latent + a * v)
-        return ((s.model.decode(latent) + 1.0) * 127.5).clamp(0, 255)
+        return ((s.model.decode(latent) + 1.0) * 127.5).round().clamp(0, 255)
 
 
 def _canonical_manifest(package: Path) -> None:
@@ -64,8 +64,12 @@ def _canonical_manifest(package: Path) -> None:
             extra.unlink()
 
 
-def spec_check(package: Path, spec: ExportSpec) -> dict[str, Any]:
-    """Reload the saved package's spec (no prediction): I/O names and types, program ops."""
+COMPRESSION_OPS = {"linear-int8": "constexpr_affine_dequantize", "palettize-6bit": "constexpr_lut_to_dense"}
+
+
+def spec_check(package: Path, spec: ExportSpec, compression: str | None = None) -> dict[str, Any]:
+    """Reload the saved package's spec (no prediction): I/O names and types, program ops, and the compression's
+    dequantizing ops where the variant is compressed."""
     import coremltools as ct
 
     model = ct.models.MLModel(str(package), skip_model_load=True)
@@ -83,6 +87,9 @@ def spec_check(package: Path, spec: ExportSpec) -> dict[str, Any]:
                 ops[op.type] = ops.get(op.type, 0) + 1
     if not ops:
         raise GateError(package.name, "Core ML program ops", 0.0, "> 0")
+    if compression and not ops.get(COMPRESSION_OPS[compression]):
+        raise GateError(package.name, f"Core ML {COMPRESSION_OPS[compression]} ops", 0.0,
+                        f"> 0 for {compression} weights")
     return {"inputs": inputs, "outputs": outputs, "ops": dict(sorted(ops.items())),
             "spec_version": proto.specificationVersion}
 
@@ -120,7 +127,7 @@ def convert_coreml(spec: ExportSpec, model, folder: Path, variant: str, *, perso
     mlmodel.save(str(package))
     _canonical_manifest(package)
     parity: dict[str, Any] = {"minimum_deployment_target": MINIMUM_TARGET, "compression": mode or "none",
-                              "spec": spec_check(package, spec)}
+                              "spec": spec_check(package, spec, mode)}
     if platform.system() == "Darwin":
         parity.update(check_variant(variant, predict(package, persons, noise), reference, truth))
     else:

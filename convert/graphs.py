@@ -61,9 +61,10 @@ def ddim_plan(config, steps: int) -> tuple[list[int], list[tuple[float, float]]]
     """A k-step student's DDIM timesteps and (sqrt ᾱ, sqrt(1 − ᾱ)) at each, then at the end point."""
     from igr.pipeline import make_scheduler
 
+    from distill.core import student_plan
+
+    plan = student_plan(config, steps)
     sched = make_scheduler(config, "ddim")
-    sched.set_timesteps(steps)
-    plan = [int(t) for t in sched.timesteps]
     ab = sched.alphas_cumprod.double()
     alphas = [float(ab[t]) for t in plan] + [float(sched.final_alpha_cumprod)]
     return plan, [(math.sqrt(a), math.sqrt(1 - a)) for a in alphas]

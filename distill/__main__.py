@@ -62,7 +62,10 @@ def cmd_steps(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .core import DistillConfig, distill_steps, load_or_record, student_plan, trajectory_meta
 
     source = _load(parser, args.source)
-    plans = {k: student_plan(source.config, k) for k in {*args.steps, *(args.record_steps or [])}}
+    try:
+        plans = {k: student_plan(source.config, k) for k in {*args.steps, *(args.record_steps or [])}}
+    except ValueError as e:
+        parser.error(str(e))
     recorded = sorted({t for plan in plans.values() for t in plan}, reverse=True)
     out = Path(args.out)
     traj_dir = Path(args.trajectories) if args.trajectories else out / "trajectories"
@@ -79,7 +82,10 @@ def cmd_steps(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     for k in args.steps:
         cfg = DistillConfig(kind="steps", steps=args.train_steps, batch=args.batch, lr=args.lr, seed=args.seed,
                             student_steps=k, method=args.method, gt_weight=args.gt_weight if k == 1 else 0.0)
-        summary = distill_steps(init, traj, recorded, out / f"student-{k}", cfg, source_meta=meta)
+        try:
+            summary = distill_steps(init, traj, recorded, out / f"student-{k}", cfg, source_meta=meta)
+        except ValueError as e:
+            parser.error(str(e))
         print(f"{k}-step student ({args.method}, timesteps {summary['timesteps']}): loss "
               f"{summary['first_loss']:.4f} -> {summary['final_loss_mean50']:.4f} in {summary['hours']:.2f} h "
               f"-> {out / f'student-{k}' / 'final'}")

@@ -83,7 +83,13 @@ def frozen_parts_digest(model: IGRModel) -> str:
 
 
 def student_plan(config, steps: int) -> list[int]:
-    """A k-step student's DDIM timesteps (trailing spacing: 999, 749, 499, 249 for k = 4)."""
+    """A k-step student's DDIM timesteps (trailing spacing: 999, 749, 499, 249 for k = 4).
+
+    k must divide the training timesteps: diffusers' DDIM steps from t to t - T // k, which is the plan's next
+    timestep only then (the students' targets and the single-call graph step to the plan's next timestep)."""
+    if config.train_timesteps % steps:
+        raise ValueError(f"a {steps}-step student: the step count must divide {config.train_timesteps} "
+                         f"(DDIM with trailing spacing), e.g. 1, 2, 4, 5, 8, 10")
     sched = make_scheduler(config, "ddim")
     sched.set_timesteps(steps)
     return [int(t) for t in sched.timesteps]
@@ -181,16 +187,17 @@ def load_or_record(source: IGRModel, cache_dir: str | Path, folder: str | Path, 
     """Trajectories from `folder` when it holds exactly these (same source, plan, n, seed); else record them."""
     folder = Path(folder)
     meta = trajectory_meta(source, timesteps, n, seed)
-    if (folder / "meta.json").is_file() and json.loads((folder / "meta.json").read_text()) == meta:
-        return load_file(str(folder / "trajectories.safetensors"))
+    if (folder / "meta.json").is_file():
+        stored = json.loads((folder / "meta.json").read_text())
+        stored.pop("seconds", None)                  # how long recording took: informative, not part of the match
+        if stored == meta:
+            return load_file(str(folder / "trajectories.safetensors"))
     cache = open_cache(source, cache_dir)
     t0 = time.perf_counter()
     traj = record_trajectories(source, cache, n=n, timesteps=timesteps, batch=batch, seed=seed, progress=progress)
     with atomic_folder(folder) as tmp:
         save_file(traj, str(tmp / "trajectories.safetensors"))
         (tmp / "meta.json").write_text(json.dumps({**meta, "seconds": round(time.perf_counter() - t0, 1)}) + "\n")
-    meta_path = folder / "meta.json"            # the timing is informative, the match is on the rest
-    meta_path.write_text(json.dumps(meta) + "\n")
     return traj
 
 
@@ -333,8 +340,7 @@ def fit(student: IGRModel, cfg: DistillConfig, out: str | Path,
         p.requires_grad_(False)
     summary = {**meta, "config": cfg.to_dict(), "first_loss": first, "final_loss_mean50": float(np.mean(recent)),
                "hours": round((time.perf_counter() - t0) / 3600, 3)}
-    final = student.save_pretrained(out / "final")
-    (final / META).write_text(json.dumps(summary, indent=1) + "\n")
+    student.save_pretrained(out / "final", extra={META: json.dumps(summary, indent=1) + "\n"})
     plot_log(log, out / "loss.png")
     return summary
 

@@ -83,7 +83,7 @@ def sample_grid(models: dict[str, Any], out: Path, n: int = 6, seed: int = 0) ->
 
 
 def build(teacher_dir: str | Path, rows: dict[str, str | Path], *, evals: Path, timing_images: int = 8,
-          timing_runs: int = 3, grid_n: int = 6, figures_to: Path | None = None) -> dict[str, Any]:
+          timing_runs: int = 3, grid_n: int = 6) -> dict[str, Any]:
     """The report dict (see `write`); `rows`: name -> model folder, evaluated as EVALS/<name>.json."""
     from igr.model import IGRModel
 

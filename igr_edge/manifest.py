@@ -18,6 +18,7 @@ from .errors import BundleError
 
 SCHEMA_MAJOR = 1
 MANIFEST = "manifest.json"
+MAX_MANIFEST_BYTES = 4 * 2**20
 _TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
 
 
@@ -32,6 +33,12 @@ def _is(value: Any, kind: str) -> bool:
     if kind == "number":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     return isinstance(value, _TYPES[kind])
+
+
+@lru_cache(maxsize=64)
+def _pattern(pattern: str) -> re.Pattern:
+    """A JSON Schema pattern in Python: its `$` is the end of the text (Python's also matches before a last \\n)."""
+    return re.compile(pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern)
 
 
 def validation_errors(value: Any, node: dict[str, Any] | None = None, where: str = "manifest") -> list[str]:
@@ -49,7 +56,7 @@ def validation_errors(value: Any, node: dict[str, Any] | None = None, where: str
         errors.append(f"{where}: {value!r} is not one of {node['enum']}")
     if "const" in node and value != node["const"]:
         errors.append(f"{where}: must be {node['const']!r}")
-    if "pattern" in node and isinstance(value, str) and not re.search(node["pattern"], value):
+    if "pattern" in node and isinstance(value, str) and not _pattern(node["pattern"]).search(value):
         errors.append(f"{where}: {value!r} does not match {node['pattern']}")
     if "minimum" in node and _is(value, "number") and value < node["minimum"]:
         errors.append(f"{where}: {value} is below {node['minimum']}")
@@ -69,6 +76,22 @@ def validation_errors(value: Any, node: dict[str, Any] | None = None, where: str
     if isinstance(value, list) and "items" in node:
         for i, item in enumerate(value):
             errors += validation_errors(item, node["items"], f"{where}[{i}]")
+    return errors
+
+
+def consistency_errors(manifest: dict[str, Any]) -> list[str]:
+    """What the schema cannot say: fields that must agree with one another."""
+    errors = []
+    steps, sched = manifest["steps"], manifest["scheduler"]
+    if manifest["kind"] == "single-call" and len(sched["timesteps"]) != steps:
+        errors.append(f"scheduler.timesteps has {len(sched['timesteps'])} entries for {steps} steps")
+    if "coefficients" in sched and (len(sched["coefficients"]) != len(sched["timesteps"]) + 1
+                                    or any(len(c) != 2 for c in sched["coefficients"])):
+        errors.append("scheduler.coefficients must hold one (sqrt a, sqrt 1-a) pair per timestep, then the end's")
+    if len(manifest["latent"]) != 3 or manifest["noise"]["shape"] != manifest["latent"]:
+        errors.append("latent must be (channels, height, width) and equal noise.shape")
+    if "default_variant" in manifest and manifest["default_variant"] not in manifest["variants"]:
+        errors.append(f"default_variant {manifest['default_variant']!r} is not one of the variants")
     return errors
 
 
@@ -98,22 +121,28 @@ def read_manifest(folder: str | Path, *, verify: bool = True) -> dict[str, Any]:
     path = folder / MANIFEST
     if not path.is_file():
         raise BundleError(f"{folder} is not a bundle: no {MANIFEST}")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{path} has {path.stat().st_size} bytes; a manifest is at most {MAX_MANIFEST_BYTES}")
     try:
         manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BundleError(f"{path} is not valid JSON: {e}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise BundleError(f"{path} is not valid JSON: {str(e)[:200]}") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("schema"), str):
         raise BundleError(f"{path} has no schema version")
     major = manifest["schema"].split(".", 1)[0]
     if major != str(SCHEMA_MAJOR):
         raise BundleError(f"{path} has schema {manifest['schema']}; this igr_edge reads schema {SCHEMA_MAJOR}.x "
                           f"(upgrade igr-edge, or convert the model again)")
-    errors = validation_errors(manifest)
+    try:
+        errors = validation_errors(manifest) or consistency_errors(manifest)
+    except RecursionError:
+        errors = ["nested too deeply"]
     if errors:
         raise BundleError(f"{path} does not conform to schema v1: " + "; ".join(errors[:5]))
     listed = {f["path"] for f in manifest["files"]}
     for variant, spec in manifest["variants"].items():
         for rel in spec["files"].values():       # a file, or a folder (an .mlpackage) whose files are listed
+            confined(folder, rel)
             if rel not in listed and not any(p.startswith(rel.rstrip("/") + "/") for p in listed):
                 raise BundleError(f"{path}: variant {variant} names {rel}, which the file list lacks")
     for entry in manifest["files"]:

@@ -210,3 +210,10 @@ def test_a_changed_linked_file_is_refused(setup, tmp_path):
     (tmp_path / "base" / "vae.safetensors").write_bytes(bytes(data))
     with pytest.raises(ConfigError, match="changed since it was linked"):
         IGRModel.from_pretrained(tmp_path / "copy")
+
+
+def test_step_counts_that_do_not_divide_the_training_timesteps_are_refused(setup):
+    _, teacher = setup
+    assert core.student_plan(teacher.config, 5) == [999, 799, 599, 399, 199]
+    with pytest.raises(ValueError, match="must divide 1000"):
+        core.student_plan(teacher.config, 3)
