@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 DEMO_OUT ?= out/demo
 
-.PHONY: demo test test-slow venv clean
+.PHONY: demo demo-teacher test test-slow venv clean
 
 venv: $(VENV)/.installed
 
@@ -17,7 +17,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -e '.[dev]'
 	touch $@
 
+# the SDK (no torch) restores the sample photos with the bundle shipped in the package
 demo: venv
+	$(BIN)/python -m igr_edge.demo --samples samples --out $(DEMO_OUT)
+
+# the torch teacher on test-split persons, and the SynthGarment sample sheet
+demo-teacher: venv
 	$(BIN)/python -m igr.demo --out $(DEMO_OUT)
 
 # pytest exits 5 when it collects nothing: that counts as a failure too.

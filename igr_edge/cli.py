@@ -1,30 +1,130 @@
-"""`igr-edge`: the runtime's command line (one subcommand, one small function)."""
+"""`igr-edge`: the runtime's command line (one subcommand, one small function; heavy imports inside it).
+
+    igr-edge restore photos/ -o garments/      restore files, folders or globs into a folder
+    igr-edge doctor                            Python, ONNX Runtime, each backend and why it is (not) usable
+    igr-edge info [BUNDLE]                     a bundle's manifest, variants, quality and hash check
+    igr-edge bench [--bundle B] [--out F]      quick latency on this device, in the benchmarks' JSON schema
+"""
 from __future__ import annotations
 
 import argparse
+import glob
+import os
 import sys
+from pathlib import Path
 
 from . import __version__
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+
+
+def parse_size(text: str) -> int | tuple[int, int]:
+    """`--size 512` (height; width by the model's aspect) or `--size 384x512` (width x height)."""
+    try:
+        if "x" in text.lower():
+            w, h = text.lower().split("x")
+            return int(w), int(h)
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be N or WxH, got {text!r}") from None
+
+
+def expand_inputs(patterns: list[str]) -> tuple[list[Path], list[str]]:
+    """Files named, image files directly inside named folders, glob matches; and what matched nothing."""
+    files: list[Path] = []
+    missing: list[str] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.exists():
+            files.append(path)
+        elif glob.has_magic(pattern):
+            matched = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+            files += matched
+            if not matched:
+                missing.append(pattern)
+        else:
+            missing.append(pattern)
+    return list(dict.fromkeys(files)), missing
+
+
+def output_paths(files: list[Path], out: Path) -> dict[Path, Path]:
+    """OUT/<stem>.png per input; inputs whose stems collide get their parent folder's name prefixed."""
+    stems: dict[str, int] = {}
+    for f in files:
+        stems[f.stem] = stems.get(f.stem, 0) + 1
+    taken: set[Path] = set()
+    result = {}
+    for f in files:
+        name = f.stem if stems[f.stem] == 1 else f"{f.parent.name}-{f.stem}"
+        target, n = out / f"{name}.png", 1
+        while target in taken:
+            n += 1
+            target = out / f"{name}-{n}.png"
+        taken.add(target)
+        result[f] = target
+    return result
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """`igr-edge restore IN... -o OUT`: one PNG per input; a failed file is one line, the rest go on."""
+    from .errors import IgrEdgeError
+    from .files import atomic_write_image
+    from .progress import Progress
+    from .restorer import Restorer
+
+    files, missing = expand_inputs(args.inputs)
+    for pattern in missing:
+        print(f"igr-edge: {pattern}: no such file, folder or match", file=sys.stderr)
+    if not files:
+        print("igr-edge: nothing to restore", file=sys.stderr)
+        return 1
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        print(f"igr-edge: {out} exists and is not a folder", file=sys.stderr)
+        return 1
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        restorer = Restorer(args.bundle, backend=args.backend, threads=args.threads)
+    except IgrEdgeError as e:
+        print(f"igr-edge: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    failed = len(missing)
+    targets = output_paths(files, out)
+    with restorer, Progress(len(files), desc=f"restore ({restorer.bundle.name}, {restorer.backend})",
+                            enabled=not args.quiet) as bar:
+        for src, dst in targets.items():
+            try:
+                if dst.exists() and not args.overwrite:
+                    raise FileExistsError(f"{dst} exists (pass --overwrite to replace it)")
+                garment = restorer.restore(src, args.seed, steps=args.steps, size=args.size)
+                atomic_write_image(garment, dst, overwrite=args.overwrite)
+            except (IgrEdgeError, OSError) as e:
+                failed += 1
+                bar.write(f"igr-edge: {src}: {type(e).__name__}: {e}")
+            bar.update(1)
+    done = len(files) - (failed - len(missing))
+    if not args.quiet:
+        print(f"restored {done} of {len(files)} file(s) into {out}" + (f"; {failed} failed" if failed else ""),
+              file=sys.stderr)
+    return 1 if failed else 0
+
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    """`igr-edge doctor`: what this Python and ONNX Runtime offer."""
+    """`igr-edge doctor`: Python, ONNX Runtime's build and providers, each backend and why."""
     import platform
-    from importlib import metadata
 
     import numpy
     import PIL
+
+    from .backends import available_backends, installed_builds, mixed_builds_reason
 
     print(f"igr-edge     {__version__}")
     print(f"python       {platform.python_version()} ({platform.system()} {platform.machine()})")
     print(f"numpy        {numpy.__version__}")
     print(f"pillow       {PIL.__version__}")
-    builds = {}
-    for dist in ("onnxruntime", "onnxruntime-gpu"):
-        try:
-            builds[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
+    builds = installed_builds()
     try:
         import onnxruntime as ort
     except ImportError as e:
@@ -32,11 +132,86 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         return 1
     print(f"onnxruntime  {ort.__version__} (installed: {', '.join(f'{d} {v}' for d, v in builds.items()) or 'unknown'})")
     print(f"providers    {', '.join(ort.get_available_providers())}")
-    print("             (listed by the build; a provider counts only once a real session gets it)")
-    if len(builds) > 1:
-        print("warning      onnxruntime and onnxruntime-gpu are both installed and shadow each other; fix with:\n"
-              "             pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu")
+    print("             (listed by the build; a backend counts only once a real session gets its provider)")
+    status = 0
+    mixed = mixed_builds_reason(builds)
+    if mixed:
+        print(f"warning      {mixed}")
+        status = 1
+    for b in available_backends():
+        print(f"backend      {b.name:<7} {'available' if b.available else 'unavailable: ' + str(b.reason)}")
+    return status
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """`igr-edge info [BUNDLE]`: what the bundle holds and whether its files pass their SHA-256 check."""
+    import json
+
+    from .bundle import Bundle
+    from .errors import BundleError
+
+    try:
+        bundle = Bundle.load(args.bundle, verify=False)
+    except BundleError as e:
+        print(f"igr-edge: BundleError: {e}", file=sys.stderr)
+        return 2
+    m = bundle.manifest
+    if args.json:
+        print(json.dumps(m, indent=1, sort_keys=True))
+    else:
+        w, h = bundle.size
+        print(f"bundle       {bundle.name} {m['version']} (schema {m['schema']}) at {bundle.folder}")
+        print(f"kind         {bundle.kind}, {bundle.steps} step(s), {w}×{h} RGB, latent {'×'.join(map(str, bundle.latent_shape))}")
+        g = m["guidance"]
+        print(f"guidance     {g['scale']:g} ({'baked in' if g.get('baked_in') else 'applied by the SDK'}); "
+              f"sampler {m['scheduler']['name']}, timesteps {m['scheduler']['timesteps'][:8]}"
+              f"{' …' if len(m['scheduler']['timesteps']) > 8 else ''}")
+        print(f"noise        {bundle.noise_generator}")
+        for name, spec in bundle.variants().items():
+            size = sum(f["size"] for f in m["files"] for rel in m["variants"][name]["files"].values()
+                       if f["path"] == rel or f["path"].startswith(rel + "/"))
+            parity = m["variants"][name].get("parity") or {}
+            psnr = parity.get("psnr_vs_fp32_db")
+            figure = (f"PSNR {float(psnr):.1f} dB vs fp32" if psnr is not None
+                      else "fp32 source" if "vs_torch" in parity else "spec-checked")
+            default = " (default)" if name == m.get("default_variant") else ""
+            print(f"variant      {name:<12}{default} {size / 1e6:7.2f} MB  {', '.join(spec[1]):<12} {figure}; "
+                  f"{m['variants'][name]['precision']}")
+        q = m.get("quality")
+        if q:
+            print(f"quality      SSIM {q['ssim']:.4f}, FD {q['fd']:.2f}, PSNR {q['psnr']:.2f} on {q['n']} "
+                  f"{q['split']} images ({q['source']})")
+        for r in m.get("rejected", []):
+            print(f"rejected     {r['variant']}: {r['reason']}")
+        print(f"provenance   commit {m['provenance'].get('commit')}, model {m['provenance'].get('model')}")
+    try:
+        Bundle.load(args.bundle, verify=True)
+    except BundleError as e:
+        print(f"hash check   FAILED: {e}", file=sys.stderr if args.json else sys.stdout)
         return 1
+    if not args.json:
+        print(f"hash check   ok ({len(m['files'])} file(s), SHA-256 and size)")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """`igr-edge bench`: latency of one bundle on this device, one row of the benchmarks' JSON schema."""
+    from .bench import run_bench
+    from .errors import IgrEdgeError
+
+    try:
+        report = run_bench(bundle=args.bundle, backend=args.backend, runs=args.runs, warmup=args.warmup,
+                           batch=args.batch, threads=args.threads, out=args.out)
+    except IgrEdgeError as e:
+        print(f"igr-edge: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    for row in report["rows"]:
+        lat = row["latency_ms"]
+        print(f"{row['bundle']} {row['variant']} on {row['backend']}, batch {row['batch']}: p50 {lat['p50']:.1f} ms, "
+              f"p90 {lat['p90']:.1f} ms, min {lat['min']:.1f} ms over {row['runs']} runs after {row['warmup']} "
+              f"warm-ups; cold start {row['cold_start_ms']:.0f} ms; peak RSS {row['peak_rss_mb']:.0f} MB")
+    if args.out:
+        print(f"wrote {args.out}")
     return 0
 
 
@@ -44,13 +219,47 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="igr-edge", description="Garment restoration on devices.")
     parser.add_argument("--version", action="version", version=f"igr-edge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("doctor", help="show Python, ONNX Runtime and its execution providers").set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("restore", help="restore the garment in each person photo (files, folders or globs)")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="image files, folders of images, or glob patterns")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="folder for the restored PNGs")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (components bundles; default the bundle's)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same garment on every platform)")
+    p.add_argument("--backend", default=None, help="cpu, cuda or coreml (default: IGR_EDGE_BACKEND, then the best here)")
+    p.add_argument("--bundle", default=None, help="bundle folder (default: the one shipped in the package)")
+    p.add_argument("--size", type=parse_size, default=None, help="output size: N (height) or WxH (default the model's)")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("doctor", help="show Python, ONNX Runtime, and each backend with why it is (not) usable")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("info", help="show a bundle's manifest, variants, quality and hash check")
+    p.add_argument("bundle", nargs="?", default=None, help="bundle folder (default: the shipped one)")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("bench", help="quick latency of a bundle on this device (benchmarks' JSON schema)")
+    p.add_argument("--bundle", default=None, help="bundle folder (default: the shipped one)")
+    p.add_argument("--backend", default=None, help="cpu, cuda or coreml (default: the best here)")
+    p.add_argument("--runs", type=int, default=20, help="timed runs (default 20)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
+    p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    p.add_argument("--out", default=None, help="write the report as JSON here")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("igr-edge: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -22,9 +22,10 @@ MAX_MANIFEST_BYTES = 4 * 2**20
 _TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
 
 
-@lru_cache(maxsize=1)
-def schema() -> dict[str, Any]:
-    return json.loads((Path(__file__).parent / "schemas" / "manifest-v1.schema.json").read_text())
+@lru_cache(maxsize=4)
+def schema(name: str = "manifest-v1") -> dict[str, Any]:
+    """A JSON Schema shipped in igr_edge/schemas (manifest-v1, bench-v1)."""
+    return json.loads((Path(__file__).parent / "schemas" / f"{name}.schema.json").read_text())
 
 
 def _is(value: Any, kind: str) -> bool:
@@ -41,9 +42,10 @@ def _pattern(pattern: str) -> re.Pattern:
     return re.compile(pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern)
 
 
-def validation_errors(value: Any, node: dict[str, Any] | None = None, where: str = "manifest") -> list[str]:
-    """Every way `value` breaks the schema (empty when it conforms)."""
-    root = schema()
+def validation_errors(value: Any, node: dict[str, Any] | None = None, where: str = "manifest", *,
+                      root: dict[str, Any] | None = None) -> list[str]:
+    """Every way `value` breaks the schema `root` (default: the manifest's) (empty when it conforms)."""
+    root = schema() if root is None else root
     node = root if node is None else node
     if "$ref" in node:
         node = root["$defs"][node["$ref"].rsplit("/", 1)[-1]]
@@ -68,14 +70,14 @@ def validation_errors(value: Any, node: dict[str, Any] | None = None, where: str
         extra = node.get("additionalProperties", True)
         for key, item in value.items():
             if key in props:
-                errors += validation_errors(item, props[key], f"{where}.{key}")
+                errors += validation_errors(item, props[key], f"{where}.{key}", root=root)
             elif extra is False:
                 errors.append(f"{where}: unknown field {key!r}")
             elif isinstance(extra, dict):
-                errors += validation_errors(item, extra, f"{where}.{key}")
+                errors += validation_errors(item, extra, f"{where}.{key}", root=root)
     if isinstance(value, list) and "items" in node:
         for i, item in enumerate(value):
-            errors += validation_errors(item, node["items"], f"{where}[{i}]")
+            errors += validation_errors(item, node["items"], f"{where}[{i}]", root=root)
     return errors
 
 

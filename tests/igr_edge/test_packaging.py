@@ -44,7 +44,8 @@ def test_the_wheel_holds_igr_edge_alone(tmp_path):
     tops = {n.split("/")[0] for n in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"igr_edge"}
     # the manifest schema and the default bundle, every file its manifest lists
-    assert "igr_edge/schemas/manifest-v1.schema.json" in names
+    assert {"igr_edge/schemas/manifest-v1.schema.json", "igr_edge/schemas/bench-v1.schema.json",
+            "igr_edge/probe.onnx"} <= set(names)
     manifest = json.loads((ROOT / "igr_edge" / "bundles" / "default" / "manifest.json").read_text())
     assert {f"igr_edge/bundles/default/{f['path']}" for f in manifest["files"]} | {
         "igr_edge/bundles/default/manifest.json"} <= set(names)

@@ -1,0 +1,252 @@
+"""Backends: one small protocol, a registry, and a choice that says why each candidate was rejected.
+
+A backend runs one bundle variant's graphs. `cpu` is ONNX Runtime's CPU execution provider; `cuda` is ORT's
+CUDA provider, usable only when a real session gets it (onnxruntime-gpu imports and lists CUDA without a GPU,
+then silently runs on the CPU); `coreml` is ORT's Core ML provider (ML Program) on macOS. Choice: the
+argument, then IGR_EDGE_BACKEND, then cuda > coreml > cpu, each only if the bundle has a variant for it.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+from .errors import BackendUnavailableError
+
+PREFERENCE = ("cuda", "coreml", "cpu")
+ENV = "IGR_EDGE_BACKEND"
+OS_NAMES = {"Darwin": "macOS"}
+PROBE = Path(__file__).parent / "probe.onnx"      # a one-node graph: does a real session get the provider?
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """Whether a backend can run here, and if not, why."""
+    name: str
+    available: bool
+    reason: str | None = None
+
+
+class Session(Protocol):
+    def run(self, output_names: list[str] | None, feeds: dict[str, Any]) -> list[Any]: ...
+
+
+class Backend(Protocol):
+    name: str
+    formats: tuple[str, ...]                          # the variant formats it runs ("onnx", "ort", ...)
+
+    def probe(self) -> str | None: ...               # None = usable here, else the reason why not
+
+    def session(self, path: Path, *, threads: int | None = None) -> Session: ...
+
+
+def _ort():
+    import onnxruntime
+
+    return onnxruntime
+
+
+def installed_builds() -> dict[str, str]:
+    """The onnxruntime distributions installed (more than one shadow each other and break both)."""
+    from importlib import metadata
+
+    builds = {}
+    for dist in ("onnxruntime", "onnxruntime-gpu", "onnxruntime-silicon", "onnxruntime-directml", "onnxruntime-openvino"):
+        try:
+            builds[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return builds
+
+
+def mixed_builds_reason(builds: dict[str, str]) -> str | None:
+    if len(builds) > 1:
+        names = " and ".join(f"{d} {v}" for d, v in builds.items())
+        return (f"{names} are installed together and shadow each other; keep one: pip uninstall -y "
+                f"{' '.join(builds)} && pip install onnxruntime-gpu (CUDA) or onnxruntime (CPU)")
+    return None
+
+
+def session_options(threads: int | None):
+    ort = _ort()
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads is not None:
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+    return opts
+
+
+@dataclass(frozen=True)
+class OrtBackend:
+    """An ONNX Runtime execution provider (CPU's is the fallback for nodes the provider lacks)."""
+    name: str
+    provider: str
+    formats: tuple[str, ...] = ("onnx",)
+    provider_options: tuple[tuple[str, str], ...] = ()
+    system: str | None = None                          # the OS the provider needs, if any
+    providers: Callable[[], list[str]] | None = None   # tests fake the build's provider list here
+
+    def _providers(self) -> list[tuple[str, dict[str, str]]]:
+        ours = (self.provider, dict(self.provider_options))
+        return [ours] if self.provider == "CPUExecutionProvider" else [ours, ("CPUExecutionProvider", {})]
+
+    def probe(self) -> str | None:
+        if self.system and platform.system() != self.system:
+            return f"needs {OS_NAMES.get(self.system, self.system)} (this is {platform.system()})"
+        try:
+            ort = _ort()
+        except ImportError as e:
+            return f"onnxruntime does not import ({e}); pip install onnxruntime"
+        listed = self.providers() if self.providers else ort.get_available_providers()
+        if self.provider not in listed:
+            mixed = mixed_builds_reason(installed_builds())
+            return mixed or (f"this onnxruntime build ({ort.__version__}) has no {self.provider}"
+                             + ("; pip install onnxruntime-gpu in place of onnxruntime" if self.name == "cuda" else ""))
+        if self.providers:                              # a faked list: no real session to ask
+            return None
+        return _real_session_reason(self.provider, self._providers())
+
+    def session(self, path: Path, *, threads: int | None = None) -> Session:
+        ort = _ort()
+        with warnings.catch_warnings():                # "Specified provider ... is not in available": checked below
+            warnings.simplefilter("ignore", UserWarning)
+            sess = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=self._providers())
+        if self.provider not in sess.get_providers():
+            raise BackendUnavailableError(f"{self.name}: the session fell back to {sess.get_providers()}")
+        return sess
+
+
+def _real_session_reason(provider: str, providers: list) -> str | None:
+    """None when a real session on the probe graph keeps `provider`, else why not."""
+    return _probe_cached(provider, tuple((p, tuple(sorted(o.items()))) for p, o in providers))
+
+
+@lru_cache(maxsize=None)
+def _probe_cached(provider: str, providers: tuple) -> str | None:
+    ort = _ort()
+    try:
+        with warnings.catch_warnings():                # "Specified provider ... is not in available": checked below
+            warnings.simplefilter("ignore", UserWarning)
+            sess = ort.InferenceSession(str(PROBE), sess_options=session_options(1),
+                                        providers=[(p, dict(o)) for p, o in providers])
+    except Exception as e:                            # ORT raises its own exception types; all mean "not here"
+        return f"a session with {provider} fails: {str(e).splitlines()[0][:200]}"
+    if provider not in sess.get_providers():
+        mixed = mixed_builds_reason(installed_builds())
+        return mixed or (f"{provider} is listed but a real session falls back to {', '.join(sess.get_providers())} "
+                         "(no usable device or driver)")
+    return None
+
+
+class MLModelSession:
+    """A Core ML package run image by image through coremltools (macOS): the student's uint8 NHWC persons and
+    noise in, uint8 NHWC garments out (the package's image output has no `latent`)."""
+
+    def __init__(self, path: Path) -> None:
+        import threading
+
+        import coremltools as ct
+
+        self.model = ct.models.MLModel(str(path))
+        self.lock = threading.Lock()                 # one prediction at a time per model
+
+    def run(self, output_names: list[str] | None, feeds: dict[str, Any]) -> list[Any]:
+        import numpy as np
+        from PIL import Image
+
+        out = []
+        for person, noise in zip(feeds["person"], feeds["noise"]):
+            with self.lock:
+                result = self.model.predict({"person": Image.fromarray(person), "noise": noise[None].astype(np.float32)})
+            out.append(np.asarray(result["garment"].convert("RGB")))
+        return [np.stack(out)]
+
+
+@dataclass(frozen=True)
+class CoremltoolsBackend:
+    """Core ML through coremltools with the bundle's .mlpackage (macOS; the ORT Core ML provider runs ONNX)."""
+    name: str = "coreml"
+    formats: tuple[str, ...] = ("mlpackage",)
+
+    def probe(self) -> str | None:
+        if platform.system() != "Darwin":
+            return f"needs {OS_NAMES['Darwin']} (this is {platform.system()})"
+        try:
+            import coremltools  # noqa: F401
+        except ImportError:
+            return "coremltools is not installed (pip install 'igr-edge[coreml]')"
+        return None
+
+    def session(self, path: Path, *, threads: int | None = None) -> Session:
+        return MLModelSession(path)
+
+
+def default_registry() -> dict[str, tuple[Backend, ...]]:
+    """Each backend name and its implementations, tried in order (coreml: the .mlpackage, then ORT's provider)."""
+    return {
+        "cuda": (OrtBackend("cuda", "CUDAExecutionProvider"),),
+        "coreml": (CoremltoolsBackend(),
+                   OrtBackend("coreml", "CoreMLExecutionProvider", provider_options=(("ModelFormat", "MLProgram"),),
+                              system="Darwin")),
+        "cpu": (OrtBackend("cpu", "CPUExecutionProvider", formats=("onnx", "ort")),),
+    }
+
+
+REGISTRY: dict[str, tuple[Backend, ...]] = default_registry()
+Registry = dict[str, tuple[Backend, ...]]
+
+
+def available_backends(registry: Registry | None = None) -> list[BackendStatus]:
+    """Every registered backend, whether it can run here and why not (cuda, coreml, cpu)."""
+    registry = REGISTRY if registry is None else registry
+    out = []
+    for name, impls in registry.items():
+        reasons = [impl.probe() for impl in impls]
+        usable = any(r is None for r in reasons)
+        out.append(BackendStatus(name, usable, None if usable else "; ".join(dict.fromkeys(reasons))))
+    return out
+
+
+def candidates(requested: str | None, registry: Registry) -> list[str]:
+    """Backend names to try, in order: the argument, else IGR_EDGE_BACKEND, else cuda > coreml > cpu."""
+    chosen = requested if requested is not None else (os.environ.get(ENV) or None)
+    if chosen is None:
+        return [n for n in PREFERENCE if n in registry] + [n for n in registry if n not in PREFERENCE]
+    names = [n.strip() for n in str(chosen).split(",") if n.strip()] if isinstance(chosen, str) else []
+    unknown = [n for n in names if n not in registry]
+    source = "backend" if requested is not None else ENV
+    if not names or unknown:
+        raise BackendUnavailableError(f"{source}={chosen!r}: unknown backend {', '.join(unknown) or '(empty)'} "
+                                      f"(choose from {', '.join(registry)})")
+    return names
+
+
+def choose(requested: str | None, variants: dict[str, tuple[str, tuple[str, ...]]] | None = None,
+           registry: Registry | None = None) -> tuple[Backend, str | None]:
+    """The first usable backend and the bundle variant it runs. `variants`: {variant: (format, backend names)}
+    in the bundle's order of preference (None: no bundle, any). Raises BackendUnavailableError naming each
+    candidate and why it was rejected."""
+    registry = REGISTRY if registry is None else registry
+    reasons: dict[str, list[str]] = {}
+    for name in candidates(requested, registry):
+        for impl in registry[name]:
+            variant = None
+            if variants is not None:
+                fits = [v for v, (fmt, names) in variants.items() if name in names and fmt in impl.formats]
+                if not fits:
+                    have = "; ".join(f"{v} ({fmt}) for {', '.join(names) or 'none'}" for v, (fmt, names) in variants.items())
+                    reasons.setdefault(name, []).append(f"the bundle has no {'/'.join(impl.formats)} variant for it "
+                                                        f"(it has {have})")
+                    continue
+                variant = fits[0]
+            reason = impl.probe()
+            if reason is None:
+                return impl, variant
+            reasons.setdefault(name, []).append(reason)
+    raise BackendUnavailableError("no usable backend: " + "; ".join(f"{n}: {', '.join(dict.fromkeys(r))}"
+                                                                   for n, r in reasons.items()))

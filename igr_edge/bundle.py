@@ -1,0 +1,100 @@
+"""A loaded bundle: its checked manifest, its folder, and the files each variant runs.
+
+`Bundle.load(None)` is the default bundle inside the package; `Bundle.load(folder)` any bundle folder the
+converters wrote. Loading verifies every file's size and SHA-256 and refuses paths that leave the folder
+(see `igr_edge.manifest`); nothing is ever unpickled.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import BundleError
+from .manifest import confined, read_manifest
+
+DEFAULT_BUNDLE = Path(__file__).parent / "bundles" / "default"
+SINGLE_CALL_GRAPHS = ("student",)
+COMPONENT_GRAPHS = ("vae_encoder", "image_encoder", "garmnet", "denoiser", "vae_decoder")
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A bundle folder and its verified manifest (schema v1)."""
+    folder: Path
+    manifest: dict[str, Any]
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike | None = None, *, verify: bool = True) -> "Bundle":
+        """The bundle in `folder` (None: the default bundle shipped in the package), checked."""
+        if folder is None:
+            folder = DEFAULT_BUNDLE
+            if not (folder / "manifest.json").is_file():
+                raise BundleError(f"the default bundle is missing from {folder} (reinstall igr-edge)")
+        if not isinstance(folder, (str, os.PathLike)):
+            raise BundleError(f"bundle must be a folder path, got {type(folder).__name__}")
+        path = Path(folder)
+        if not path.is_dir():
+            raise BundleError(f"bundle folder {path} does not exist" if not path.exists()
+                              else f"bundle {path} is not a folder")
+        manifest = read_manifest(path, verify=verify)
+        bundle = cls(path.resolve(), manifest)
+        needed = SINGLE_CALL_GRAPHS if bundle.kind == "single-call" else COMPONENT_GRAPHS
+        for variant, spec in manifest["variants"].items():
+            missing = [g for g in needed if g not in spec["files"]]
+            if missing:
+                raise BundleError(f"{path}: variant {variant} lacks the {', '.join(missing)} graph(s) a "
+                                  f"{bundle.kind} bundle runs")
+        return bundle
+
+    # -- what the manifest says ------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.manifest["name"]
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["kind"]                        # single-call | components
+
+    @property
+    def steps(self) -> int:
+        return int(self.manifest["steps"])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the model's images."""
+        r = self.manifest["resolution"]
+        return int(r["width"]), int(r["height"])
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.manifest["noise"]["shape"])
+
+    @property
+    def noise_generator(self) -> str:
+        return self.manifest["noise"]["generator"]
+
+    @property
+    def guidance(self) -> float:
+        """The classifier-free guidance the SDK applies (1 when the bundle has it baked in)."""
+        g = self.manifest["guidance"]
+        return 1.0 if g.get("baked_in") else float(g["scale"])
+
+    def variants(self) -> dict[str, tuple[str, tuple[str, ...]]]:
+        """{variant: (format, backends)}, the manifest's default variant first."""
+        names = list(self.manifest["variants"])
+        first = self.manifest.get("default_variant")
+        if first in names:
+            names.remove(first)
+            names.insert(0, first)
+        return {v: (self.manifest["variants"][v]["format"], tuple(self.manifest["variants"][v]["backends"]))
+                for v in names}
+
+    def file(self, variant: str, graph: str) -> Path:
+        """The file (or .mlpackage folder) of `graph` in `variant`, confined to the bundle."""
+        try:
+            rel = self.manifest["variants"][variant]["files"][graph]
+        except KeyError:
+            raise BundleError(f"bundle {self.name} has no {graph} graph in variant {variant!r}") from None
+        return confined(self.folder, rel)

@@ -1,0 +1,106 @@
+"""Backend choice. This machine has no CUDA device and is not a Mac: the CUDA and Core ML *selection* logic is
+tested with faked provider lists (said in each test); their real sessions run in the tests marked cuda/coreml,
+on hardware that has them."""
+import numpy as np
+import pytest
+
+import igr_edge
+from igr_edge import backends
+from igr_edge.backends import OrtBackend, available_backends, choose
+from igr_edge.errors import BackendUnavailableError
+
+GPU_AND_CPU = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def fake_registry(cuda_listed: bool):
+    """FAKED provider lists (no GPU here): a cuda backend that believes the build lists CUDA, or not."""
+    listing = (lambda: GPU_AND_CPU) if cuda_listed else (lambda: ["CPUExecutionProvider"])
+    return {"cuda": (OrtBackend("cuda", "CUDAExecutionProvider", providers=listing),),
+            "coreml": backends.default_registry()["coreml"],
+            "cpu": backends.default_registry()["cpu"]}
+
+
+BOTH = {"onnx-fp32": ("onnx", ("cpu", "cuda")), "onnx-int8": ("onnx", ("cpu",))}
+
+
+def test_cpu_is_available_here_and_every_backend_says_why_not(monkeypatch):
+    status = {s.name: s for s in available_backends()}
+    assert list(status) == ["cuda", "coreml", "cpu"]
+    assert status["cpu"].available and status["cpu"].reason is None
+    assert all(s.available or s.reason for s in status.values())
+    assert isinstance(igr_edge.available_backends()[0], igr_edge.BackendStatus)
+
+
+def test_preference_is_cuda_then_coreml_then_cpu_with_a_faked_cuda_listing(monkeypatch):
+    monkeypatch.delenv("IGR_EDGE_BACKEND", raising=False)
+    impl, variant = choose(None, BOTH, fake_registry(cuda_listed=True))
+    assert (impl.name, variant) == ("cuda", "onnx-fp32")
+    impl, variant = choose(None, BOTH, fake_registry(cuda_listed=False))
+    assert (impl.name, variant) == ("cpu", "onnx-fp32")
+
+
+def test_the_argument_beats_the_environment_which_beats_the_default(monkeypatch):
+    registry = fake_registry(cuda_listed=True)               # FAKED: CUDA listed
+    monkeypatch.setenv("IGR_EDGE_BACKEND", "cpu")
+    assert choose(None, BOTH, registry)[0].name == "cpu"
+    assert choose("cuda", BOTH, registry)[0].name == "cuda"
+    monkeypatch.setenv("IGR_EDGE_BACKEND", "tpu")
+    with pytest.raises(BackendUnavailableError, match="IGR_EDGE_BACKEND='tpu'.*choose from cuda, coreml, cpu"):
+        choose(None, BOTH, registry)
+
+
+def test_a_variant_is_chosen_for_the_backend_and_a_bundle_without_one_is_refused_with_reasons(monkeypatch):
+    monkeypatch.delenv("IGR_EDGE_BACKEND", raising=False)
+    registry = fake_registry(cuda_listed=True)               # FAKED: CUDA listed
+    cpu_only = {"onnx-qdq": ("onnx", ("cpu", "coreml"))}
+    assert choose(None, cpu_only, registry) == (registry["cpu"][0], "onnx-qdq")
+    with pytest.raises(BackendUnavailableError) as e:
+        choose("cuda,coreml", cpu_only, registry)
+    msg = str(e.value)
+    assert "cuda: the bundle has no onnx variant for it" in msg and "coreml:" in msg and "macOS" in msg
+
+
+def test_cuda_refused_here_names_the_reason():
+    with pytest.raises(BackendUnavailableError, match="cuda: this onnxruntime build .* has no CUDAExecutionProvider"):
+        choose("cuda", BOTH)
+
+
+def test_a_listed_provider_that_a_real_session_drops_is_unavailable(monkeypatch):
+    # onnxruntime-gpu without a GPU lists CUDA, then silently runs on the CPU. FAKED here: the listing says CUDA,
+    # the real session (this CPU build, on the probe graph) cannot keep it.
+    import onnxruntime as ort
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: GPU_AND_CPU)
+    backends._probe_cached.cache_clear()
+    reason = OrtBackend("cuda", "CUDAExecutionProvider").probe()
+    backends._probe_cached.cache_clear()
+    assert reason and ("falls back" in reason or "fails" in reason)
+
+
+def test_a_broken_mix_of_onnxruntime_builds_says_how_to_fix_it(monkeypatch):
+    monkeypatch.setattr(backends, "installed_builds", lambda: {"onnxruntime": "1.32.0", "onnxruntime-gpu": "1.31.1"})
+    reason = OrtBackend("cuda", "CUDAExecutionProvider").probe()
+    assert "shadow each other" in reason and "pip uninstall -y onnxruntime onnxruntime-gpu" in reason
+
+
+def test_a_session_that_loses_its_provider_is_refused(tmp_path):
+    # FAKED: a backend asking for CUDA on this CPU build; the real session comes back CPU-only and is refused
+    with pytest.raises(BackendUnavailableError, match="fell back"):
+        OrtBackend("cuda", "CUDAExecutionProvider").session(backends.PROBE)
+
+
+@pytest.mark.cuda
+def test_cuda_runs_the_student_for_real(tiny_student):
+    if "cuda" not in {s.name for s in available_backends() if s.available}:
+        pytest.skip("no usable CUDA execution provider here")
+    with igr_edge.Restorer(tiny_student, backend="cuda") as gpu, igr_edge.Restorer(tiny_student, backend="cpu") as cpu:
+        x = np.random.default_rng(0).integers(0, 256, (2, 64, 48, 3), dtype=np.uint8)
+        a, b = gpu.restore_arrays(x, [0, 1]), cpu.restore_arrays(x, [0, 1])
+        assert np.abs(a.astype(int) - b.astype(int)).mean() < 2
+
+
+@pytest.mark.coreml
+def test_coreml_runs_the_student_for_real(tiny_student):
+    with igr_edge.Restorer(tiny_student, backend="coreml") as r:
+        out = r.restore_arrays(np.zeros((1, 64, 48, 3), np.uint8), [0])
+        assert out.shape == (1, 64, 48, 3)

@@ -1,0 +1,103 @@
+"""`igr-edge` restore / info / bench and `python -m igr_edge.demo`, on real files and a tiny real bundle."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from igr_edge.cli import main, output_paths
+from igr_edge.demo import main as demo_main
+from igr_edge.manifest import schema, validation_errors
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def photos(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (80, 60, 3), dtype=np.uint8)).save(folder / f"p{i}.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (folder / "notes.txt").write_text("skipped: not an image suffix")
+    return folder
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_restore_writes_each_good_file_reports_each_bad_one_and_exits_nonzero(photos, tmp_path, tiny_student, capsys):
+    out = tmp_path / "out"
+    assert main(["restore", str(photos), "-o", str(out), "--bundle", str(tiny_student), "--size", "32x40"]) == 1
+    err = capsys.readouterr().err
+    assert files_in(out) == ["p0.png", "p1.png", "p2.png"]                  # no broken.png, no temporary files
+    assert Image.open(out / "p1.png").size == (32, 40)
+    bad = [line for line in err.splitlines() if "broken.png" in line]
+    assert len(bad) == 1 and "InvalidImageError" in bad[0] and "restored 3 of 4" in err
+
+
+def test_restore_never_overwrites_without_the_flag(photos, tmp_path, tiny_student, capsys):
+    out = tmp_path / "out"
+    args = ["restore", str(photos / "p0.png"), str(photos / "p1.png"), "-o", str(out), "--bundle", str(tiny_student)]
+    assert main(args) == 0
+    (out / "p0.png").write_bytes(b"mine")
+    assert main(args) == 1
+    assert (out / "p0.png").read_bytes() == b"mine" and "--overwrite" in capsys.readouterr().err
+    assert main(args + ["--overwrite", "--seed", "3"]) == 0
+    assert Image.open(out / "p0.png").size == (48, 64) and files_in(out) == ["p0.png", "p1.png"]
+
+
+def test_restore_takes_globs_and_reports_what_matched_nothing(photos, tmp_path, tiny_student, capsys):
+    out = tmp_path / "out"
+    assert main(["restore", str(photos / "p[01].png"), str(photos / "nope*.jpg"), "-o", str(out),
+                 "--bundle", str(tiny_student), "-q"]) == 1
+    assert files_in(out) == ["p0.png", "p1.png"] and "nope*.jpg: no such file" in capsys.readouterr().err
+
+
+def test_restore_with_an_unusable_backend_or_bundle_fails_clearly(photos, tmp_path, capsys):
+    assert main(["restore", str(photos), "-o", str(tmp_path / "o"), "--backend", "cuda"]) == 2
+    assert "BackendUnavailableError" in capsys.readouterr().err
+    assert main(["restore", str(photos), "-o", str(tmp_path / "o"), "--bundle", str(tmp_path)]) == 2
+    assert "BundleError" in capsys.readouterr().err
+
+
+def test_outputs_of_colliding_names_stay_apart(tmp_path):
+    a, b = tmp_path / "a" / "x.png", tmp_path / "b" / "x.jpg"
+    assert output_paths([a, b], tmp_path / "o") == {a: tmp_path / "o" / "a-x.png", b: tmp_path / "o" / "b-x.png"}
+
+
+def test_info_shows_variants_and_the_hash_check(tiny_student, tmp_path, capsys):
+    assert main(["info", str(tiny_student)]) == 0
+    out = capsys.readouterr().out
+    assert "single-call, 2 step(s), 48×64" in out and "onnx-int8" in out and "hash check   ok" in out
+    copy = tmp_path / "b"
+    shutil.copytree(tiny_student, copy)
+    (copy / "onnx-fp32" / "student.onnx").write_bytes(b"changed")
+    assert main(["info", str(copy)]) == 1
+    assert "hash check   FAILED" in capsys.readouterr().out
+    assert main(["info"]) == 0 and "student-2-small" in capsys.readouterr().out     # the default bundle
+
+
+def test_bench_writes_a_report_in_the_benchmarks_schema(tiny_student, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--bundle", str(tiny_student), "--runs", "5", "--warmup", "1", "--batch", "2",
+                 "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert validation_errors(report, where="report", root=schema("bench-v1")) == []
+    row = report["rows"][0]
+    assert row["runs"] == 5 and row["batch"] == 2 and row["denoiser_calls"] == 2 and row["backend"] == "cpu"
+    lat = row["latency_ms"]
+    assert lat["min"] <= lat["p50"] <= lat["p90"] <= lat["max"] and "p50" in capsys.readouterr().out
+
+
+def test_demo_writes_a_contact_sheet_of_the_samples(tiny_student, tmp_path, capsys):
+    assert demo_main(["--bundle", str(tiny_student), "--out", str(tmp_path / "demo"),
+                      "--samples", str(ROOT / "samples")]) == 0
+    sheet = Image.open(tmp_path / "demo" / "contact-sheet.png")
+    n = len(list((ROOT / "samples" / "persons").iterdir()))
+    assert sheet.width > 3 * 48 and sheet.height > n * 64
+    assert len(list((tmp_path / "demo").glob("*-garment.png"))) == n
+    assert "contact-sheet.png" in capsys.readouterr().out
