@@ -2,20 +2,20 @@
 
 A backend runs one bundle variant's graphs. `cpu` is ONNX Runtime's CPU execution provider; `cuda` is ORT's
 CUDA provider, usable only when a real session gets it (onnxruntime-gpu imports and lists CUDA without a GPU,
-then silently runs on the CPU); `coreml` is ORT's Core ML provider (ML Program) on macOS. Choice: the
-argument, then IGR_EDGE_BACKEND, then cuda > coreml > cpu, each only if the bundle has a variant for it.
+then silently runs on the CPU); `coreml` is, on macOS, the bundle's .mlpackage through coremltools, else ORT's
+Core ML provider (ML Program) on an ONNX variant. Choice: the argument, then IGR_EDGE_BACKEND, then
+cuda > coreml > cpu, each only if the bundle has a variant for it.
 """
 from __future__ import annotations
 
 import os
 import platform
-import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
-from .errors import BackendUnavailableError
+from .errors import BackendUnavailableError, BundleError
 
 PREFERENCE = ("cuda", "coreml", "cpu")
 ENV = "IGR_EDGE_BACKEND"
@@ -112,13 +112,24 @@ class OrtBackend:
         return _real_session_reason(self.provider, self._providers())
 
     def session(self, path: Path, *, threads: int | None = None) -> Session:
+        """An ORT session on `path` that really runs on this provider. Raises BackendUnavailableError when the
+        provider is not in this build or the session drops it, BundleError when ORT cannot load the graph."""
         ort = _ort()
-        with warnings.catch_warnings():                # "Specified provider ... is not in available": checked below
-            warnings.simplefilter("ignore", UserWarning)
+        if self.provider not in ort.get_available_providers():
+            raise BackendUnavailableError(f"{self.name}: this onnxruntime build has no {self.provider}")
+        try:
             sess = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=self._providers())
+        except Exception as e:                         # ORT's own exception types (InvalidProtobuf, Fail, ...)
+            raise BundleError(f"onnxruntime cannot load {path.name} on {self.name}: {first_line(e)}") from None
         if self.provider not in sess.get_providers():
-            raise BackendUnavailableError(f"{self.name}: the session fell back to {sess.get_providers()}")
+            raise BackendUnavailableError(f"{self.name}: a session on {path.name} fell back to "
+                                          f"{', '.join(sess.get_providers())}")
         return sess
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:200]
 
 
 def _real_session_reason(provider: str, providers: list) -> str | None:
@@ -129,13 +140,13 @@ def _real_session_reason(provider: str, providers: list) -> str | None:
 @lru_cache(maxsize=None)
 def _probe_cached(provider: str, providers: tuple) -> str | None:
     ort = _ort()
+    if provider not in ort.get_available_providers():      # asking for it would only warn and fall back
+        return f"this onnxruntime build ({ort.__version__}) has no {provider}"
     try:
-        with warnings.catch_warnings():                # "Specified provider ... is not in available": checked below
-            warnings.simplefilter("ignore", UserWarning)
-            sess = ort.InferenceSession(str(PROBE), sess_options=session_options(1),
-                                        providers=[(p, dict(o)) for p, o in providers])
+        sess = ort.InferenceSession(str(PROBE), sess_options=session_options(1),
+                                    providers=[(p, dict(o)) for p, o in providers])
     except Exception as e:                            # ORT raises its own exception types; all mean "not here"
-        return f"a session with {provider} fails: {str(e).splitlines()[0][:200]}"
+        return f"a session with {provider} fails: {first_line(e)}"
     if provider not in sess.get_providers():
         mixed = mixed_builds_reason(installed_builds())
         return mixed or (f"{provider} is listed but a real session falls back to {', '.join(sess.get_providers())} "
@@ -226,13 +237,12 @@ def candidates(requested: str | None, registry: Registry) -> list[str]:
     return names
 
 
-def choose(requested: str | None, variants: dict[str, tuple[str, tuple[str, ...]]] | None = None,
-           registry: Registry | None = None) -> tuple[Backend, str | None]:
-    """The first usable backend and the bundle variant it runs. `variants`: {variant: (format, backend names)}
-    in the bundle's order of preference (None: no bundle, any). Raises BackendUnavailableError naming each
-    candidate and why it was rejected."""
+def usable(requested: str | None, variants: dict[str, tuple[str, tuple[str, ...]]] | None = None,
+           registry: Registry | None = None, reasons: dict[str, list[str]] | None = None):
+    """Every usable (backend, variant) in the order of choice; why the others were rejected goes in `reasons`.
+    `variants`: {variant: (format, backend names)} of the bundle, in its order of preference (None: any)."""
     registry = REGISTRY if registry is None else registry
-    reasons: dict[str, list[str]] = {}
+    reasons = {} if reasons is None else reasons
     for name in candidates(requested, registry):
         for impl in registry[name]:
             variant = None
@@ -246,7 +256,21 @@ def choose(requested: str | None, variants: dict[str, tuple[str, tuple[str, ...]
                 variant = fits[0]
             reason = impl.probe()
             if reason is None:
-                return impl, variant
-            reasons.setdefault(name, []).append(reason)
-    raise BackendUnavailableError("no usable backend: " + "; ".join(f"{n}: {', '.join(dict.fromkeys(r))}"
+                yield impl, variant
+            else:
+                reasons.setdefault(name, []).append(reason)
+
+
+def unavailable(reasons: dict[str, list[str]]) -> BackendUnavailableError:
+    return BackendUnavailableError("no usable backend: " + "; ".join(f"{n}: {', '.join(dict.fromkeys(r))}"
                                                                    for n, r in reasons.items()))
+
+
+def choose(requested: str | None, variants: dict[str, tuple[str, tuple[str, ...]]] | None = None,
+           registry: Registry | None = None) -> tuple[Backend, str | None]:
+    """The first usable backend and the bundle variant it runs. Raises BackendUnavailableError naming each
+    candidate and why it was rejected."""
+    reasons: dict[str, list[str]] = {}
+    for impl, variant in usable(requested, variants, registry, reasons):
+        return impl, variant
+    raise unavailable(reasons)

@@ -46,7 +46,50 @@ class Bundle:
             if missing:
                 raise BundleError(f"{path}: variant {variant} lacks the {', '.join(missing)} graph(s) a "
                                   f"{bundle.kind} bundle runs")
+        problems = bundle.contract_errors()
+        if problems:
+            raise BundleError(f"{path}: " + "; ".join(problems[:3]))
         return bundle
+
+    def contract_errors(self) -> list[str]:
+        """Where the manifest's graphs disagree with the I/O this SDK feeds (DESIGN.md §5), or its scheduler
+        with the numpy samplers."""
+        m = self.manifest
+        w, h = self.size
+        latent = ["batch", *self.latent_shape]
+        expected = ({"student": ({"person": ("uint8", ["batch", h, w, 3]), "noise": ("float32", latent)},
+                                 {"garment": ("uint8", ["batch", h, w, 3])})}
+                    if self.kind == "single-call" else
+                    {"vae_encoder": ({"image": ("float32", ["batch", 3, h, w])}, {"latent": ("float32", latent)}),
+                     "image_encoder": ({"image": ("float32", ["batch", 3, h, w])}, {}),
+                     "garmnet": ({"person_latent": ("float32", latent)}, {}),
+                     "denoiser": ({"latent": ("float32", latent), "timestep": ("int64", ["batch"])},
+                                  {"v": ("float32", latent)}),
+                     "vae_decoder": ({"latent": ("float32", latent)}, {"image": ("float32", ["batch", 3, h, w])})})
+        errors = []
+        for graph, (inputs, outputs) in expected.items():
+            spec = m["graphs"].get(graph)
+            if spec is None:
+                errors.append(f"graphs lacks {graph}")
+                continue
+            for side, want in (("inputs", inputs), ("outputs", outputs)):
+                have = {t["name"]: (t["dtype"], t["shape"]) for t in spec[side]}
+                for name, (dtype, shape) in want.items():
+                    if have.get(name) != (dtype, shape):
+                        errors.append(f"graph {graph} {side[:-1]} {name} is {have.get(name)}, this SDK feeds "
+                                      f"{(dtype, shape)}")
+        if self.kind == "components":
+            from .schedulers import NoiseSchedule, plan
+
+            sched = m["scheduler"]
+            try:
+                timesteps = plan(sched["name"], NoiseSchedule.from_manifest(sched), self.steps).timesteps.tolist()
+            except ValueError as e:
+                return errors + [f"scheduler: {e}"]
+            if timesteps != sched["timesteps"]:
+                errors.append(f"scheduler.timesteps {sched['timesteps'][:4]}… differ from the {sched['name']} plan "
+                              f"for {self.steps} steps {timesteps[:4]}…")
+        return errors
 
     # -- what the manifest says ------------------------------------------------------------------
     @property

@@ -71,6 +71,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     """`igr-edge restore IN... -o OUT`: one PNG per input; a failed file is one line, the rest go on."""
     from .errors import IgrEdgeError
     from .files import atomic_write_image
+    from .images import output_size
+    from .noise import check_seed
     from .progress import Progress
     from .restorer import Restorer
 
@@ -81,12 +83,16 @@ def cmd_restore(args: argparse.Namespace) -> int:
         print("igr-edge: nothing to restore", file=sys.stderr)
         return 1
     out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        print(f"igr-edge: {out} exists and is not a folder", file=sys.stderr)
-        return 1
-    out.mkdir(parents=True, exist_ok=True)
     try:
-        restorer = Restorer(args.bundle, backend=args.backend, threads=args.threads)
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        print(f"igr-edge: cannot use {out} as the output folder: {e.strerror or e}", file=sys.stderr)
+        return 2
+    try:
+        restorer = Restorer(args.bundle, backend=args.backend, threads=args.threads, max_pixels=args.max_pixels)
+        restorer._steps(args.steps)                      # arguments checked once, not once per file
+        check_seed(args.seed)
+        output_size(args.size, *restorer.bundle.size)
     except IgrEdgeError as e:
         print(f"igr-edge: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
@@ -96,6 +102,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
                             enabled=not args.quiet) as bar:
         for src, dst in targets.items():
             try:
+                if dst.resolve() == src.resolve():
+                    raise FileExistsError(f"{dst} is the input itself (choose another output folder)")
                 if dst.exists() and not args.overwrite:
                     raise FileExistsError(f"{dst} exists (pass --overwrite to replace it)")
                 garment = restorer.restore(src, args.seed, steps=args.steps, size=args.size)
@@ -103,6 +111,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
             except (IgrEdgeError, OSError) as e:
                 failed += 1
                 bar.write(f"igr-edge: {src}: {type(e).__name__}: {e}")
+            except Exception as e:                      # noqa: BLE001 - a bug of ours: report it, go on
+                failed += 1
+                bar.write(f"igr-edge: {src}: internal error {type(e).__name__}: {str(e)[:200]} (please report it)")
             bar.update(1)
     done = len(files) - (failed - len(missing))
     if not args.quiet:
@@ -178,9 +189,12 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(f"variant      {name:<12}{default} {size / 1e6:7.2f} MB  {', '.join(spec[1]):<12} {figure}; "
                   f"{m['variants'][name]['precision']}")
         q = m.get("quality")
-        if q:
-            print(f"quality      SSIM {q['ssim']:.4f}, FD {q['fd']:.2f}, PSNR {q['psnr']:.2f} on {q['n']} "
-                  f"{q['split']} images ({q['source']})")
+        if isinstance(q, dict) and q:
+            figures = ", ".join(f"{label} {q[key]:.4g}" for key, label in (("ssim", "SSIM"), ("fd", "FD"),
+                                ("psnr", "PSNR")) if isinstance(q.get(key), (int, float)))
+            where = " ".join(str(q[k]) for k in ("n", "split") if k in q)
+            print(f"quality      {figures or '(no figures)'}" + (f" on {where} images" if where else "")
+                  + (f" ({q['source']})" if "source" in q else ""))
         for r in m.get("rejected", []):
             print(f"rejected     {r['variant']}: {r['reason']}")
         print(f"provenance   commit {m['provenance'].get('commit')}, model {m['provenance'].get('model')}")
@@ -204,6 +218,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
                            batch=args.batch, threads=args.threads, out=args.out)
     except IgrEdgeError as e:
         print(f"igr-edge: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"igr-edge: cannot write {args.out}: {e.strerror or e}", file=sys.stderr)
         return 2
     for row in report["rows"]:
         lat = row["latency_ms"]
@@ -230,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=parse_size, default=None, help="output size: N (height) or WxH (default the model's)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--max-pixels", type=int, default=40_000_000, help="refuse larger images (default 40 MP)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_restore)
 

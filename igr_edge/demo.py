@@ -68,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for p, s, g in zip(persons, seen, garments):
         atomic_write_image(g, out / f"{p.stem}-garment.png", overwrite=True)
-        rows.append([s, g] + ([Image.open(truth_dir / f"{p.stem}.png")] if has_truth else []))
+        truth = []
+        if has_truth:
+            with Image.open(truth_dir / f"{p.stem}.png") as t:
+                truth = [t.convert("RGB")]
+        rows.append([s, g] + truth)
     b = restorer.bundle
     header = ["person (as the model sees it)", "restored"] + (["ground truth"] if has_truth else [])
     title = f"igr_edge {b.name} ({restorer.variant}, {b.steps} steps) on {restorer.backend}"

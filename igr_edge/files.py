@@ -29,7 +29,8 @@ def atomic_write_image(image: Image.Image, path: str | os.PathLike, *, overwrite
                        format: str = "PNG") -> Path:
     """Save `image` to `path` so that readers see the old file or the whole new one, never a part.
 
-    Without `overwrite` an existing file is never replaced (FileExistsError), even by a writer racing us."""
+    Without `overwrite` an existing file is never replaced (FileExistsError); where the file system has hard
+    links this holds even against a writer racing us (elsewhere the check and the rename are two steps)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -17,7 +18,7 @@ from PIL import Image
 from . import backends as _backends
 from . import images as _images
 from .bundle import COMPONENT_GRAPHS, Bundle
-from .errors import BundleError, IgrEdgeError
+from .errors import BackendUnavailableError, BundleError, IgrEdgeError
 from .noise import check_seed, normal
 
 MAX_BATCH = 8                                   # images per graph call in restore_batch
@@ -31,9 +32,32 @@ def _threads(threads: Any) -> int | None:
     return threads
 
 
+def _iterable(value: Any) -> bool:
+    try:
+        iter(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _seeds(seeds: Any) -> list[int]:
+    """One valid seed per image (a list, tuple or range of integers in [0, 2**64))."""
+    if isinstance(seeds, (str, bytes)) or not _iterable(seeds):
+        raise IgrEdgeError(f"seeds must be a sequence of integers, one per image, got {type(seeds).__name__}")
+    return [check_seed(s) for s in seeds]
+
+
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """(N, 3, H, W) float in [-1, 1] -> (N, H, W, 3) uint8, rounded as the single-call graph rounds."""
     return np.clip(np.round((image + 1.0) * 127.5), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+def run_graph(session, name: str, outputs: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """One graph call; a runtime failure (ORT's own exception types) becomes an IgrEdgeError naming the graph."""
+    try:
+        return session.run(outputs, feeds)
+    except Exception as e:                              # noqa: BLE001 - ORT / Core ML raise their own types
+        raise IgrEdgeError(f"the {name} graph failed: {_backends.first_line(e)}") from None
 
 
 class SingleCallRunner:
@@ -43,8 +67,18 @@ class SingleCallRunner:
         self.session = session
 
     def __call__(self, persons: np.ndarray, noise: np.ndarray, steps: int | None) -> np.ndarray:
-        return self.session.run(["garment"] if hasattr(self.session, "get_outputs") else None,
-                                {"person": persons, "noise": noise})[0]
+        outputs = ["garment"] if hasattr(self.session, "get_outputs") else None
+        return run_graph(self.session, "student", outputs, {"person": persons, "noise": noise})[0]
+
+
+class _Named:
+    """A session whose failures name its graph."""
+
+    def __init__(self, session, name: str) -> None:
+        self.session, self.name = session, name
+
+    def run(self, outputs, feeds):
+        return run_graph(self.session, self.name, outputs, feeds)
 
 
 class ComponentRunner:
@@ -63,7 +97,7 @@ class ComponentRunner:
         self.references = [o.name for o in sessions["garmnet"].get_outputs()]
 
     def __call__(self, persons: np.ndarray, noise: np.ndarray, steps: int | None) -> np.ndarray:
-        s = self.sessions
+        s = {g: _Named(sess, g) for g, sess in self.sessions.items()}
         image = persons.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(127.5) - np.float32(1.0)  # (N, 3, H, W)
         person_latent = s["vae_encoder"].run(None, {"image": image})[0]                      # (N, 4, h, w)
         tokens = s["image_encoder"].run(None, {"image": image})[0]                            # (N, T, D)
@@ -92,17 +126,33 @@ class Restorer:
     """A bundle loaded on one backend. `restore(image, seed=0)` -> PIL image; safe to call from many threads."""
 
     def __init__(self, bundle: str | os.PathLike | Bundle | None = None, *, backend: str | None = None,
-                 threads: int | None = None) -> None:
-        self._bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
-        impl, variant = _backends.choose(backend, self._bundle.variants())
-        self._backend = impl.name
-        self.variant = variant
+                 threads: int | None = None, max_pixels: int = _images.MAX_PIXELS) -> None:
         threads = _threads(threads)
+        self.max_pixels = max_pixels
+        self._bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+        reasons: dict[str, list[str]] = {}
+        broken: BundleError | None = None
+        for impl, variant in _backends.usable(backend, self._bundle.variants(), reasons=reasons):
+            try:                                         # a real session may still fail: try the next candidate
+                self._run = self._runner(impl, variant, threads)
+            except BackendUnavailableError as e:
+                reasons.setdefault(impl.name, []).append(str(e))
+                continue
+            except BundleError as e:
+                broken = broken or e
+                reasons.setdefault(impl.name, []).append(str(e))
+                continue
+            self._backend, self.variant = impl.name, variant
+            return
+        if broken is not None and all(r for r in reasons.values()) and "cpu" in reasons:
+            raise broken                                 # the graph itself will not load, even on the CPU
+        raise _backends.unavailable(reasons)
+
+    def _runner(self, impl, variant: str, threads: int | None):
         if self._bundle.kind == "single-call":
-            self._run = SingleCallRunner(impl.session(self._bundle.file(variant, "student"), threads=threads))
-        else:
-            sessions = {g: impl.session(self._bundle.file(variant, g), threads=threads) for g in COMPONENT_GRAPHS}
-            self._run = ComponentRunner(sessions, self._bundle)
+            return SingleCallRunner(impl.session(self._bundle.file(variant, "student"), threads=threads))
+        sessions = {g: impl.session(self._bundle.file(variant, g), threads=threads) for g in COMPONENT_GRAPHS}
+        return ComponentRunner(sessions, self._bundle)
 
     # -- what it is ------------------------------------------------------------------------------
     @property
@@ -120,8 +170,9 @@ class Restorer:
     def _steps(self, steps: Any) -> int | None:
         if steps is None:
             return None
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-            raise IgrEdgeError(f"steps must be a positive integer or None, got {steps!r}")
+        most = int(self._bundle.manifest["scheduler"]["train_timesteps"])
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= most:
+            raise IgrEdgeError(f"steps must be an integer from 1 to {most}, or None, got {steps!r}")
         if self._bundle.kind == "single-call" and steps != self._bundle.steps:
             raise IgrEdgeError(f"bundle {self._bundle.name} is a single-call {self._bundle.steps}-step graph; "
                                f"steps={steps} needs that student's own bundle or a components bundle")
@@ -133,11 +184,16 @@ class Restorer:
         if run is None:
             raise IgrEdgeError("this Restorer is closed")
         steps = self._steps(steps)
+        seeds = _seeds(seeds)
         width, height = self._bundle.size
-        if persons.dtype != np.uint8 or persons.shape[1:] != (height, width, 3) or len(persons) != len(seeds):
-            raise IgrEdgeError(f"persons must be (N, {height}, {width}, 3) uint8 with one seed each, "
-                               f"got {persons.shape} {persons.dtype} and {len(seeds)} seeds")
-        noise = np.stack([normal(check_seed(s), self._bundle.latent_shape, generator=self._bundle.noise_generator)
+        if (not isinstance(persons, np.ndarray) or persons.dtype != np.uint8
+                or persons.shape[1:] != (height, width, 3) or len(persons) != len(seeds)):
+            got = f"{persons.shape} {persons.dtype}" if isinstance(persons, np.ndarray) else type(persons).__name__
+            raise IgrEdgeError(f"persons must be an (N, {height}, {width}, 3) uint8 array with one seed each, "
+                               f"got {got} and {len(seeds)} seeds")
+        if len(persons) == 0:
+            return np.zeros((0, height, width, 3), np.uint8)
+        noise = np.stack([normal(s, self._bundle.latent_shape, generator=self._bundle.noise_generator)
                           for s in seeds])
         out = []
         for i in range(0, len(persons), MAX_BATCH):
@@ -152,10 +208,11 @@ class Restorer:
     def restore_batch(self, images: Iterable[_images.ImageInput], seeds: Sequence[int] | None = None, *,
                       steps: int | None = None, size: int | tuple[int, int] | None = None) -> list[Image.Image]:
         """`restore` over many images (seeds: one per image, default 0 each), run in batches of up to 8."""
-        if isinstance(images, (str, bytes, os.PathLike, Image.Image, np.ndarray)):
-            raise IgrEdgeError("restore_batch takes a list of images; use restore() for one image")
+        if isinstance(images, (str, bytes, os.PathLike, Image.Image, np.ndarray)) or not _iterable(images):
+            raise IgrEdgeError("restore_batch takes a list of images; use restore() for one image "
+                               "(and restore_arrays() for an (N, H, W, 3) array)")
         images = list(images)
-        seeds = [0] * len(images) if seeds is None else list(seeds)
+        seeds = [0] * len(images) if seeds is None else _seeds(seeds)
         if len(seeds) != len(images):
             raise IgrEdgeError(f"{len(images)} images but {len(seeds)} seeds")
         width, height = self._bundle.size
@@ -165,7 +222,7 @@ class Restorer:
         persons = []
         for i, image in enumerate(images):
             try:
-                persons.append(_images.letterbox(_images.load_image(image), width, height))
+                persons.append(_images.letterbox(_images.load_image(image, max_pixels=self.max_pixels), width, height))
             except IgrEdgeError as e:
                 if len(images) == 1:
                     raise
@@ -185,15 +242,22 @@ class Restorer:
         self.close()
 
 
-_CACHE: dict[tuple, Restorer] = {}
+_CACHE: "OrderedDict[tuple, Restorer]" = OrderedDict()
 _CACHE_LOCK = threading.Lock()
+CACHE_SIZE = 4          # Restorers kept by restore(); beyond that the oldest is dropped (freed once no call uses it)
+
+
+def clear_cache() -> None:
+    """Forget the Restorers that restore() keeps (their sessions are freed once no call still uses them)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
 
 
 def restore(image: _images.ImageInput, *, steps: int | None = None, seed: int = 0, backend: str | None = None,
             bundle: str | os.PathLike | None = None, size: int | tuple[int, int] | None = None) -> Image.Image:
     """Restore the garment worn in `image` with the default bundle (or `bundle`): an RGB PIL image.
 
-    The Restorer behind it is made once per (bundle, backend) and reused by later calls."""
+    The Restorer behind it is made once per (bundle, backend) and reused by later calls (up to CACHE_SIZE)."""
     if bundle is not None and not isinstance(bundle, (str, os.PathLike)):
         raise BundleError(f"bundle must be a folder path, got {type(bundle).__name__}")
     key = (os.path.realpath(bundle) if bundle is not None else None, backend,
@@ -202,4 +266,7 @@ def restore(image: _images.ImageInput, *, steps: int | None = None, seed: int = 
         restorer = _CACHE.get(key)
         if restorer is None:
             restorer = _CACHE[key] = Restorer(bundle, backend=backend)
+            while len(_CACHE) > CACHE_SIZE:
+                _CACHE.popitem(last=False)
+        _CACHE.move_to_end(key)
     return restorer.restore(image, seed, steps=steps, size=size)

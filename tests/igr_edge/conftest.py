@@ -38,6 +38,9 @@ def tiny_bundles(tmp_path_factory):
         shutil.copytree(staging, partial)
         shutil.rmtree(root, ignore_errors=True)
         partial.rename(root)                           # whole or not at all
+        for old in root.parent.iterdir():              # bundles of older sources are not needed again
+            if old != root:
+                shutil.rmtree(old, ignore_errors=True)
     return {"student": root / "student", "teacher": root / "teacher", "models": root / "models"}
 
 
@@ -51,12 +54,18 @@ def _build(root: Path) -> None:
     student = IGRConfig.tiny().replace(guidance_scale=1.0, sampler="ddim", sample_steps=2)
     meta = {"kind": "steps", "method": "progressive", "steps": 2, "guidance_baked": 2.0}
     IGRModel(student).save_pretrained(root / "models" / "student-2", extra={"distill.json": json.dumps(meta)})
-    write_bundle(root / "models" / "student-2", root / "student", variants=["onnx-fp32", "onnx-int8"], gate_n=4,
+    write_bundle(root / "models" / "student-2", root / "student", variants=["onnx-fp32", "onnx-int8", "onnx-qdq"], gate_n=4,
                  calibration_n=4, progress=False)
     torch.manual_seed(1)
     teacher = IGRConfig.tiny().replace(guidance_scale=2.0, sampler="dpmsolver++", sample_steps=4)
     IGRModel(teacher).save_pretrained(root / "models" / "teacher")
     write_bundle(root / "models" / "teacher", root / "teacher", variants=["onnx-fp32"], gate_n=4, progress=False)
+
+
+@pytest.fixture(autouse=True)
+def no_backend_from_the_environment(monkeypatch):
+    """Tests choose their backend themselves: IGR_EDGE_BACKEND from the shell must not leak in."""
+    monkeypatch.delenv("IGR_EDGE_BACKEND", raising=False)
 
 
 @pytest.fixture(scope="session")

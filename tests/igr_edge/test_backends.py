@@ -31,10 +31,22 @@ def test_cpu_is_available_here_and_every_backend_says_why_not(monkeypatch):
     assert isinstance(igr_edge.available_backends()[0], igr_edge.BackendStatus)
 
 
-def test_preference_is_cuda_then_coreml_then_cpu_with_a_faked_cuda_listing(monkeypatch):
-    monkeypatch.delenv("IGR_EDGE_BACKEND", raising=False)
-    impl, variant = choose(None, BOTH, fake_registry(cuda_listed=True))
-    assert (impl.name, variant) == ("cuda", "onnx-fp32")
+class FakeCoreML:
+    """FAKED (this is not a Mac): a coreml backend that says it is usable."""
+    name, formats = "coreml", ("onnx",)
+
+    def probe(self):
+        return None
+
+
+def test_preference_is_cuda_then_coreml_then_cpu_with_faked_listings():
+    every = {"onnx-fp32": ("onnx", ("cpu", "cuda", "coreml"))}
+    registry = fake_registry(cuda_listed=True)
+    registry["coreml"] = (FakeCoreML(),)
+    assert choose(None, every, registry)[0].name == "cuda"
+    registry = fake_registry(cuda_listed=False)
+    registry["coreml"] = (FakeCoreML(),)
+    assert choose(None, every, registry)[0].name == "coreml"
     impl, variant = choose(None, BOTH, fake_registry(cuda_listed=False))
     assert (impl.name, variant) == ("cpu", "onnx-fp32")
 
@@ -61,6 +73,8 @@ def test_a_variant_is_chosen_for_the_backend_and_a_bundle_without_one_is_refused
 
 
 def test_cuda_refused_here_names_the_reason():
+    if any(s.name == "cuda" and s.available for s in available_backends()):
+        pytest.skip("this machine has a usable CUDA provider")
     with pytest.raises(BackendUnavailableError, match="cuda: this onnxruntime build .* has no CUDAExecutionProvider"):
         choose("cuda", BOTH)
 
@@ -83,10 +97,35 @@ def test_a_broken_mix_of_onnxruntime_builds_says_how_to_fix_it(monkeypatch):
     assert "shadow each other" in reason and "pip uninstall -y onnxruntime onnxruntime-gpu" in reason
 
 
-def test_a_session_that_loses_its_provider_is_refused(tmp_path):
-    # FAKED: a backend asking for CUDA on this CPU build; the real session comes back CPU-only and is refused
-    with pytest.raises(BackendUnavailableError, match="fell back"):
+def test_a_session_that_loses_its_provider_is_refused(monkeypatch):
+    import onnxruntime as ort
+
+    if any(s.name == "cuda" and s.available for s in available_backends()):
+        pytest.skip("this machine has a usable CUDA provider")
+    with pytest.raises(BackendUnavailableError, match="has no CUDAExecutionProvider"):
         OrtBackend("cuda", "CUDAExecutionProvider").session(backends.PROBE)
+    # FAKED listing: the build claims CUDA, the real session comes back CPU-only and is refused
+    monkeypatch.setattr(ort, "get_available_providers", lambda: GPU_AND_CPU)
+    with pytest.raises(BackendUnavailableError, match="fell back to CPUExecutionProvider"):
+        OrtBackend("cuda", "CUDAExecutionProvider").session(backends.PROBE)
+
+
+def test_the_restorer_falls_back_when_a_chosen_backends_real_session_fails(tiny_student, monkeypatch):
+    class Flaky:
+        """FAKED: a cuda backend whose probe passes but whose real session is refused (as on a broken driver)."""
+        name, formats = "cuda", ("onnx",)
+
+        def probe(self):
+            return None
+
+        def session(self, path, *, threads=None):
+            raise BackendUnavailableError("cuda: a session on student.onnx fell back to CPUExecutionProvider")
+
+    monkeypatch.setattr(backends, "REGISTRY", {"cuda": (Flaky(),), "cpu": backends.default_registry()["cpu"]})
+    with igr_edge.Restorer(tiny_student) as r:
+        assert r.backend == "cpu"
+    with pytest.raises(BackendUnavailableError, match="cuda: cuda: a session on student.onnx fell back"):
+        igr_edge.Restorer(tiny_student, backend="cuda")
 
 
 @pytest.mark.cuda
@@ -101,6 +140,10 @@ def test_cuda_runs_the_student_for_real(tiny_student):
 
 @pytest.mark.coreml
 def test_coreml_runs_the_student_for_real(tiny_student):
-    with igr_edge.Restorer(tiny_student, backend="coreml") as r:
-        out = r.restore_arrays(np.zeros((1, 64, 48, 3), np.uint8), [0])
-        assert out.shape == (1, 64, 48, 3)
+    # the ORT Core ML provider on the QDQ variant (the .mlpackage path needs a coreml-* variant: see the
+    # converters' coreml tests)
+    x = np.random.default_rng(0).integers(0, 256, (2, 64, 48, 3), dtype=np.uint8)
+    with igr_edge.Restorer(tiny_student, backend="coreml") as mac, igr_edge.Restorer(tiny_student, backend="cpu") as cpu:
+        assert mac.variant == "onnx-qdq"
+        a, b = mac.restore_arrays(x, [0, 1]), cpu.restore_arrays(x, [0, 1])
+        assert a.shape == (2, 64, 48, 3) and np.abs(a.astype(int) - b.astype(int)).mean() < 4

@@ -64,6 +64,22 @@ def test_restore_with_an_unusable_backend_or_bundle_fails_clearly(photos, tmp_pa
     assert "BundleError" in capsys.readouterr().err
 
 
+def test_bad_arguments_fail_once_before_any_file(photos, tmp_path, tiny_student, tiny_teacher, capsys):
+    out = tmp_path / "o"
+    assert main(["restore", str(photos), "-o", str(out), "--bundle", str(tiny_student), "--steps", "4"]) == 2
+    assert main(["restore", str(photos), "-o", str(out), "--bundle", str(tiny_teacher), "--steps", "5000"]) == 2
+    assert main(["restore", str(photos), "-o", str(out), "--bundle", str(tiny_student), "--seed", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("single-call 2-step graph") == 1 and "from 1 to 1000" in err and "seed must be" in err
+    assert list(out.iterdir()) == []
+
+
+def test_the_inputs_are_never_overwritten(photos, tiny_student, capsys):
+    before = (photos / "p0.png").read_bytes()
+    assert main(["restore", str(photos / "p0.png"), "-o", str(photos), "--bundle", str(tiny_student), "--overwrite"]) == 1
+    assert (photos / "p0.png").read_bytes() == before and "the input itself" in capsys.readouterr().err
+
+
 def test_outputs_of_colliding_names_stay_apart(tmp_path):
     a, b = tmp_path / "a" / "x.png", tmp_path / "b" / "x.jpg"
     assert output_paths([a, b], tmp_path / "o") == {a: tmp_path / "o" / "a-x.png", b: tmp_path / "o" / "b-x.png"}
@@ -79,12 +95,17 @@ def test_info_shows_variants_and_the_hash_check(tiny_student, tmp_path, capsys):
     assert main(["info", str(copy)]) == 1
     assert "hash check   FAILED" in capsys.readouterr().out
     assert main(["info"]) == 0 and "student-2-small" in capsys.readouterr().out     # the default bundle
+    m = json.loads((copy / "manifest.json").read_text())
+    m["quality"] = {"ssim": 0.5, "n": 4}                    # the schema allows a partial quality row
+    (copy / "manifest.json").write_text(json.dumps(m))
+    shutil.copy(tiny_student / "onnx-fp32" / "student.onnx", copy / "onnx-fp32" / "student.onnx")
+    assert main(["info", str(copy)]) == 0 and "SSIM 0.5 on 4 images" in capsys.readouterr().out
 
 
 def test_bench_writes_a_report_in_the_benchmarks_schema(tiny_student, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert main(["bench", "--bundle", str(tiny_student), "--runs", "5", "--warmup", "1", "--batch", "2",
-                 "--out", str(out)]) == 0
+    assert main(["bench", "--bundle", str(tiny_student), "--backend", "cpu", "--runs", "5", "--warmup", "1",
+                 "--batch", "2", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert validation_errors(report, where="report", root=schema("bench-v1")) == []
     row = report["rows"][0]

@@ -71,8 +71,11 @@ def _bytes_of(source) -> bytes:
             return Path(source).read_bytes()
         except (OSError, ValueError):
             return b""
-    if hasattr(source, "read"):
-        data = source.read()
+    if hasattr(source, "read"):                        # binary, unseekable, or a text-mode file object
+        try:
+            data = source.read()
+        except (OSError, ValueError):                  # UnicodeDecodeError is a ValueError
+            return b""
         return data if isinstance(data, bytes) else b""
     if isinstance(source, Image.Image):               # re-encoded; a broken lazy image stays broken bytes
         for fmt in ("PNG", "TIFF"):

@@ -70,14 +70,19 @@ def test_output_size_and_letterboxed_input(default):
 
 def test_restore_batch_matches_single_calls(tiny_student):
     x = [np.random.default_rng(i).integers(0, 256, (64, 48, 3), dtype=np.uint8) for i in range(10)]
-    with Restorer(tiny_student) as r:
+    with Restorer(tiny_student, backend="cpu") as r:
         batch = r.restore_batch(x, seeds=list(range(10)))
         single = [r.restore(img, seed=i) for i, img in enumerate(x)]
         assert r.restore_batch([]) == []
         with pytest.raises(IgrEdgeError, match="10 images but 2 seeds"):
             r.restore_batch(x, seeds=[0, 1])
-    for a, b in zip(batch, single):
-        assert np.abs(np.asarray(a, dtype=int) - np.asarray(b, dtype=int)).max() <= 1
+        for bad_images, bad_seeds in ((5, None), (x[:1], 5), (x[:1], ["a"]), (x[:1], [-1])):
+            with pytest.raises(IgrEdgeError):
+                r.restore_batch(bad_images, seeds=bad_seeds)
+        assert r.restore_arrays(np.zeros((0, 64, 48, 3), np.uint8), []).shape == (0, 64, 48, 3)
+        with pytest.raises(IgrEdgeError, match="uint8 array"):
+            r.restore_arrays([x[0]], [0])
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(batch, single))
 
 
 def test_eight_threads_by_fifty_calls_equal_the_serial_results(tiny_student):
@@ -113,6 +118,8 @@ def test_the_components_teacher_matches_the_torch_pipeline(tiny_bundles):
         assert r.bundle.kind == "components" and r.bundle.guidance == 2.0
         ours = r.restore_arrays(person, [11, 12])
         ours2 = r.restore_arrays(person, [11, 12], steps=2)
+        with pytest.raises(IgrEdgeError, match="from 1 to 1000"):
+            r.restore(person[0], steps=2000)
     noise = torch.from_numpy(np.stack([normal(s, (4, 8, 6)) for s in (11, 12)]))
     with torch.no_grad():
         x = torch.from_numpy(person).permute(0, 3, 1, 2).float() / 127.5 - 1
@@ -171,6 +178,27 @@ def test_tampered_missing_escaping_and_future_bundles_are_refused(tiny_student, 
     (future / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(BundleError, match="schema 2.0.0"):
         Restorer(future)
+
+    resized = copy_bundle(tiny_student, tmp_path / "resized")       # a manifest that disagrees with its graphs
+    m = json.loads((resized / "manifest.json").read_text())
+    m["resolution"]["height"] = 66
+    (resized / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="this SDK feeds"):
+        Restorer(resized)
+
+    garbage = copy_bundle(tiny_student, tmp_path / "garbage")       # hashes fine, but not an ONNX graph
+    m = json.loads((garbage / "manifest.json").read_text())
+    for v in list(m["variants"]):
+        if v != "onnx-fp32":
+            del m["variants"][v]
+    target = garbage / "onnx-fp32" / "student.onnx"
+    target.write_bytes(b"not a graph")
+    import hashlib
+    entry = next(f for f in m["files"] if f["path"] == "onnx-fp32/student.onnx")
+    entry.update(size=target.stat().st_size, sha256=hashlib.sha256(target.read_bytes()).hexdigest())
+    (garbage / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="onnxruntime cannot load student.onnx"):
+        Restorer(garbage, backend="cpu")
 
     with pytest.raises(BundleError, match="does not exist"):
         Restorer(tmp_path / "nowhere")
