@@ -34,9 +34,16 @@ def latency_stats(seconds: Sequence[float]) -> dict[str, float]:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    """Peak resident memory of this process so far, in MB: VmHWM on Linux (ru_maxrss there keeps the high-water
+    mark of the parent a subprocess was forked from), ru_maxrss elsewhere (bytes on macOS)."""
     import resource
 
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 / 1e6          # kB
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6
 
@@ -88,7 +95,8 @@ def variant_size_mb(bundle, variant: str) -> float:
     return sum(f["size"] for f in m["files"] for rel in rels if f["path"] == rel or f["path"].startswith(rel + "/")) / 1e6
 
 
-def run_bench(*, bundle: str | os.PathLike | None = None, backend: str | None = None, runs: int = 20,
+def run_bench(*, bundle: str | os.PathLike | None = None, backend: str | None = None, variant: str | None = None,
+              runs: int = 20,
               warmup: int = 3, batch: int = 1, threads: int | None = None,
               out: str | os.PathLike | None = None) -> dict[str, Any]:
     """Time one bundle on one backend (in this process) and return (and with `out`, write) the report."""
@@ -100,7 +108,7 @@ def run_bench(*, bundle: str | os.PathLike | None = None, backend: str | None = 
         if not isinstance(value, int) or value < low:
             raise IgrEdgeError(f"{name} must be an integer ≥ {low}, got {value!r}")
     t0 = time.perf_counter()
-    restorer = Restorer(Bundle.load(bundle), backend=backend, threads=threads)
+    restorer = Restorer(Bundle.load(bundle), backend=backend, threads=threads, variant=variant)
     b = restorer.bundle
     width, height = b.size
     yy, xx = np.mgrid[0:height, 0:width]

@@ -89,7 +89,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         print(f"igr-edge: cannot use {out} as the output folder: {e.strerror or e}", file=sys.stderr)
         return 2
     try:
-        restorer = Restorer(args.bundle, backend=args.backend, threads=args.threads, max_pixels=args.max_pixels)
+        restorer = Restorer(args.bundle, backend=args.backend, threads=args.threads, variant=args.variant,
+                            max_pixels=args.max_pixels)
         restorer._steps(args.steps)                      # arguments checked once, not once per file
         check_seed(args.seed)
         output_size(args.size, *restorer.bundle.size)
@@ -214,8 +215,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .errors import IgrEdgeError
 
     try:
-        report = run_bench(bundle=args.bundle, backend=args.backend, runs=args.runs, warmup=args.warmup,
-                           batch=args.batch, threads=args.threads, out=args.out)
+        report = run_bench(bundle=args.bundle, backend=args.backend, variant=args.variant, runs=args.runs,
+                           warmup=args.warmup, batch=args.batch, threads=args.threads, out=args.out)
     except IgrEdgeError as e:
         print(f"igr-edge: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
@@ -244,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same garment on every platform)")
     p.add_argument("--backend", default=None, help="cpu, cuda or coreml (default: IGR_EDGE_BACKEND, then the best here)")
     p.add_argument("--bundle", default=None, help="bundle folder (default: the one shipped in the package)")
+    p.add_argument("--variant", default=None, help="run this bundle variant (default: the best for the backend)")
     p.add_argument("--size", type=parse_size, default=None, help="output size: N (height) or WxH (default the model's)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -262,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="quick latency of a bundle on this device (benchmarks' JSON schema)")
     p.add_argument("--bundle", default=None, help="bundle folder (default: the shipped one)")
     p.add_argument("--backend", default=None, help="cpu, cuda or coreml (default: the best here)")
+    p.add_argument("--variant", default=None, help="bundle variant (default: the best for the backend)")
     p.add_argument("--runs", type=int, default=20, help="timed runs (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
     p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")

@@ -126,13 +126,20 @@ class Restorer:
     """A bundle loaded on one backend. `restore(image, seed=0)` -> PIL image; safe to call from many threads."""
 
     def __init__(self, bundle: str | os.PathLike | Bundle | None = None, *, backend: str | None = None,
-                 threads: int | None = None, max_pixels: int = _images.MAX_PIXELS) -> None:
+                 threads: int | None = None, variant: str | None = None,
+                 max_pixels: int = _images.MAX_PIXELS) -> None:
         threads = _threads(threads)
         self.max_pixels = max_pixels
         self._bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+        variants = self._bundle.variants()
+        if variant is not None:                          # this variant only (e.g. to benchmark it)
+            if variant not in variants:
+                raise BundleError(f"bundle {self._bundle.name} has no variant {variant!r} "
+                                  f"(it has {', '.join(variants)})")
+            variants = {variant: variants[variant]}
         reasons: dict[str, list[str]] = {}
         broken: BundleError | None = None
-        for impl, variant in _backends.usable(backend, self._bundle.variants(), reasons=reasons):
+        for impl, variant in _backends.usable(backend, variants, reasons=reasons):
             try:                                         # a real session may still fail: try the next candidate
                 self._run = self._runner(impl, variant, threads)
             except BackendUnavailableError as e:

@@ -4,6 +4,24 @@ import platform
 import pytest
 
 
+@pytest.fixture(scope="session")
+def tiny_bundles(tmp_path_factory):
+    """Tiny real bundles written by the converters (see tests/tiny_bundles.py), cached across runs."""
+    from tests.tiny_bundles import tiny_bundles as build
+
+    return build(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tiny_student(tiny_bundles):
+    return tiny_bundles["student"]
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tiny_bundles):
+    return tiny_bundles["teacher"]
+
+
 def pytest_collection_modifyitems(config, items):
     mac = platform.system() == "Darwin"
     cuda = None

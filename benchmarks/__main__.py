@@ -1,0 +1,114 @@
+"""`python -m benchmarks run [--quick] [--bundles ...] [--backends ...] [--out reports/bench]` and
+`python -m benchmarks merge reports/bench/*.json [--out reports/bench]`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+QUICK = dict(batches=(1, 2), runs=5, warmup=1, quality_n=4, peak_n=512, teacher_steps=(2,))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from igr_edge.bundle import Bundle
+    from igr_edge.files import atomic_write_bytes
+
+    from . import report as rep_mod
+    from .run import Plan, default_bundles, run
+
+    bundles = [Path(b) for b in args.bundles] if args.bundles else default_bundles()
+    teacher = None if args.no_teacher else Path(args.teacher)
+    if teacher is not None and not (teacher / "config.json").is_file():
+        print(f"benchmarks: {teacher} is not a model folder (pass --teacher DIR or --no-teacher)", file=sys.stderr)
+        return 2
+    plan = Plan(bundles=bundles, teacher=teacher, backends=args.backends.split(",") if args.backends else None,
+                threads=args.threads, models=Path(args.models))
+    if args.quick:
+        for k, v in QUICK.items():
+            setattr(plan, k, v)
+    for k in ("runs", "warmup", "quality_n"):
+        if getattr(args, k) is not None:
+            setattr(plan, k, getattr(args, k))
+    if args.batches:
+        plan.batches = tuple(int(b) for b in args.batches.split(","))
+    result = run(plan, progress=not args.quiet)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = args.name or result["device"]["name"]
+    json_path = atomic_write_bytes((json.dumps(result, indent=1) + "\n").encode(), out / f"{stem}.json")
+    pngs = rep_mod.plots(result, out, stem)
+    default = _default_variant(bundles, Bundle)
+    command = "python -m benchmarks run " + " ".join(sys.argv[2:] if args.command_line is None else args.command_line)
+    md = out / f"{stem}.md"
+    md.write_text(rep_mod.markdown(result, command=command.strip(), plots=[p.name for p in pngs],
+                                   default_variant=default))
+    for p in (json_path, md, *pngs):
+        print(f"wrote {p}")
+    return 0
+
+
+def _default_variant(bundles: list[Path], Bundle) -> tuple[str, str] | None:
+    """(bundle name, variant) of the row that is the SDK's default bundle: the same graph file (SHA-256)."""
+    from igr_edge.bundle import DEFAULT_BUNDLE
+
+    try:
+        default = Bundle.load(DEFAULT_BUNDLE, verify=False).manifest
+    except Exception:                                   # noqa: BLE001 - no default bundle: no such target row
+        return None
+    digests = {f["sha256"] for f in default["files"]}
+    for path in bundles:
+        m = Bundle.load(path, verify=False).manifest
+        for variant, spec in m["variants"].items():
+            files = {f["sha256"] for f in m["files"] if f["path"] in spec["files"].values()}
+            if files and files <= digests:
+                return m["name"], variant
+    return None
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from . import report as rep_mod
+
+    reports = []
+    for path in args.reports:
+        try:
+            reports.append(rep_mod.read(path))
+        except (OSError, ValueError) as e:
+            print(f"benchmarks: {path}: {e}", file=sys.stderr)
+            return 2
+    for p in rep_mod.merge(reports, Path(args.out)):
+        print(f"wrote {p}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="measure this machine: bundles × variants × backends × steps × batch, and torch")
+    p.add_argument("--quick", action="store_true", help="small counts (a smoke run, e.g. for tests)")
+    p.add_argument("--bundles", nargs="*", default=None, help="bundle folders (default: bundles/*, else the SDK's default)")
+    p.add_argument("--backends", default=None, help="comma list (default: every available one)")
+    p.add_argument("--teacher", default="models/teacher-small", help="the torch teacher (and quality features)")
+    p.add_argument("--no-teacher", action="store_true", help="no torch rows, no quality")
+    p.add_argument("--models", default="models", help="where the bundles' source models are (FLOPs, torch rows)")
+    p.add_argument("--batches", default=None, help="comma list (default 1,2,4,8)")
+    p.add_argument("--runs", type=int, default=None, help="timed runs per row (default 20)")
+    p.add_argument("--warmup", type=int, default=None, help="warm-up runs per row (default 3)")
+    p.add_argument("--quality-n", type=int, default=None, help="test persons for SSIM / FD (default 64)")
+    p.add_argument("--threads", type=int, default=None, help="threads for ORT and torch (default: all cores)")
+    p.add_argument("--name", default=None, help="report file stem (default: the device's name)")
+    p.add_argument("--out", default="reports/bench")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_run, command_line=None)
+    p = sub.add_parser("merge", help="one table and plot from several devices' reports")
+    p.add_argument("reports", nargs="+")
+    p.add_argument("--out", default="reports/bench")
+    p.set_defaults(func=cmd_merge)
+    args = parser.parse_args(argv)
+    if args.command == "run" and argv is not None:
+        args.command_line = argv[1:]
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
