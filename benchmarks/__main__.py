@@ -1,5 +1,6 @@
 """`python -m benchmarks run [--quick] [--bundles ...] [--backends ...] [--out reports/bench]` and
-`python -m benchmarks merge reports/bench/*.json [--out reports/bench]`."""
+`python -m benchmarks merge reports/bench/*.json [--out reports/bench]`,
+`python -m benchmarks summary reports/bench/DEVICE.json` (the batch-1 rows, as in the README)."""
 from __future__ import annotations
 
 import argparse
@@ -81,6 +82,13 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_summary(args: argparse.Namespace) -> int:
+    from . import report as rep_mod
+
+    print(rep_mod.summary(rep_mod.read(args.report)), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -104,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("reports", nargs="+")
     p.add_argument("--out", default="reports/bench")
     p.set_defaults(func=cmd_merge)
+    p = sub.add_parser("summary", help="print a report's batch-1 rows as a short Markdown table")
+    p.add_argument("report")
+    p.set_defaults(func=cmd_summary)
     args = parser.parse_args(argv)
     if args.command == "run" and argv is not None:
         args.command_line = argv[1:]

@@ -97,6 +97,23 @@ def markdown(rep: dict[str, Any], *, command: str, plots: list[str] = (),
     return "\n".join(lines) + "\n"
 
 
+def summary(rep: dict[str, Any]) -> str:
+    """The batch-1 rows as a short Markdown table (the README's): `python -m benchmarks summary REPORT.json`."""
+    lines = ["| model | variant | steps (calls) | p50 ms | p90 ms | GFLOP | % sgemm peak | size MB | SSIM | FD_garm "
+             "| speedup vs teacher |", "|" + "---|" * 11]
+    for r in rep["rows"]:
+        if r["batch"] != 1 or "alone" in r["variant"]:
+            continue
+        q = r.get("quality") or {}
+        lines.append(f"| {r['bundle']} | {r['variant']} | {r['steps']} ({r['denoiser_calls']}) "
+                     f"| {_f(r['latency_ms']['p50'])} | {_f(r['latency_ms']['p90'])} "
+                     f"| {_f(r['flops'] / 1e9 if r.get('flops') else None, '.2f')} "
+                     f"| {_f(100 * r['peak_fraction'] if r.get('peak_fraction') else None, '.0f')} "
+                     f"| {_f(r.get('size_mb'), '.1f')} | {_f(q.get('ssim'), '.4f')} | {_f(q.get('fd'), '.2f')} "
+                     f"| {_f(r.get('speedup_vs_teacher'), '.1f')}× |")
+    return "\n".join(lines) + "\n"
+
+
 def plots(rep: dict[str, Any], out: Path, stem: str) -> list[Path]:
     """Quality vs latency, latency by variant (p50 with a p50–p90 whisker), throughput vs batch."""
     import matplotlib
