@@ -7,7 +7,7 @@ DEMO_OUT ?= out/demo
 
 .PHONY: demo demo-teacher test test-slow venv clean
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed bindings/.installed
 
 # torch first, by itself: `torch==2.13.0` (CPU build) is served from this machine's disk,
 # and installing it before the extras keeps pip from choosing a multi-GB CUDA build.
@@ -18,6 +18,19 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # the SDK (no torch) restores the sample photos with the bundle shipped in the package
+# The bindings' test toolchains: Debian's chromium (the JS browser test), kotlinc + JUnit 4 (the Kotlin noise
+# test), and the JS package's npm dependencies (onnxruntime-node's postinstall is skipped: its CPU binaries ship
+# in the package). apt needs root; without it those tests skip and say why.
+bindings/.installed: bindings/js/package-lock.json
+	@missing=""; test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	command -v kotlinc >/dev/null || missing="$$missing kotlin"; \
+	test -f /usr/share/java/junit4.jar || missing="$$missing junit4"; \
+	if [ -n "$$missing" ]; then \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } \
+		|| echo "could not install$$missing: the tests that need them will skip"; fi
+	cd bindings/js && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 demo: venv
 	$(BIN)/python -m igr_edge.demo --samples samples --out $(DEMO_OUT)
 

@@ -32,6 +32,7 @@ export class Restorer {
   readonly height: number;
   /** A session on a loaded bundle (or its base URL), onnxruntime-web's wasm backend by default. */
   static create(bundle: Bundle | string | URL, options?: BrowserCreateOptions): Promise<Restorer>;
+  readonly runtime: string;
   noise(seed: Seed): Float32Array;
   /** A photo of any size (letterboxed onto white) -> the garment at the model's size. */
   restore(image: ImageInput, options?: RestoreOptions): Promise<Restored>;

@@ -90,6 +90,8 @@ export class Restorer {
   readonly height: number;
   /** A session on a loaded bundle (or a bundle folder path). */
   static create(bundle: Bundle | string, options?: CreateOptions): Promise<Restorer>;
+  /** Which ONNX Runtime runs the graph, e.g. "onnxruntime-node 1.30.0". */
+  readonly runtime: string;
   /** The noise fed for `seed`. */
   noise(seed: Seed): Float32Array;
   /** One person at the model's size (RGB or RGBA) -> the garment. */

@@ -18,8 +18,8 @@ window.igrReady = (async () => {
   restorer = await Restorer.create(bundle, { wasmPaths: ortFiles, numThreads: 1 });
   for (const id of ['person', 'garment']) Object.assign($(id), { width: bundle.width, height: bundle.height });
   $('file').disabled = false;
-  status(`Ready: ${bundle.name} ${bundle.version} (${bundle.variant}, verified), loaded in ${Math.round(performance.now() - start)} ms.`);
-  return { name: bundle.name, variant: bundle.variant, width: bundle.width, height: bundle.height };
+  status(`Ready: ${bundle.name} ${bundle.version} (${bundle.variant}, verified) on ${restorer.runtime} (wasm), loaded in ${Math.round(performance.now() - start)} ms.`);
+  return { name: bundle.name, variant: bundle.variant, width: bundle.width, height: bundle.height, runtime: restorer.runtime };
 })();
 window.igrReady.catch((e) => status(`Could not load the bundle from ${bundleUrl}: ${e.message}`, true));
 

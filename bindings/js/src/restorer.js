@@ -84,6 +84,12 @@ export class Restorer {
     return new this(bundle, ort, session);
   }
 
+  /** Which ONNX Runtime runs the graph, e.g. "onnxruntime-node 1.30.0". */
+  get runtime() {
+    const v = this.ort.env?.versions ?? {};
+    return v.node ? `onnxruntime-node ${v.node}` : v.web ? `onnxruntime-web ${v.web}` : `onnxruntime ${v.common ?? '?'}`;
+  }
+
   /** The noise the graph gets for `seed` (Float32Array of the bundle's latent shape). */
   noise(seed) {
     return normal(seed, this.bundle.latentShape, { generator: this.bundle.noiseGenerator });

@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import { loadBundle as loadBundleFromUrl } from '../src/browser.js';
 import { BundleError, checkRelativePath, loadBundle } from '../src/node.js';
 import { serve } from '../demo/serve.js';
-import { DEFAULT_BUNDLE } from './helpers.js';
+import { DEFAULT_BUNDLE } from '../testing.js';
 
 let tmp;
 before(async () => { tmp = await mkdtemp(path.join(tmpdir(), 'igr-js-bundle-')); });

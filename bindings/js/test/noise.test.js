@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 
 import { IgrEdgeError, normal, splitmix64, toSeed } from '../src/node.js';
-import { contract } from './helpers.js';
+import { contract } from '../testing.js';
 
 const { generator, vectors } = contract('noise.json');
 

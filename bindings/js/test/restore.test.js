@@ -4,7 +4,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 
 import { IgrEdgeError, loadBundle, Restorer, toPerson } from '../src/node.js';
-import { CONTRACT, contract, DEFAULT_BUNDLE, psnr, readPng } from './helpers.js';
+import { CONTRACT, contract, DEFAULT_BUNDLE, psnr, readPng } from '../testing.js';
 
 const { cases, bundle_files_sha256: bundleFiles } = contract('cases.json');
 let restorer;
@@ -31,7 +31,7 @@ for (const c of cases) {
     const db = psnr(out.garment, expected.data);
     const rgb = toPerson({ data: out.garment, width: out.width, height: out.height });
     const exact = createHash('sha256').update(rgb).digest('hex') === c.garment_sha256;
-    t.diagnostic(`psnr ${db === Infinity ? 'inf (identical)' : db.toFixed(2)} dB, bytes ${exact ? 'identical' : 'differ'}, `
+    t.diagnostic(`${restorer.runtime}: psnr ${db === Infinity ? 'inf (identical)' : db.toFixed(2)} dB, bytes ${exact ? 'identical' : 'differ'}, `
       + `${(runs.reduce((a, b) => a + b) / runs.length).toFixed(0)} ms per restore (mean of 3 after a warm-up)`);
     assert.ok(db >= c.min_psnr_db, `PSNR ${db} dB < ${c.min_psnr_db}`);
   });

@@ -1,11 +1,11 @@
-// Shared by the tests: where things are, the contract files, PNG decoding and PSNR.
+// Shared by the tests (kept out of test/, where node --test would run it as a test file): where things are, the contract files, PNG decoding and PSNR.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import pngjs from 'pngjs';
 
-export const JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const JS = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(JS, '..', '..');
 export const CONTRACT = path.join(REPO, 'bindings', 'contract');
 export const DEFAULT_BUNDLE = path.join(REPO, 'igr_edge', 'bundles', 'default');
