@@ -30,14 +30,9 @@ def test_card(batch: int, height: int, width: int, persons: str | None = None) -
 
 
 def _time(call, runs: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t)
-    return times
+    from igr_edge.bench import time_calls
+
+    return time_calls(call, runs=runs, warmup=warmup)
 
 
 def run_onnxruntime(spec: dict[str, Any]) -> dict[str, Any]:

@@ -256,15 +256,8 @@ def variant_sizes(folder: Path, manifest: dict) -> dict[str, int]:
 def latency(path: Path, spec_inputs: list[str], inputs: tuple[np.ndarray, ...], *, runs: int, warmup: int = 2,
             threads: int | None = None) -> list[float]:
     """Seconds per call (batch 1) of one ORT CPU session."""
-    import time
+    from igr_edge.bench import time_calls
 
     sess = session(path, threads)
     feeds = {k: v[:1] for k, v in zip(spec_inputs, inputs)}
-    for _ in range(warmup):
-        sess.run(None, feeds)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        sess.run(None, feeds)
-        times.append(time.perf_counter() - t0)
-    return times
+    return time_calls(lambda: sess.run(None, feeds), runs=runs, warmup=warmup)

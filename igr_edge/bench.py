@@ -15,7 +15,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -31,6 +31,18 @@ def latency_stats(seconds: Sequence[float]) -> dict[str, float]:
         raise ValueError("latency_stats needs at least one finite timing")
     return {"min": float(ms.min()), "p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)),
             "mean": float(ms.mean()), "max": float(ms.max())}
+
+
+def time_calls(call: Callable[[], Any], *, runs: int, warmup: int) -> list[float]:
+    """Seconds of each of `runs` calls of `call`, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t)
+    return times
 
 
 def peak_rss_mb() -> float:
@@ -119,14 +131,7 @@ def run_bench(*, bundle: str | os.PathLike | None = None, backend: str | None = 
     with restorer:
         restorer.restore_arrays(persons, seeds)
         cold = time.perf_counter() - t0
-        for _ in range(warmup):
-            restorer.restore_arrays(persons, seeds)
-        times = []
-        for _ in range(runs):
-            t = time.perf_counter()
-            restorer.restore_arrays(persons, seeds)
-            times.append(time.perf_counter() - t)
-        lat = latency_stats(times)
+        lat = latency_stats(time_calls(lambda: restorer.restore_arrays(persons, seeds), runs=runs, warmup=warmup))
         guided = b.guidance != 1.0
         row = {"bundle": b.name, "variant": restorer.variant, "backend": restorer.backend,
                "runtime": "coreml" if b.manifest["variants"][restorer.variant]["format"] == "mlpackage" else "onnxruntime",
