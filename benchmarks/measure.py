@@ -33,12 +33,28 @@ def model_dir_for(bundle_manifest: dict[str, Any], models: Path) -> Path | None:
     return folder if folder is not None and (folder / "config.json").is_file() else None
 
 
+def _sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """Q·Kᵀ and attention·V of one scaled-dot-product attention: 2·2·B·h·Lq·Lk·d (FlopCounterMode has no
+    formula for the CPU flash-attention kernel and would count 0)."""
+    b, h, lq, d = query_shape
+    return 4 * b * h * lq * key_shape[-2] * d
+
+
+def flop_counter():
+    """torch's FlopCounterMode, counting the CPU attention kernel too."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cpu_sdpa = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    return FlopCounterMode(display=False, custom_mapping={cpu_sdpa: _sdpa_flops, cpu_sdpa.default: _sdpa_flops})
+
+
 def flops_per_restore(model_dir: Path, *, steps: int | None = None, guidance: float | None = None,
                       sampler: str | None = None) -> dict[str, float]:
     """FLOPs of one restore at batch 1 (extractors, every denoiser call incl. guidance's, VAE decoding) and of
-    one denoiser call, counted by torch's FlopCounterMode (matmuls, convolutions, attention)."""
+    one denoiser call, counted by torch's FlopCounterMode (matmuls, convolutions, and attention via
+    `flop_counter`)."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from igr.model import IGRModel
     from igr.pipeline import sample
@@ -47,11 +63,11 @@ def flops_per_restore(model_dir: Path, *, steps: int | None = None, guidance: fl
     cfg = model.config                                                       # need tensors without grad here
     person = torch.zeros(1, 3, cfg.height, cfg.width)
     with torch.inference_mode(False):
-        with FlopCounterMode(display=False) as total:
+        with flop_counter() as total:
             sample(model, person, steps=steps, guidance_scale=guidance, sampler=sampler)
         cond = model.condition(person)
         latent = torch.zeros(1, *cfg.latent_shape)
-        with FlopCounterMode(display=False) as one:
+        with flop_counter() as one:
             model.predict(latent, torch.tensor([500]), cond)
     return {"restore": float(total.get_total_flops()), "denoiser_call": float(one.get_total_flops())}
 

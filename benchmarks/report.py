@@ -43,9 +43,9 @@ def targets(rep: dict[str, Any], *, default_variant: tuple[str, str] | None = No
             v = hit[0]["speedup_vs_teacher"]
             out.append({"target": f"default student ≥{TARGETS['student_vs_teacher']:g}× faster than the teacher",
                         "value": v, "met": v >= TARGETS["student_vs_teacher"], "row": label(hit[0])})
-    torch1 = {r["bundle"]: r for r in rows if r["runtime"] == "torch" and r["batch"] == 1}
+    torch1 = {(r["bundle"], r["steps"]): r for r in rows if r["runtime"] == "torch" and r["batch"] == 1}
     for r in ort1:
-        twin = torch1.get(r["bundle"])                   # a bundle is named after the model it came from
+        twin = torch1.get((r["bundle"], r["steps"]))     # a bundle is named after the model it came from
         if twin is not None and r["variant"] in ("onnx-fp32", "onnx-qdq") and r["steps"] == twin["steps"]:
             v = twin["per_image_ms"] / r["per_image_ms"]
             out.append({"target": f"ORT ≥{TARGETS['ort_vs_torch']:g}× faster than torch eager, same model "

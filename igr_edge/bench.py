@@ -138,7 +138,7 @@ def run_bench(*, bundle: str | os.PathLike | None = None, backend: str | None = 
                "threads": threads, "steps": b.steps, "batch": batch, "runs": runs, "warmup": warmup,
                "latency_ms": lat, "per_image_ms": lat["p50"] / batch, "cold_start_ms": cold * 1e3,
                "peak_rss_mb": peak_rss_mb(), "size_mb": variant_size_mb(b, restorer.variant),
-               "denoiser_calls": b.steps * (2 if guided else 1), "quality": b.manifest.get("quality")}
+               "denoiser_calls": b.steps * (2 if guided else 1), "quality": None}   # not measured here
     result = report([row], tool="igr-edge bench")
     if out is not None:
         atomic_write_bytes((json.dumps(result, indent=1, sort_keys=True) + "\n").encode(), out)

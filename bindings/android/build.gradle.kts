@@ -20,6 +20,7 @@ android {
 }
 
 dependencies {
-    implementation("com.microsoft.onnxruntime:onnxruntime-android:1.20.0")
+    // at least the converter's ONNX Runtime (1.32): ORT-format models load on the same or newer runtimes only
+    implementation("com.microsoft.onnxruntime:onnxruntime-android:1.32.0")
     testImplementation("junit:junit:4.13.2")
 }

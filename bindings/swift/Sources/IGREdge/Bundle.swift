@@ -22,6 +22,7 @@ public struct IGRBundle {
     public let latentShape: [Int]
     let variants: [String: [String: Any]]
     let defaultVariant: String?
+    let listed: Set<String>
 
     public init(folder: URL) throws {
         let manifestURL = folder.appendingPathComponent("manifest.json")
@@ -32,7 +33,10 @@ public struct IGRBundle {
         guard let schema = manifest["schema"] as? String, schema.split(separator: ".").first == "1" else {
             throw IGREdgeError.bundle("\(folder.path) has schema \(manifest["schema"] ?? "none"); this package reads 1.x")
         }
-        self.folder = folder.standardizedFileURL
+        guard let noise = manifest["noise"] as? [String: Any], noise["generator"] as? String == Noise.generator else {
+            throw IGREdgeError.bundle("\(folder.path) names another noise generator; this package implements \(Noise.generator)")
+        }
+        self.folder = folder.resolvingSymlinksInPath().standardizedFileURL
         name = manifest["name"] as? String ?? "?"
         let resolution = manifest["resolution"] as? [String: Int] ?? [:]
         width = resolution["width"] ?? 0
@@ -40,6 +44,7 @@ public struct IGRBundle {
         latentShape = (manifest["noise"] as? [String: Any])?["shape"] as? [Int] ?? []
         variants = manifest["variants"] as? [String: [String: Any]] ?? [:]
         defaultVariant = manifest["default_variant"] as? String
+        var listed = Set<String>()
         for entry in manifest["files"] as? [[String: Any]] ?? [] {
             guard let path = entry["path"] as? String, let size = entry["size"] as? Int,
                   let sha = entry["sha256"] as? String else { throw IGREdgeError.bundle("a malformed files entry") }
@@ -48,7 +53,9 @@ public struct IGRBundle {
             guard bytes.count == size else { throw IGREdgeError.bundle("\(path) has \(bytes.count) bytes, not \(size)") }
             let digest = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
             guard digest == sha else { throw IGREdgeError.bundle("\(path) fails its SHA-256 check") }
+            listed.insert(path)
         }
+        self.listed = listed
     }
 
     /// `folder/relative`, refused when it leaves the folder.
@@ -57,7 +64,7 @@ public struct IGRBundle {
             relative.split(separator: "/").contains("..") {
             throw IGREdgeError.bundle("bundle path \(relative) leaves the bundle")
         }
-        let url = folder.appendingPathComponent(relative).standardizedFileURL
+        let url = folder.appendingPathComponent(relative).resolvingSymlinksInPath().standardizedFileURL
         guard url.path.hasPrefix(folder.path + "/") else {
             throw IGREdgeError.bundle("bundle path \(relative) leaves the bundle")
         }
@@ -71,6 +78,9 @@ public struct IGRBundle {
             guard let v = variants[name], v["format"] as? String == "mlpackage",
                   (v["backends"] as? [String] ?? []).contains("coreml"),
                   let student = (v["files"] as? [String: String])?["student"] else { continue }
+            guard listed.contains(where: { $0.hasPrefix(student + "/") }) else {
+                throw IGREdgeError.bundle("variant \(name) runs \(student), whose files the file list lacks")
+            }
             return try confined(student)
         }
         throw IGREdgeError.bundle("bundle \(name) has no Core ML (mlpackage) variant: convert it with coreml-8bit")

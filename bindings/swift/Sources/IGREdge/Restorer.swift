@@ -57,22 +57,33 @@ func letterbox(_ image: CGImage, width: Int, height: Int) throws -> CGImage {
     }
     context.setFillColor(CGColor(red: 1, green: 1, blue: 1, alpha: 1))
     context.fill(CGRect(x: 0, y: 0, width: width, height: height))
+    // the contract's box: round half to even, at least 1, at most the canvas; top = floor(slack / 2) from the
+    // top row (Core Graphics counts y from the bottom, so the bottom gap is the larger half)
     let scale = min(Double(width) / Double(image.width), Double(height) / Double(image.height))
-    let w = max(1, Int(Double(image.width) * scale)), h = max(1, Int(Double(image.height) * scale))
+    let w = min(width, max(1, Int((Double(image.width) * scale).rounded(.toNearestOrEven))))
+    let h = min(height, max(1, Int((Double(image.height) * scale).rounded(.toNearestOrEven))))
+    let top = (height - h) / 2
     context.interpolationQuality = .high
-    context.draw(image, in: CGRect(x: (width - w) / 2, y: (height - h) / 2, width: w, height: h))
+    context.draw(image, in: CGRect(x: (width - w) / 2, y: height - top - h, width: w, height: h))
     guard let out = context.makeImage() else { throw IGREdgeError.image("letterboxing failed") }
     return out
 }
 
+/// A copy of a 32BGRA or 32ARGB pixel buffer as a CGImage (the copy outlives Core ML's buffer).
 func cgImage(from buffer: CVPixelBuffer) -> CGImage? {
+    let format = CVPixelBufferGetPixelFormatType(buffer)
+    let info: UInt32
+    switch format {
+    case kCVPixelFormatType_32BGRA: info = CGImageAlphaInfo.noneSkipFirst.rawValue | CGBitmapInfo.byteOrder32Little.rawValue
+    case kCVPixelFormatType_32ARGB: info = CGImageAlphaInfo.noneSkipFirst.rawValue | CGBitmapInfo.byteOrder32Big.rawValue
+    default: return nil
+    }
     CVPixelBufferLockBaseAddress(buffer, .readOnly)
     defer { CVPixelBufferUnlockBaseAddress(buffer, .readOnly) }
-    guard let context = CGContext(data: CVPixelBufferGetBaseAddress(buffer), width: CVPixelBufferGetWidth(buffer),
-                                  height: CVPixelBufferGetHeight(buffer), bitsPerComponent: 8,
-                                  bytesPerRow: CVPixelBufferGetBytesPerRow(buffer),
-                                  space: CGColorSpaceCreateDeviceRGB(),
-                                  bitmapInfo: CGImageAlphaInfo.noneSkipFirst.rawValue |
-                                      CGBitmapInfo.byteOrder32Little.rawValue) else { return nil }
-    return context.makeImage()
+    guard let base = CVPixelBufferGetBaseAddress(buffer) else { return nil }
+    let rowBytes = CVPixelBufferGetBytesPerRow(buffer), height = CVPixelBufferGetHeight(buffer)
+    guard let provider = CGDataProvider(data: Data(bytes: base, count: rowBytes * height) as CFData) else { return nil }
+    return CGImage(width: CVPixelBufferGetWidth(buffer), height: height, bitsPerComponent: 8, bitsPerPixel: 32,
+                   bytesPerRow: rowBytes, space: CGColorSpaceCreateDeviceRGB(), bitmapInfo: CGBitmapInfo(rawValue: info),
+                   provider: provider, decode: nil, shouldInterpolate: false, intent: .defaultIntent)
 }

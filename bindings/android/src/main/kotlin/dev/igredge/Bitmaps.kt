@@ -13,9 +13,10 @@ object Bitmaps {
         val canvasBitmap = Bitmap.createBitmap(width, height, Bitmap.Config.ARGB_8888)
         val canvas = Canvas(canvasBitmap)
         canvas.drawColor(Color.WHITE)
-        val scale = minOf(width.toFloat() / photo.width, height.toFloat() / photo.height)
-        val w = (photo.width * scale).toInt().coerceAtLeast(1)
-        val h = (photo.height * scale).toInt().coerceAtLeast(1)
+        // the contract's box: round half to even in double, at least 1, at most the canvas
+        val scale = minOf(width.toDouble() / photo.width, height.toDouble() / photo.height)
+        val w = Math.rint(photo.width * scale).toInt().coerceIn(1, width)
+        val h = Math.rint(photo.height * scale).toInt().coerceIn(1, height)
         val left = (width - w) / 2
         val top = (height - h) / 2
         canvas.drawBitmap(photo, null, Rect(left, top, left + w, top + h), Paint(Paint.FILTER_BITMAP_FLAG))

@@ -12,19 +12,28 @@ class Bundle private constructor(val folder: File, val manifest: JSONObject) {
     val latentShape: LongArray
         get() = manifest.getJSONObject("noise").getJSONArray("shape").let { a -> LongArray(a.length()) { a.getLong(it) } }
 
-    /** The file of graph `student` in the first variant (default first) of [format] that lists [backend]. */
-    fun studentFile(backend: String = "cpu", formats: Set<String> = setOf("ort", "onnx")): File {
+    /** The file of graph `student` in the variant that lists [backend], in the order of [formats] (the `.ort`
+     *  model first: ORT Mobile's format), the default variant first within a format. Only listed (checked) files. */
+    fun studentFile(backend: String = "cpu", formats: List<String> = listOf("ort", "onnx")): File {
         val variants = manifest.getJSONObject("variants")
-        val order = listOfNotNull(manifest.optString("default_variant", null)) + variants.keys().asSequence().toList()
-        for (name in order.distinct()) {
-            val v = variants.getJSONObject(name)
-            val backends = v.getJSONArray("backends").let { a -> (0 until a.length()).map { a.getString(it) } }
-            if (backend in backends && v.getString("format") in formats) {
-                return confined(v.getJSONObject("files").getString("student"))
+        val order = (listOfNotNull(manifest.optString("default_variant", null).takeIf { it.isNotEmpty() }) +
+                     variants.keys().asSequence().toList()).distinct()
+        for (format in formats) {
+            for (name in order) {
+                val v = variants.getJSONObject(name)
+                val backends = v.getJSONArray("backends").let { a -> (0 until a.length()).map { a.getString(it) } }
+                if (backend in backends && v.getString("format") == format) {
+                    val relative = v.getJSONObject("files").getString("student")
+                    if (relative !in listed) throw BundleException("variant $name runs $relative, which the file list lacks")
+                    return confined(relative)
+                }
             }
         }
         throw BundleException("bundle $name has no ${formats.joinToString("/")} variant for $backend")
     }
+
+    private val listed: Set<String>
+        get() = manifest.getJSONArray("files").let { a -> (0 until a.length()).map { a.getJSONObject(it).getString("path") }.toSet() }
 
     private fun confined(relative: String): File {
         if (relative.isEmpty() || relative.startsWith("/") || '\\' in relative || relative.split('/').contains("..")) {
@@ -46,6 +55,10 @@ class Bundle private constructor(val folder: File, val manifest: JSONObject) {
             val schema = manifest.optString("schema", "")
             if (schema.substringBefore('.') != "1") {
                 throw BundleException("$folder has schema '$schema'; this binding reads schema 1.x")
+            }
+            val generator = manifest.getJSONObject("noise").optString("generator")
+            if (generator != Noise.GENERATOR) {
+                throw BundleException("$folder names noise generator '$generator'; this binding implements ${Noise.GENERATOR}")
             }
             val bundle = Bundle(folder.canonicalFile, manifest)
             val files = manifest.getJSONArray("files")
