@@ -49,7 +49,7 @@ def targets(rep: dict[str, Any], *, default_variant: tuple[str, str] | None = No
         if twin is not None and r["variant"] in ("onnx-fp32", "onnx-qdq") and r["steps"] == twin["steps"]:
             v = twin["per_image_ms"] / r["per_image_ms"]
             out.append({"target": f"ORT ≥{TARGETS['ort_vs_torch']:g}× faster than torch eager, same model "
-                                  f"({twin['bundle']}, {r['variant']}, batch 1)",
+                                  f"({twin['bundle']}, {r['variant']}, {r['steps']} steps, batch 1)",
                         "value": v, "met": v >= TARGETS["ort_vs_torch"], "row": label(r)})
     for r in rows:
         if "denoiser alone" in r["variant"] and r["peak_fraction"] is not None:
