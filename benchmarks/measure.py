@@ -2,7 +2,6 @@
 this machine's float32 matrix-multiply peak, and quality on a fixed test subset."""
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -92,7 +91,3 @@ def quality(restore: Callable[[np.ndarray, list[int]], np.ndarray], *, n: int, t
     result = evaluate(run, features, n=n, size=size, batch=batch, boot=200, progress=False)
     return {"n": n, "split": "test", "ssim": result["ssim"]["mean"], "ssim_ci95": list(result["ssim"]["ci95"]),
             "fd": result["fd"]["mean"], "psnr": result["psnr"]["mean"]}
-
-
-def threads_default() -> int:
-    return os.cpu_count() or 1

@@ -108,7 +108,7 @@ def run(plan: Plan, *, progress: bool = True) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from igr_edge import Bundle, Restorer
-    from igr_edge.bench import variant_size_mb
+    from igr_edge.manifest import variant_bytes
 
     import tempfile
 
@@ -152,7 +152,7 @@ def run(plan: Plan, *, progress: bool = True) -> dict[str, Any]:
             model_dir = model_dir_for(b.manifest, plan.models)
             steps, guidance = result["steps"], b.guidance
             sampler = b.manifest["scheduler"]["name"]
-            size_mb = variant_size_mb(b, result["variant"])
+            size_mb = variant_bytes(b.manifest, result["variant"]) / 1e6
             calls = 1 if spec["runtime"] == "graph" else steps * (2 if guidance != 1 else 1)
         key = (str(model_dir), steps, guidance, sampler)
         if model_dir is not None and key not in flops_cache:

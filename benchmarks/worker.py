@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from igr_edge.bench import time_calls
+
 
 def test_card(batch: int, height: int, width: int, persons: str | None = None) -> np.ndarray:
     """(batch, H, W, 3) uint8 SynthGarment test persons (what the model sees in use, not random pixels); read
@@ -29,12 +31,6 @@ def test_card(batch: int, height: int, width: int, persons: str | None = None) -
     return np.stack([generate(seed_for("test", i), size=(height, width)).person for i in range(batch)])
 
 
-def _time(call, runs: int, warmup: int) -> list[float]:
-    from igr_edge.bench import time_calls
-
-    return time_calls(call, runs=runs, warmup=warmup)
-
-
 def run_onnxruntime(spec: dict[str, Any], t0: float) -> dict[str, Any]:
     from igr_edge import Bundle, Restorer
 
@@ -45,7 +41,8 @@ def run_onnxruntime(spec: dict[str, Any], t0: float) -> dict[str, Any]:
     seeds = list(range(spec["batch"]))
     restorer.restore_arrays(persons, seeds, steps=spec.get("steps"))
     cold = time.perf_counter() - t0
-    times = _time(lambda: restorer.restore_arrays(persons, seeds, steps=spec.get("steps")), spec["runs"], spec["warmup"])
+    times = time_calls(lambda: restorer.restore_arrays(persons, seeds, steps=spec.get("steps")),
+                       runs=spec["runs"], warmup=spec["warmup"])
     return {"times": times, "cold": cold, "variant": restorer.variant, "backend": restorer.backend,
             "steps": spec.get("steps") or bundle.steps}
 
@@ -66,7 +63,7 @@ def run_graph(spec: dict[str, Any], t0: float) -> dict[str, Any]:
                             else rng.standard_normal(shape).astype(np.float32))
     sess.run(None, feeds)
     cold = time.perf_counter() - t0
-    times = _time(lambda: sess.run(None, feeds), spec["runs"], spec["warmup"])
+    times = time_calls(lambda: sess.run(None, feeds), runs=spec["runs"], warmup=spec["warmup"])
     return {"times": times, "cold": cold, "variant": variant, "backend": impl.name, "steps": 1}
 
 
@@ -89,7 +86,7 @@ def run_torch(spec: dict[str, Any], t0: float) -> dict[str, Any]:
 
     call()
     cold = time.perf_counter() - t0
-    times = _time(call, spec["runs"], spec["warmup"])
+    times = time_calls(call, runs=spec["runs"], warmup=spec["warmup"])
     return {"times": times, "cold": cold, "variant": "torch-fp32", "backend": "cpu",
             "steps": kwargs["steps"] or cfg.sample_steps}
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from igr_edge.manifest import MANIFEST, read_manifest, sha256_file, validation_errors
+from igr_edge.manifest import MANIFEST, read_manifest, sha256_file, validation_errors, variant_bytes
 
 from . import onnx_export
 from .gates import GateError, check_fp32, check_variant, run, session, gate_images
@@ -244,13 +244,7 @@ def _onnx_variant(variant: str, fp32: Path, folder: Path, model, calibration_n: 
 
 def variant_sizes(folder: Path, manifest: dict) -> dict[str, int]:
     """Bytes per variant (its files, or every file under its .mlpackage)."""
-    sizes = {}
-    for variant, spec in manifest["variants"].items():
-        total = 0
-        for rel in spec["files"].values():
-            total += sum(f["size"] for f in manifest["files"] if f["path"] == rel or f["path"].startswith(rel + "/"))
-        sizes[variant] = total
-    return sizes
+    return {variant: variant_bytes(manifest, variant) for variant in manifest["variants"]}
 
 
 def latency(path: Path, spec_inputs: list[str], inputs: tuple[np.ndarray, ...], *, runs: int, warmup: int = 2,

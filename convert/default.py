@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from igr_edge.manifest import MANIFEST, read_manifest
+from igr_edge.manifest import MANIFEST, read_manifest, variant_files
 
 from .bundle import latency, variant_sizes
 from .gates import gate_images
@@ -49,8 +49,7 @@ def install_default(bundle: Path, dest: Path, *, max_bytes: int, variant: str | 
     elif variant not in manifest["variants"]:
         raise ValueError(f"{bundle} has no variant {variant} (it has {', '.join(manifest['variants'])})")
     spec = manifest["variants"][variant]
-    keep = [f for f in manifest["files"] if any(f["path"] == rel or f["path"].startswith(rel + "/")
-                                                for rel in spec["files"].values())]
+    keep = variant_files(manifest, variant)
     size = sum(f["size"] for f in keep)
     if size > max_bytes:
         raise ValueError(f"{variant} of {bundle} has {size / 1e6:.2f} MB, over the default bundle's "

@@ -13,7 +13,7 @@ import platform
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol
 
 from .errors import BackendUnavailableError, BundleError
 
@@ -188,7 +188,7 @@ class CoremltoolsBackend:
         if platform.system() != "Darwin":
             return f"needs {OS_NAMES['Darwin']} (this is {platform.system()})"
         try:
-            import coremltools  # noqa: F401
+            import coremltools  # noqa: F401 - only whether it imports
         except ImportError:
             return "coremltools is not installed (pip install 'igr-edge[coreml]')"
         return None

@@ -101,12 +101,6 @@ def report(rows: list[dict[str, Any]], *, tool: str, device: dict[str, Any] | No
     return out
 
 
-def variant_size_mb(bundle, variant: str) -> float:
-    m = bundle.manifest
-    rels = list(m["variants"][variant]["files"].values())
-    return sum(f["size"] for f in m["files"] for rel in rels if f["path"] == rel or f["path"].startswith(rel + "/")) / 1e6
-
-
 def run_bench(*, bundle: str | os.PathLike | None = None, backend: str | None = None, variant: str | None = None,
               runs: int = 20,
               warmup: int = 3, batch: int = 1, threads: int | None = None,
@@ -114,6 +108,7 @@ def run_bench(*, bundle: str | os.PathLike | None = None, backend: str | None = 
     """Time one bundle on one backend (in this process) and return (and with `out`, write) the report."""
     from .bundle import Bundle
     from .files import atomic_write_bytes
+    from .manifest import variant_bytes
     from .restorer import Restorer
 
     for name, value, low in (("runs", runs, 1), ("warmup", warmup, 0), ("batch", batch, 1)):
@@ -137,7 +132,7 @@ def run_bench(*, bundle: str | os.PathLike | None = None, backend: str | None = 
                "runtime": "coreml" if b.manifest["variants"][restorer.variant]["format"] == "mlpackage" else "onnxruntime",
                "threads": threads, "steps": b.steps, "batch": batch, "runs": runs, "warmup": warmup,
                "latency_ms": lat, "per_image_ms": lat["p50"] / batch, "cold_start_ms": cold * 1e3,
-               "peak_rss_mb": peak_rss_mb(), "size_mb": variant_size_mb(b, restorer.variant),
+               "peak_rss_mb": peak_rss_mb(), "size_mb": variant_bytes(b.manifest, restorer.variant) / 1e6,
                "denoiser_calls": b.steps * (2 if guided else 1), "quality": None}   # not measured here
     result = report([row], tool="igr-edge bench")
     if out is not None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import os
 import sys
 from pathlib import Path
 
@@ -161,6 +160,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     from .bundle import Bundle
     from .errors import BundleError
+    from .manifest import variant_bytes
 
     try:
         bundle = Bundle.load(args.bundle, verify=False)
@@ -180,8 +180,7 @@ def cmd_info(args: argparse.Namespace) -> int:
               f"{' …' if len(m['scheduler']['timesteps']) > 8 else ''}")
         print(f"noise        {bundle.noise_generator}")
         for name, spec in bundle.variants().items():
-            size = sum(f["size"] for f in m["files"] for rel in m["variants"][name]["files"].values()
-                       if f["path"] == rel or f["path"].startswith(rel + "/"))
+            size = variant_bytes(m, name)
             parity = m["variants"][name].get("parity") or {}
             psnr = parity.get("psnr_vs_fp32_db")
             figure = (f"PSNR {float(psnr):.1f} dB vs fp32" if psnr is not None

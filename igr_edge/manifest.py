@@ -97,6 +97,16 @@ def consistency_errors(manifest: dict[str, Any]) -> list[str]:
     return errors
 
 
+def variant_files(manifest: dict[str, Any], variant: str) -> list[dict[str, Any]]:
+    """The `files` entries a variant runs: each file it names, or every file under a folder it names (.mlpackage)."""
+    rels = manifest["variants"][variant]["files"].values()
+    return [f for f in manifest["files"] if any(f["path"] == rel or f["path"].startswith(rel + "/") for rel in rels)]
+
+
+def variant_bytes(manifest: dict[str, Any], variant: str) -> int:
+    return sum(f["size"] for f in variant_files(manifest, variant))
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

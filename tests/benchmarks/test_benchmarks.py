@@ -2,7 +2,6 @@
 a report valid against the bench-v1 schema, a Markdown table and plots. No timing assertions."""
 import json
 
-import numpy as np
 import pytest
 
 from benchmarks.__main__ import main

@@ -13,7 +13,7 @@ from PIL import Image
 
 from igr_edge import IgrEdgeError, Restorer
 from igr_edge.cli import main
-from strategies import FAST, SLOW, encode, image_inputs, make_image  # noqa: F401 - tests/igr_edge on sys.path
+from strategies import FAST, SLOW, encode, image_inputs  # tests/igr_edge is on sys.path
 
 _RESTORERS: dict[Path, Restorer] = {}
 
