@@ -1,7 +1,7 @@
 """`python -m convert bundle|default|report`: export, gate and package models for devices.
 
   python -m convert bundle --model models/student-4-small --out bundles/student-4 \\
-      --variants onnx-fp32,onnx-int8,onnx-qdq,onnx-fp16,ort,coreml-fp16,coreml-8bit,coreml-6bit
+      --variants onnx-fp32,onnx-int8,onnx-qdq,onnx-w8,onnx-fp16,ort,coreml-fp16,coreml-8bit,coreml-6bit
   python -m convert default --bundle bundles/student-4        # the best CPU variant -> igr_edge's default
   python -m convert report bundles/student-4 ... --out reports/convert
 """

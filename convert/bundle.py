@@ -37,6 +37,8 @@ VARIANTS = {
     "onnx-int8": Variant("onnx", "int8 dynamic (MatMul, Gemm), rest fp32", ("cpu",)),
     "onnx-qdq": Variant("onnx", "int8 QDQ static (Conv, MatMul, Gemm), calibrated at the student's timesteps",
                         ("cpu", "coreml")),
+    "onnx-w8": Variant("onnx", "int8 weights (per channel) dequantized in the graph, fp32 compute: the same pixels "
+                       "on every ONNX Runtime build", ("cpu", "cuda")),
     "onnx-fp16": Variant("onnx", "fp16 (normalizations, softmax and reductions fp32)", ("cuda",)),
     "ort": Variant("ort", "the onnx-int8 graph in ORT format (ORT Mobile)", ("cpu",)),
     "coreml-fp16": Variant("mlpackage", "fp16 ML Program", ("coreml",)),
@@ -232,6 +234,8 @@ def _onnx_variant(variant: str, fp32: Path, folder: Path, model, calibration_n: 
         data = calibration_set(model, n=calibration_n, split="val")
         calib = {"person": data["person"], "noise": data["noise"]}
         return {"student": onnx_export.quantize_int8_qdq(fp32, folder / "student.onnx", calib)}
+    if variant == "onnx-w8":
+        return {"student": onnx_export.quantize_weights_int8(fp32, folder / "student.onnx")}
     if variant == "onnx-fp16":
         return {"student": onnx_export.convert_fp16(fp32, folder / "student.onnx")}
     if variant == "ort":

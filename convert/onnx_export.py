@@ -113,6 +113,107 @@ def quantize_int8_dynamic(src: Path, dst: Path) -> Path:
     return _tidy(dst)
 
 
+W8_MIN_ELEMENTS = 256          # smaller weights (tiny projections) stay float32
+
+
+def quantize_weights_int8(src: Path, dst: Path, *, min_elements: int = W8_MIN_ELEMENTS) -> Path:
+    """Weight-only int8: every float32 weight of a Conv, ConvTranspose, MatMul or Gemm is stored as int8
+    (symmetric, per output channel) and expanded in the graph by Cast(int8 -> float32) · scale; activations
+    and arithmetic stay float32.
+
+    About a quarter of the fp32 file, and portable: the expansion is one exact conversion and one correctly
+    rounded multiply of constants, which ONNX Runtime folds at load (basic optimizations, on by default), so
+    every build (x86, ARM, wasm, ORT Mobile) runs the same float32 weights at fp32 speed, and outputs differ
+    between builds only as fp32 kernels do. (A DequantizeLinear would also be exact, but ORT keeps it unfolded
+    for its QDQ fusions: weights are then expanded on every call, unpacked, and fused differently per level.)
+    Int8 activation variants (dynamic, QDQ) are faster on x86 CPUs but their rounding moves between builds."""
+    from onnx import helper, numpy_helper
+
+    proto = onnx.load(str(src))
+    graph = proto.graph
+    _fold_weight_transposes(graph)
+    inits = {i.name: i for i in graph.initializer}
+    consumers: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
+    for node in graph.node:
+        for k, name in enumerate(node.input):
+            consumers.setdefault(name, []).append((node, k))
+
+    def axis_of(node: onnx.NodeProto, w: np.ndarray) -> int | None:
+        """The output-channel axis of `node`'s weight `w`, or None when it is not a weight input."""
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type == "Conv":
+            return 0
+        if node.op_type == "ConvTranspose":
+            return 1 if attrs.get("group", 1) == 1 else None
+        if node.op_type == "Gemm":
+            return 0 if attrs.get("transB", 0) else 1
+        if node.op_type == "MatMul":
+            return w.ndim - 1 if w.ndim >= 2 else None
+        return None
+
+    new_inits, new_nodes = [], []
+    for name, init in inits.items():
+        uses = consumers.get(name, [])
+        if init.data_type != onnx.TensorProto.FLOAT or not uses:
+            continue
+        w = numpy_helper.to_array(init)
+        if w.size < min_elements:
+            continue
+        axes = {axis_of(node, w) if k == 1 else None for node, k in uses}
+        if len(axes) != 1 or None in axes:
+            continue                                 # also used as something other than a weight: leave it
+        axis = axes.pop()
+        shape = [1] * w.ndim
+        shape[axis] = w.shape[axis]
+        scale = np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)).max(axis=1).astype(np.float32) / 127
+        scale = np.where(scale > 0, scale, 1).astype(np.float32).reshape(shape)
+        q = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
+        q_name, f_name, s_name = f"{name}_int8", f"{name}_int8_float", f"{name}_int8_scale"
+        new_inits += [numpy_helper.from_array(q, q_name), numpy_helper.from_array(scale, s_name)]
+        new_nodes += [helper.make_node("Cast", [q_name], [f_name], name=f"{name}_expand_cast", to=onnx.TensorProto.FLOAT),
+                      helper.make_node("Mul", [f_name, s_name], [name], name=f"{name}_expand_scale")]
+    replaced = {n.output[0] for n in new_nodes}
+    kept = [i for i in graph.initializer if i.name not in replaced]
+    del graph.initializer[:]
+    graph.initializer.extend(kept + new_inits)
+    nodes = new_nodes + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    clean(proto)
+    return save(proto, dst)
+
+
+def _fold_weight_transposes(graph: onnx.GraphProto) -> None:
+    """Replace Transpose(initializer) by the transposed initializer (the exporter writes Linear weights as
+    W and a Transpose before the MatMul), so that the weight itself can be quantized."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in graph.initializer}
+    users: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            users[name] = users.get(name, 0) + 1
+    outputs = {o.name for o in graph.output}
+    keep, folded, dropped = [], [], set()
+    for node in graph.node:
+        source = node.input[0] if node.op_type == "Transpose" and node.input else None
+        if source in inits and source not in outputs:
+            perm = [a.ints for a in node.attribute if a.name == "perm"]
+            w = numpy_helper.to_array(inits[source])
+            folded.append(numpy_helper.from_array(np.ascontiguousarray(
+                np.transpose(w, list(perm[0]) if perm else None)), node.output[0]))
+            users[source] -= 1
+            if users[source] == 0:
+                dropped.add(source)
+            continue
+        keep.append(node)
+    kept = [i for i in graph.initializer if i.name not in dropped]
+    del graph.initializer[:]
+    graph.initializer.extend(kept + folded)
+    del graph.node[:]
+    graph.node.extend(keep)
+
+
 class _Reader:
     """onnxruntime.quantization.CalibrationDataReader over arrays keyed by input name, in batches."""
 
