@@ -12,6 +12,11 @@ export const DEFAULT_BUNDLE = path.join(REPO, 'igr_edge', 'bundles', 'default');
 
 export const contract = (name) => JSON.parse(readFileSync(path.join(CONTRACT, name), 'utf8'));
 
+/** The default bundle's manifest, its default variant and that variant's graph path. */
+export const DEFAULT_MANIFEST = JSON.parse(readFileSync(path.join(DEFAULT_BUNDLE, 'manifest.json'), 'utf8'));
+export const DEFAULT_VARIANT = DEFAULT_MANIFEST.default_variant;
+export const DEFAULT_STUDENT = DEFAULT_MANIFEST.variants[DEFAULT_VARIANT].files.student;
+
 /** A PNG file -> {width, height, data: RGBA Uint8Array}. */
 export function readPng(file) {
   const png = pngjs.PNG.sync.read(readFileSync(file));

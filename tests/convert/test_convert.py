@@ -19,7 +19,7 @@ from igr.model import IGRModel
 from igr_edge.errors import BundleError
 from igr_edge.manifest import read_manifest, validation_errors
 
-ONNX_VARIANTS = ["onnx-fp32", "onnx-int8", "onnx-qdq", "onnx-fp16", "ort"]
+ONNX_VARIANTS = ["onnx-fp32", "onnx-int8", "onnx-qdq", "onnx-w8", "onnx-fp16", "ort"]
 
 
 @pytest.fixture(scope="module")
@@ -151,15 +151,54 @@ def test_same_inputs_give_byte_identical_bundles(bundle, student_dir, tmp_path):
         assert (bundle / rel).read_bytes() == (again / rel).read_bytes(), rel
 
 
+def test_weight_only_int8_is_a_quarter_of_fp32_and_the_same_at_every_optimization_level(bundle, student_dir):
+    import onnxruntime as ort
+
+    manifest = read_manifest(bundle)
+    w8 = bundle / manifest["variants"]["onnx-w8"]["files"]["student"]
+    fp32 = bundle / manifest["variants"]["onnx-fp32"]["files"]["student"]
+    assert w8.stat().st_size < 0.4 * fp32.stat().st_size
+    proto = onnx.load(str(w8))
+    int8 = [i for i in proto.graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    assert int8 and not any(n.op_type in ("DequantizeLinear", "QuantizeLinear") for n in proto.graph.node)
+    persons, _, noise = gate_images(IGRModel.from_pretrained(student_dir).config, 4)
+    outputs = []
+    for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                  ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = level
+        sess = ort.InferenceSession(str(w8), options, providers=["CPUExecutionProvider"])
+        outputs.append(sess.run(["latent"], {"person": persons, "noise": noise})[0])
+    # the weights are expanded exactly whether or not they are folded: only fp32 kernel order differs
+    for other in outputs[1:]:
+        np.testing.assert_allclose(other, outputs[0], rtol=0, atol=1e-4)
+
+
 def test_default_bundle_holds_one_cpu_variant_within_the_size_limit(bundle, tmp_path):
     variant, size = install_default(bundle, tmp_path / "default", max_bytes=10 * 10**6)
     manifest = read_manifest(tmp_path / "default")
     assert manifest["default_variant"] == variant and list(manifest["variants"]) == [variant]
     assert "cpu" in manifest["variants"][variant]["backends"] and size <= 10 * 10**6
     assert sum(f["size"] for f in manifest["files"]) == size
+    source = read_manifest(bundle)["variants"]
+    close = [v for v, spec in source.items() if float(spec["parity"]["psnr_vs_fp32_db"]) >= 40]
+    assert "onnx-w8" in close and variant in close
+    assert manifest["provenance"]["source_bundle"]["chosen_by"].endswith("and 40 dB of fp32")
     with pytest.raises(ValueError, match="no CPU variant"):
         install_default(bundle, tmp_path / "none", max_bytes=1000)
     assert not (tmp_path / "none").exists()
+
+
+def test_default_bundle_falls_back_to_the_fastest_when_no_variant_is_within_40_db(bundle, tmp_path):
+    copy = tmp_path / "b"
+    shutil.copytree(bundle, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for spec in manifest["variants"].values():
+        spec["parity"]["psnr_vs_fp32_db"] = 35.0
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    install_default(copy, tmp_path / "default", max_bytes=10 * 10**6)
+    chosen_by = read_manifest(tmp_path / "default")["provenance"]["source_bundle"]["chosen_by"]
+    assert chosen_by.endswith("(none within 40 dB of fp32)")
 
 
 def test_component_bundle_of_a_multi_step_model(tmp_path):

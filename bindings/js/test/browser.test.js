@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import pngjs from 'pngjs';
 
 import { serve } from '../demo/serve.js';
-import { CONTRACT, contract, psnr, readPng, REPO } from '../testing.js';
+import { CONTRACT, contract, DEFAULT_VARIANT, psnr, readPng, REPO } from '../testing.js';
 
 const CHROMIUM = process.env.IGR_CHROMIUM ?? '/usr/bin/chromium';
 const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing (apt-get install -y chromium, or set IGR_CHROMIUM)`;
@@ -69,7 +69,7 @@ test('the demo page loads and verifies the default bundle', { skip, timeout: 120
   await page.goto(`${server.url}/js/demo/`);
   const ready = await page.evaluate(() => window.igrReady);
   t.diagnostic(`bundle ${ready.name} (${ready.variant}) on ${ready.runtime} ready in the page after ${Date.now() - start} ms`);
-  assert.deepEqual([ready.variant, ready.width, ready.height], ['onnx-qdq', 192, 256]);
+  assert.deepEqual([ready.variant, ready.width, ready.height], [DEFAULT_VARIANT, 192, 256]);
   assert.match(await page.textContent('#status'), /^Ready:/);
 });
 

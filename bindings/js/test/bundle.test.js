@@ -7,13 +7,13 @@ import { after, before, test } from 'node:test';
 import { loadBundle as loadBundleFromUrl } from '../src/browser.js';
 import { BundleError, checkRelativePath, loadBundle } from '../src/node.js';
 import { serve } from '../demo/serve.js';
-import { DEFAULT_BUNDLE } from '../testing.js';
+import { DEFAULT_BUNDLE, DEFAULT_STUDENT, DEFAULT_VARIANT } from '../testing.js';
 
 let tmp;
 before(async () => { tmp = await mkdtemp(path.join(tmpdir(), 'igr-js-bundle-')); });
 after(async () => { await rm(tmp, { recursive: true, force: true }); });
 
-const STUDENT = 'onnx-qdq/student.onnx';
+const STUDENT = DEFAULT_STUDENT;
 
 /** A copy of the default bundle under tmp; `edit(manifest)` may change its manifest. */
 async function copy(name, edit) {
@@ -30,12 +30,12 @@ async function copy(name, edit) {
 
 const renamePath = (to) => (m) => {
   m.files[0].path = to;
-  m.variants['onnx-qdq'].files.student = to;
+  m.variants[DEFAULT_VARIANT].files.student = to;
 };
 
 test('the default bundle loads: the cpu variant, its sizes, the verified graph bytes', async () => {
   const b = await loadBundle(DEFAULT_BUNDLE);
-  assert.equal(b.variant, 'onnx-qdq');
+  assert.equal(b.variant, DEFAULT_VARIANT);
   assert.equal(b.format, 'onnx');
   assert.deepEqual([b.width, b.height, b.latentShape], [192, 256, [4, 32, 24]]);
   assert.equal(b.noiseGenerator, 'splitmix64-boxmuller');
@@ -58,13 +58,13 @@ test('a truncated graph is refused', async () => {
 });
 
 test('paths that could leave the bundle are refused', async () => {
-  for (const [i, bad] of ['../student.onnx', 'onnx-qdq/../../student.onnx', '/etc/passwd', 'onnx-qdq\\student.onnx',
+  for (const [i, bad] of ['../student.onnx', `${DEFAULT_VARIANT}/../../student.onnx`, '/etc/passwd', `${DEFAULT_VARIANT}\\student.onnx`,
     'C:/student.onnx', 'https://example.com/student.onnx'].entries()) {
     const folder = await copy(`escape-${i}`, renamePath(bad));
     await assert.rejects(loadBundle(folder), (e) => e instanceof BundleError && /not a relative path inside the bundle/.test(e.message), bad);
   }
   assert.throws(() => checkRelativePath('a/./b'), BundleError);
-  assert.equal(checkRelativePath('onnx-qdq/student.onnx'), 'onnx-qdq/student.onnx');
+  assert.equal(checkRelativePath(STUDENT), STUDENT);
 });
 
 test('a graph that is a link out of the folder is refused', async () => {
@@ -79,7 +79,7 @@ test('schema 2.0.0 is refused; so are a missing manifest and an unknown backend'
   const folder = await copy('schema2', (m) => { m.schema = '2.0.0'; });
   await assert.rejects(loadBundle(folder), (e) => e instanceof BundleError && /schema 2\.0\.0/.test(e.message));
   await assert.rejects(loadBundle(tmp), (e) => e instanceof BundleError && /not a bundle/.test(e.message));
-  await assert.rejects(loadBundle(DEFAULT_BUNDLE, { backend: 'cuda' }), /no onnx variant for backend cuda/);
+  await assert.rejects(loadBundle(DEFAULT_BUNDLE, { backend: 'coreml' }), /no onnx variant for backend coreml/);
   const components = await copy('components', (m) => { m.kind = 'components'; });
   await assert.rejects(loadBundle(components), /single-call/);
 });
@@ -88,7 +88,7 @@ test('the browser loader (fetch + crypto.subtle) verifies the same way', async (
   const ok = await serve({ bundle: DEFAULT_BUNDLE });
   t.after(() => ok.close());
   const b = await loadBundleFromUrl(`${ok.url}/bundle/`);
-  assert.equal(b.variant, 'onnx-qdq');
+  assert.equal(b.variant, DEFAULT_VARIANT);
   assert.equal(b.model.byteLength, b.manifest.files[0].size);
 
   const cases = [
