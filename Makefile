@@ -18,13 +18,14 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # the SDK (no torch) restores the sample photos with the bundle shipped in the package
-# The bindings' test toolchains: Debian's chromium (the JS browser test), kotlinc + JUnit 4 (the Kotlin noise
-# test), and the JS package's npm dependencies (onnxruntime-node's postinstall is skipped: its CPU binaries ship
-# in the package). apt needs root; without it those tests skip and say why.
+# The bindings' test toolchains: Debian's chromium (the JS browser test), kotlinc + JUnit 4 + Android's org.json
+# (the Kotlin noise and bundle tests), and the JS package's npm dependencies (onnxruntime-node's postinstall is
+# skipped: its CPU binaries ship in the package). apt needs root; without it those tests skip and say why.
 bindings/.installed: bindings/js/package-lock.json
 	@missing=""; test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v kotlinc >/dev/null || missing="$$missing kotlin"; \
 	test -f /usr/share/java/junit4.jar || missing="$$missing junit4"; \
+	test -f /usr/share/java/com.android.json.jar || missing="$$missing libandroid-json-java"; \
 	if [ -n "$$missing" ]; then \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } \
 		|| echo "could not install$$missing: the tests that need them will skip"; fi

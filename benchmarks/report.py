@@ -11,6 +11,9 @@ TARGETS = {
     "ort_vs_torch": 1.5,             # ORT vs torch eager, same student, batch 1
     "denoiser_peak_fraction": 0.40,  # the denoiser's achieved FLOP/s over the sgemm peak
 }
+# the variants compared with torch eager for the ORT-vs-torch target: the fp32 twin, the int8 QDQ graph, and the
+# default bundle's int8-weight graph
+ORT_VS_TORCH_VARIANTS = ("onnx-fp32", "onnx-qdq", "onnx-w8")
 
 
 def read(path: str | Path) -> dict[str, Any]:
@@ -46,7 +49,7 @@ def targets(rep: dict[str, Any], *, default_variant: tuple[str, str] | None = No
     torch1 = {(r["bundle"], r["steps"]): r for r in rows if r["runtime"] == "torch" and r["batch"] == 1}
     for r in ort1:
         twin = torch1.get((r["bundle"], r["steps"]))     # a bundle is named after the model it came from
-        if twin is not None and r["variant"] in ("onnx-fp32", "onnx-qdq") and r["steps"] == twin["steps"]:
+        if twin is not None and r["variant"] in ORT_VS_TORCH_VARIANTS and r["steps"] == twin["steps"]:
             v = twin["per_image_ms"] / r["per_image_ms"]
             out.append({"target": f"ORT ≥{TARGETS['ort_vs_torch']:g}× faster than torch eager, same model "
                                   f"({twin['bundle']}, {r['variant']}, {r['steps']} steps, batch 1)",

@@ -122,9 +122,10 @@ def quantize_weights_int8(src: Path, dst: Path, *, min_elements: int = W8_MIN_EL
     and arithmetic stay float32.
 
     About a quarter of the fp32 file, and portable: the expansion is one exact conversion and one correctly
-    rounded multiply of constants, which ONNX Runtime folds at load (basic optimizations, on by default), so
-    every build (x86, ARM, wasm, ORT Mobile) runs the same float32 weights at fp32 speed, and outputs differ
-    between builds only as fp32 kernels do. (A DequantizeLinear would also be exact, but ORT keeps it unfolded
+    rounded multiply of constants, so every build (x86, ARM, wasm) gets the same float32 weights, and outputs
+    differ between builds only as fp32 kernels do. ONNX Runtime folds the expansion at load (basic
+    optimizations, on by default), so the graph then runs at fp32's speed; with optimizations off it
+    recomputes the same weights on every call. (A DequantizeLinear would also be exact, but ORT keeps it unfolded
     for its QDQ fusions: weights are then expanded on every call, unpacked, and fused differently per level.)
     Int8 activation variants (dynamic, QDQ) are faster on x86 CPUs but their rounding moves between builds."""
     from onnx import helper, numpy_helper
