@@ -17,11 +17,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -e '.[dev]'
 	touch $@
 
-# the SDK (no torch) restores the sample photos with the bundle shipped in the package
 # The bindings' test toolchains: Debian's chromium (the JS browser test), kotlinc + JUnit 4 + Android's org.json
 # (the Kotlin noise and bundle tests), and the JS package's npm dependencies (onnxruntime-node's postinstall is
 # skipped: its CPU binaries ship in the package). apt needs root; without it those tests skip and say why.
-bindings/.installed: bindings/js/package-lock.json
+# The stamp depends on this Makefile too, so a checkout set up before a tool was added here gets it.
+bindings/.installed: bindings/js/package-lock.json Makefile
 	@missing=""; test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v kotlinc >/dev/null || missing="$$missing kotlin"; \
 	test -f /usr/share/java/junit4.jar || missing="$$missing junit4"; \
@@ -33,6 +33,7 @@ bindings/.installed: bindings/js/package-lock.json
 	else echo "no npm: the JavaScript binding's tests will skip"; fi
 	touch $@
 
+# the SDK (no torch) restores the sample photos with the bundle shipped in the package
 demo: venv
 	$(BIN)/python -m igr_edge.demo --samples samples --out $(DEMO_OUT)
 

@@ -2,9 +2,8 @@
 shipped default bundle (regenerate with scripts/make-contract.py when the default bundle changes)."""
 import hashlib
 import json
-from pathlib import Path
-
 import platform
+from pathlib import Path
 
 import numpy as np
 import onnxruntime
