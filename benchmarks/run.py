@@ -224,9 +224,9 @@ def _torch_quality(model_dir: Path, steps: int | None, plan: Plan) -> dict[str, 
 
 def model_size_mb(model_dir: Path) -> float:
     """A model folder's weights, the components it links from another folder (shared.json) included."""
-    from igr.model import COMPONENTS, component_file
+    from igr.model import component_file, folder_components
 
-    return sum(component_file(model_dir, name).stat().st_size for name in COMPONENTS) / 1e6
+    return sum(component_file(model_dir, name).stat().st_size for name in folder_components(model_dir)) / 1e6
 
 
 def _torch_version() -> str | None:

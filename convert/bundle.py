@@ -78,9 +78,9 @@ def _git_commit() -> str | None:
 
 
 def _model_files(folder: Path) -> dict[str, str]:
-    from igr.model import COMPONENTS, component_file
+    from igr.model import component_file, folder_components
 
-    return {name: sha256_file(component_file(folder, name)) for name in COMPONENTS}
+    return {name: sha256_file(component_file(folder, name)) for name in folder_components(folder)}
 
 
 def _scheduler(config, steps: int, single_call: bool) -> dict[str, Any]:
@@ -88,7 +88,7 @@ def _scheduler(config, steps: int, single_call: bool) -> dict[str, Any]:
 
     out = {"name": config.sampler, "prediction": config.prediction, "train_timesteps": config.train_timesteps,
            "beta_schedule": config.beta_schedule, "beta_start": config.beta_start, "beta_end": config.beta_end,
-           "timestep_spacing": "trailing"}
+           "zero_snr": bool(getattr(config, "zero_snr", False)), "timestep_spacing": "trailing"}
     if single_call:
         plan, coef = ddim_plan(config, steps)
         out.update(name="ddim", timesteps=plan, coefficients=[list(c) for c in coef])

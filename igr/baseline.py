@@ -7,34 +7,18 @@ deterministic model achieves for the same budget.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from diffusers import UNet2DModel
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .config import ConfigError, IGRConfig, _from_dict
+from .config import ConfigError, IGRConfig, RegressionConfig, _from_dict
 from .files import atomic_folder
-from .model.igr import build_vae
+from .model.igr import build_regression_unet, build_vae, regress
 
 KIND = "regression-baseline"
-
-
-@dataclass(frozen=True)
-class RegressionConfig:
-    """Regression UNet size; `small` is sized to IGR small's trainable diffusion parameters (~5.7 M)."""
-    channels: tuple[int, ...] = (64, 128, 160)
-    attention: tuple[bool, ...] = (False, True, True)
-    layers_per_block: int = 1
-    head_dim: int = 32
-    norm_groups: int = 16
-
-    @classmethod
-    def tiny(cls) -> RegressionConfig:
-        return cls(channels=(16, 32, 32), head_dim=8, norm_groups=8)
 
 
 class RegressionModel(nn.Module):
@@ -44,13 +28,7 @@ class RegressionModel(nn.Module):
         super().__init__()
         self.config, self.regression = igr, config
         self.vae = build_vae(igr.vae)
-        c = igr.vae.latent_channels
-        self.unet = UNet2DModel(
-            in_channels=c, out_channels=c, block_out_channels=config.channels,
-            layers_per_block=config.layers_per_block, attention_head_dim=config.head_dim,
-            down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in config.attention),
-            up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(config.attention)),
-            norm_num_groups=config.norm_groups)
+        self.unet = build_regression_unet(config, igr.vae.latent_channels)
 
     @classmethod
     def from_igr(cls, folder: str | Path, config: RegressionConfig) -> RegressionModel:
@@ -73,11 +51,7 @@ class RegressionModel(nn.Module):
 
     def predict_from(self, z: torch.Tensor) -> torch.Tensor:
         """Person latent (B, 4, h, w) -> garment latent."""
-        h, w = z.shape[-2:]
-        f = 2 ** (len(self.regression.channels) - 1)                        # UNet2DModel needs multiples of f
-        z = F.pad(z, (0, (-w) % f, 0, (-h) % f), mode="replicate")
-        t = torch.zeros(len(z), device=z.device)
-        return self.unet(z, t).sample[..., :h, :w]
+        return regress(self.unet, z)
 
     def loss(self, person: torch.Tensor, garment: torch.Tensor) -> torch.Tensor:
         """L1 between the predicted and the true garment latent."""

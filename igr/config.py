@@ -73,6 +73,22 @@ class UNetConfig:
 
 
 @dataclass(frozen=True)
+class RegressionConfig:
+    """A direct-regression UNet (person latent -> garment latent): the baseline, and IGR's aligned prior.
+
+    `small` is sized to IGR small's trainable diffusion parameters (~5.7 M)."""
+    channels: tuple[int, ...] = (64, 128, 160)
+    attention: tuple[bool, ...] = (False, True, True)
+    layers_per_block: int = 1
+    head_dim: int = 32
+    norm_groups: int = 16
+
+    @classmethod
+    def tiny(cls) -> RegressionConfig:
+        return cls(channels=(16, 32, 32), head_dim=8, norm_groups=8)
+
+
+@dataclass(frozen=True)
 class IGRConfig:
     """The whole IGR model: components, noise schedule and the sampler defaults."""
     height: int = 256
@@ -85,6 +101,9 @@ class IGRConfig:
     beta_schedule: str = "scaled_linear"
     beta_start: float = 0.00085
     beta_end: float = 0.012
+    zero_snr: bool = False             # betas rescaled to zero terminal SNR (Lin et al. 2024): t=T is pure noise
+    aligned_prior: bool = False        # a regression UNet's garment latent, concatenated to the denoiser's input
+    prior: RegressionConfig = field(default_factory=RegressionConfig)   # its size (used when aligned_prior)
     cond_dropout: float = 0.1          # both garment signals dropped together, for CFG
     use_low: bool = True               # ablations: False cuts the GarmNet path (zero reference tokens)
     use_high: bool = True              # ablations: False cuts the image-encoder path (zero image tokens)
@@ -95,7 +114,7 @@ class IGRConfig:
     @classmethod
     def tiny(cls) -> IGRConfig:
         return cls(height=64, width=48, vae=VAEConfig.tiny(), encoder=EncoderConfig.tiny(),
-                   unet=UNetConfig.tiny(), sample_steps=4)
+                   unet=UNetConfig.tiny(), prior=RegressionConfig.tiny(), sample_steps=4)
 
     @classmethod
     def small(cls) -> IGRConfig:

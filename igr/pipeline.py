@@ -17,7 +17,7 @@ def make_scheduler(config: IGRConfig, sampler: str | None = None) -> SchedulerMi
     sampler = sampler or config.sampler
     common = dict(num_train_timesteps=config.train_timesteps, beta_schedule=config.beta_schedule,
                   beta_start=config.beta_start, beta_end=config.beta_end, prediction_type=config.prediction,
-                  timestep_spacing="trailing")
+                  timestep_spacing="trailing", rescale_betas_zero_snr=config.zero_snr)
     if sampler == "ddim":
         return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=False)
     if sampler == "dpmsolver++":

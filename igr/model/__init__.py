@@ -1,5 +1,6 @@
 """IGR model components and the whole model."""
-from .igr import COMPONENTS, SHARED, Conditioning, GarmDenoiser, GarmNet, IGRModel, ImageEncoder, component_file
+from .igr import COMPONENTS, OPTIONAL, SHARED, AlignedPrior, Conditioning, GarmDenoiser, GarmNet, IGRModel, ImageEncoder, \
+    component_file, folder_components
 
-__all__ = ["COMPONENTS", "SHARED", "Conditioning", "GarmDenoiser", "GarmNet", "IGRModel", "ImageEncoder",
-           "component_file"]
+__all__ = ["AlignedPrior", "COMPONENTS", "OPTIONAL", "SHARED", "Conditioning", "GarmDenoiser", "GarmNet", "IGRModel",
+           "ImageEncoder", "component_file", "folder_components"]

@@ -9,17 +9,18 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel, UNet2DModel
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from ..files import atomic_folder
-from ..config import ConfigError, EncoderConfig, IGRConfig, UNetConfig, VAEConfig
+from ..config import ConfigError, EncoderConfig, IGRConfig, RegressionConfig, UNetConfig, VAEConfig
 from .fusion import DecoupledCrossAttention, FusionSelfAttention, PlainAttention, ReferenceBank, \
     ReferenceWriter, block_name
 
 COMPONENTS = ("vae", "image_encoder", "garmnet", "denoiser")
+OPTIONAL = ("prior",)       # components a config may add (aligned_prior)
 SHARED = "shared.json"      # components a folder links from another folder instead of copying
 
 
@@ -33,6 +34,12 @@ def sha256_file(path: str | Path) -> str:
 
 def _same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a)
+
+
+def folder_components(folder: str | Path) -> tuple[str, ...]:
+    """The components a saved model folder holds (or links): COMPONENTS, plus those its config.json adds."""
+    config = IGRConfig.load(Path(folder) / "config.json")
+    return COMPONENTS + (("prior",) if config.aligned_prior else ())
 
 
 def component_file(folder: str | Path, name: str) -> Path:
@@ -62,11 +69,11 @@ def build_vae(cfg: VAEConfig) -> AutoencoderKL:
     )
 
 
-def build_unet(cfg: UNetConfig, latent_channels: int) -> UNet2DConditionModel:
+def build_unet(cfg: UNetConfig, latent_channels: int, in_channels: int | None = None) -> UNet2DConditionModel:
     if len(cfg.attention) != len(cfg.channels):
         raise ConfigError(f"unet.attention has {len(cfg.attention)} entries, unet.channels {len(cfg.channels)}")
     return UNet2DConditionModel(
-        in_channels=latent_channels, out_channels=latent_channels,
+        in_channels=in_channels or latent_channels, out_channels=latent_channels,
         down_block_types=tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention),
         up_block_types=tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention)),
         mid_block_type="UNetMidBlock2DCrossAttn" if cfg.attention[-1] else None,
@@ -75,6 +82,38 @@ def build_unet(cfg: UNetConfig, latent_channels: int) -> UNet2DConditionModel:
         attention_head_dim=cfg.heads,          # diffusers quirk: this is the number of heads
         norm_num_groups=cfg.norm_groups,
     )
+
+
+def build_regression_unet(cfg: RegressionConfig, latent_channels: int) -> UNet2DModel:
+    """The direct-regression UNet (person latent -> garment latent) of the baseline and the aligned prior."""
+    return UNet2DModel(
+        in_channels=latent_channels, out_channels=latent_channels, block_out_channels=cfg.channels,
+        layers_per_block=cfg.layers_per_block, attention_head_dim=cfg.head_dim,
+        down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention),
+        up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention)),
+        norm_num_groups=cfg.norm_groups)
+
+
+def regress(unet: UNet2DModel, z: torch.Tensor) -> torch.Tensor:
+    """One regression-UNet call on a latent (B, 4, h, w) of any size (padded to the UNet's multiple, then cropped)."""
+    h, w = z.shape[-2:]
+    f = 2 ** (len(unet.config.block_out_channels) - 1)                  # UNet2DModel needs multiples of f
+    z = F.pad(z, (0, (-w) % f, 0, (-h) % f), mode="replicate")
+    t = torch.zeros(len(z), device=z.device)
+    return unet(z, t).sample[..., :h, :w]
+
+
+class AlignedPrior(nn.Module):
+    """IGR's aligned prior: a regression UNet's garment latent from the person latent, which the denoiser
+    receives concatenated to its noisy input, so diffusion refines a spatially aligned guess instead of
+    drawing the silhouette from attention tokens alone. Trained jointly (L1 to the true garment latent)."""
+
+    def __init__(self, cfg: RegressionConfig, latent_channels: int) -> None:
+        super().__init__()
+        self.unet = build_regression_unet(cfg, latent_channels)
+
+    def forward(self, person_latent: torch.Tensor) -> torch.Tensor:
+        return regress(self.unet, person_latent)
 
 
 class ImageEncoder(nn.Module):
@@ -142,9 +181,9 @@ class GarmNet(nn.Module):
 class GarmDenoiser(nn.Module):
     """The v-predicting UNet whose attention processors are the garment fusion blocks."""
 
-    def __init__(self, cfg: UNetConfig, latent_channels: int) -> None:
+    def __init__(self, cfg: UNetConfig, latent_channels: int, in_channels: int | None = None) -> None:
         super().__init__()
-        self.unet = build_unet(cfg, latent_channels)
+        self.unet = build_unet(cfg, latent_channels, in_channels)
         self.prompt = nn.Parameter(torch.randn(cfg.prompt_tokens, cfg.cross_attention_dim) * 0.02)
         self.bank = ReferenceBank()
         processors = {}
@@ -171,19 +210,23 @@ class GarmDenoiser(nn.Module):
 
 @dataclass
 class Conditioning:
-    """Both garment signals for a batch: GarmNet tokens per fusion block and the image tokens."""
+    """Both garment signals for a batch: GarmNet tokens per fusion block and the image tokens; with an
+    aligned prior, also its garment latent (concatenated to the denoiser's input)."""
     reference: dict[str, torch.Tensor]     # block -> (B, L, C)
     image_tokens: torch.Tensor             # (B, N, D)
+    prior: torch.Tensor | None = None      # (B, 4, h, w) or None
 
     def null(self) -> Conditioning:
-        """Both signals dropped: zero reference bank, zero image tokens (what CFG's unconditional branch sees)."""
+        """Every signal dropped: zero reference bank, image tokens and prior (CFG's unconditional branch)."""
         return Conditioning({k: torch.zeros_like(v) for k, v in self.reference.items()},
-                            torch.zeros_like(self.image_tokens))
+                            torch.zeros_like(self.image_tokens),
+                            None if self.prior is None else torch.zeros_like(self.prior))
 
     @staticmethod
     def cat(parts: list[Conditioning]) -> Conditioning:
         return Conditioning({k: torch.cat([p.reference[k] for p in parts]) for k in parts[0].reference},
-                            torch.cat([p.image_tokens for p in parts]))
+                            torch.cat([p.image_tokens for p in parts]),
+                            None if parts[0].prior is None else torch.cat([p.prior for p in parts]))
 
 
 def _keep(keep: bool | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -203,7 +246,8 @@ class IGRModel(nn.Module):
         self.vae = build_vae(config.vae)
         self.image_encoder = ImageEncoder(config.encoder, config.unet.cross_attention_dim)
         self.garmnet = GarmNet(config.unet, c)
-        self.denoiser = GarmDenoiser(config.unet, c)
+        self.denoiser = GarmDenoiser(config.unet, c, 2 * c if config.aligned_prior else c)
+        self.prior = AlignedPrior(config.prior, c) if config.aligned_prior else None
         if self.garmnet.block_names != self.denoiser.block_names:
             raise RuntimeError("GarmNet and GarmDenoiser fusion blocks do not line up")
 
@@ -225,18 +269,28 @@ class IGRModel(nn.Module):
         return self.condition_from(z, self.image_encoder.embed(person), keep_low=keep_low, keep_high=keep_high)
 
     def condition_from(self, person_latent: torch.Tensor, person_embed: torch.Tensor, *,
-                       keep_low: bool | torch.Tensor = True, keep_high: bool | torch.Tensor = True) -> Conditioning:
-        """Both garment signals from the frozen features (person latent, CLIP embedding), e.g. a latent cache."""
+                       keep_low: bool | torch.Tensor = True, keep_high: bool | torch.Tensor = True,
+                       keep_prior: bool | torch.Tensor = True, prior: torch.Tensor | None = None) -> Conditioning:
+        """Both garment signals from the frozen features (person latent, CLIP embedding), e.g. a latent cache.
+
+        With an aligned prior, its latent rides along (detached: the denoiser does not train the prior);
+        `prior` passes one already computed (training computes it once, for its own loss too)."""
         if not self.config.use_low:
             keep_low = False
         if not self.config.use_high:
             keep_high = False
         reference = {k: _keep(keep_low, v) for k, v in self.garmnet(person_latent).items()}
         tokens = _keep(keep_high, self.image_encoder.tokens(person_embed))  # (B, N, D)
-        return Conditioning(reference, tokens)
+        if self.prior is None:
+            return Conditioning(reference, tokens)
+        if prior is None:
+            prior = self.prior(person_latent)
+        return Conditioning(reference, tokens, _keep(keep_prior, prior.detach()))      # (B, 4, h, w)
 
     def predict(self, latent: torch.Tensor, timestep: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """One denoiser call: v (B, 4, h, w)."""
+        if cond.prior is not None:
+            latent = torch.cat([latent, cond.prior.to(latent.dtype)], dim=1)            # (B, 8, h, w)
         return self.denoiser(latent, timestep, cond.image_tokens, cond.reference)
 
     # -- training --------------------------------------------------------------------------------
@@ -244,22 +298,26 @@ class IGRModel(nn.Module):
         c = self.config
         return DDPMScheduler(num_train_timesteps=c.train_timesteps, beta_schedule=c.beta_schedule,
                              beta_start=c.beta_start, beta_end=c.beta_end, prediction_type=c.prediction,
-                             clip_sample=False)
+                             clip_sample=False, rescale_betas_zero_snr=c.zero_snr)
 
     def diffusion_loss(self, person: torch.Tensor, garment: torch.Tensor, *, timesteps: torch.Tensor | None = None,
                        noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                       dropout: float | None = None) -> torch.Tensor:
+                       dropout: float | None = None, parts: dict[str, float] | None = None) -> torch.Tensor:
         """v-prediction MSE (Salimans & Ho 2022) with both garment signals dropped together at `dropout`."""
         with torch.no_grad():
             z0, zp = self.encode(garment), self.encode(person)             # (B, 4, h, w), VAE frozen
             embed = self.image_encoder.embed(person)                       # CLIP tower frozen
         return self.diffusion_loss_from(zp, embed, z0, timesteps=timesteps, noise=noise, generator=generator,
-                                        dropout=dropout)
+                                        dropout=dropout, parts=parts)
 
     def diffusion_loss_from(self, person_latent: torch.Tensor, person_embed: torch.Tensor, z0: torch.Tensor, *,
                             timesteps: torch.Tensor | None = None, noise: torch.Tensor | None = None,
-                            generator: torch.Generator | None = None, dropout: float | None = None) -> torch.Tensor:
-        """`diffusion_loss` on frozen features: person latent, person CLIP embedding, garment latent z0."""
+                            generator: torch.Generator | None = None, dropout: float | None = None,
+                            parts: dict[str, float] | None = None) -> torch.Tensor:
+        """`diffusion_loss` on frozen features: person latent, person CLIP embedding, garment latent z0.
+
+        With an aligned prior, the loss adds the prior's L1 to z0 (its own regression target); `parts`, when
+        given, receives each term's value."""
         sched = self.noise_scheduler()
         b = z0.shape[0]
         # random draws on the CPU generator, then moved: the same stream on every device
@@ -270,15 +328,28 @@ class IGRModel(nn.Module):
         timesteps, noise = timesteps.to(z0.device), noise.to(z0.device)
         p = self.config.cond_dropout if dropout is None else dropout
         keep = (torch.rand(b, generator=generator) >= p).to(z0.device)
-        cond = self.condition_from(person_latent, person_embed, keep_low=keep, keep_high=keep)
+        prior = self.prior(person_latent) if self.prior is not None else None
+        cond = self.condition_from(person_latent, person_embed, keep_low=keep, keep_high=keep, keep_prior=keep,
+                                   prior=prior)
         zt = sched.add_noise(z0, noise, timesteps)
         target = sched.get_velocity(z0, noise, timesteps)
-        return F.mse_loss(self.predict(zt, timesteps, cond), target)
+        loss = F.mse_loss(self.predict(zt, timesteps, cond), target)
+        if prior is None:
+            return loss
+        prior_l1 = F.l1_loss(prior, z0)
+        if parts is not None:
+            parts.update(v_mse=loss.item(), prior_l1=prior_l1.item())
+        return loss + prior_l1
 
     # -- files -----------------------------------------------------------------------------------
+    @property
+    def components(self) -> tuple[str, ...]:
+        """The components this model has: COMPONENTS, plus the prior where the config adds one."""
+        return COMPONENTS + tuple(n for n in OPTIONAL if getattr(self, n) is not None)
+
     def component(self, name: str) -> nn.Module:
-        if name not in COMPONENTS:
-            raise KeyError(f"unknown component {name!r} (one of {', '.join(COMPONENTS)})")
+        if name not in self.components:
+            raise KeyError(f"unknown component {name!r} (one of {', '.join(self.components)})")
         return getattr(self, name)
 
     def save_pretrained(self, folder: str | Path, *, dtype: torch.dtype | None = None,
@@ -293,7 +364,7 @@ class IGRModel(nn.Module):
         links = {}
         with atomic_folder(folder) as tmp:
             self.config.save(tmp / "config.json")
-            for name in COMPONENTS:
+            for name in self.components:
                 state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v)
                          .detach().cpu().contiguous() for k, v in self.component(name).state_dict().items()}
                 base = Path(share_with) / f"{name}.safetensors" if share_with is not None else None
@@ -315,7 +386,7 @@ class IGRModel(nn.Module):
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"{folder} has no config.json (not an IGR model folder)")
         model = cls(IGRConfig.load(folder / "config.json"))
-        for name in COMPONENTS:
+        for name in model.components:
             path = component_file(folder, name)
             module = model.component(name)
             state = load_file(str(path))
@@ -326,8 +397,29 @@ class IGRModel(nn.Module):
         return model.to(dtype).eval()
 
     def num_parameters(self) -> dict[str, int]:
-        return {n: sum(p.numel() for p in self.component(n).parameters()) for n in COMPONENTS}
+        return {n: sum(p.numel() for p in self.component(n).parameters()) for n in self.components}
+
+    def transplant(self, source: IGRModel) -> list[str]:
+        """Start from `source`'s weights where this model has the same tensors: for a config that adds parts
+        (an aligned prior) to a trained model. The denoiser's widened input convolution keeps the source's
+        weights on the latent channels and starts at zero on the new ones, so the model computes exactly
+        what `source` did until training moves it. Returns the tensors not taken from `source`."""
+        fresh = []
+        with torch.no_grad():
+            for name in self.components:
+                theirs = source.component(name).state_dict() if name in source.components else {}
+                for key, mine in self.component(name).state_dict().items():
+                    other = theirs.get(key)
+                    if other is not None and other.shape == mine.shape:
+                        mine.copy_(other)
+                    elif other is not None and key == "unet.conv_in.weight" and other.shape[1] < mine.shape[1] \
+                            and other.shape[0] == mine.shape[0]:
+                        mine.zero_()[:, : other.shape[1]].copy_(other)
+                        fresh.append(f"{name}.{key}[:, {other.shape[1]}:] (zero)")
+                    else:
+                        fresh.append(f"{name}.{key}")
+        return fresh
 
 
-__all__ = ["COMPONENTS", "SHARED", "component_file", "sha256_file", "Conditioning", "GarmDenoiser", "GarmNet", "IGRModel", "ImageEncoder",
+__all__ = ["AlignedPrior", "COMPONENTS", "OPTIONAL", "SHARED", "build_regression_unet", "folder_components", "regress", "component_file", "sha256_file", "Conditioning", "GarmDenoiser", "GarmNet", "IGRModel", "ImageEncoder",
            "build_unet", "build_vae"]

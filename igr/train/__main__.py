@@ -23,18 +23,19 @@ def _pair(text: str) -> tuple[int, int]:
     return int(h), int(w)
 
 
-def _overrides(items: list[str]) -> dict:
-    """FIELD=VALUE pairs, values parsed as JSON where they parse (numbers, null, lists), else strings."""
+def _overrides(items: list[str], cls: type | None = None, flag: str = "--set") -> dict:
+    """FIELD=VALUE pairs for dataclass `cls` (default StageConfig), values parsed as JSON where they parse
+    (numbers, booleans, null, lists), else strings."""
     import dataclasses as dc
 
     from .config import StageConfig
 
-    fields = {f.name for f in dc.fields(StageConfig)}
+    fields = {f.name for f in dc.fields(cls or StageConfig) if not dc.is_dataclass(f.default_factory)}
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or key not in fields:
-            raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(sorted(fields))}")
+            raise ValueError(f"{flag} {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(sorted(fields))}")
         try:
             parsed = json.loads(value)
         except json.JSONDecodeError:
@@ -51,6 +52,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder: log.jsonl, loss.png, samples/, checkpoint/, final/")
     p.add_argument("--init", help="model folder to start from (the previous stage's OUT/final)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint exactly")
+    p.add_argument("--resume-compact", metavar="DIR", dest="resume_compact",
+                   help="continue from a compact checkpoint (--compact-to of an earlier run): weights, EMA and step; "
+                        "AdamW restarts under a re-warm-up")
+    p.add_argument("--compact-to", metavar="DIR", dest="compact_to",
+                   help="also write a compact checkpoint here at every checkpoint (fp16 weights + EMA, overwritten; "
+                        "components equal to --init's files are linked), small enough to commit")
     p.add_argument("--steps", type=int)
     p.add_argument("--batch", type=int)
     p.add_argument("--lr", type=float)
@@ -62,6 +69,9 @@ def parser() -> argparse.ArgumentParser:
                    help="ablation: train with both garment extractors (default), GarmNet only, or the encoder only")
     p.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
                    help="override stage-config fields, e.g. --set low_res_fraction=0 timestep_power=1")
+    p.add_argument("--model-set", nargs="+", default=[], metavar="FIELD=VALUE", dest="model_set",
+                   help="change model-config fields (top level of config.json), e.g. --model-set zero_snr=true "
+                        "aligned_prior=true; from --init, weights carry over wherever they fit")
     p.add_argument("--sample-every", type=int, dest="sample_every")
     p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
     return p
@@ -76,14 +86,20 @@ def main(argv: list[str] | None = None) -> int:
                                              "checkpoint_every") if getattr(args, k) is not None}
     if args.bf16:
         changes["mixed_precision"] = "bf16"
+    from ..config import IGRConfig
+
     try:
         changes.update(_overrides(args.set))
         cfg = StageConfig.preset(args.stage, args.preset, **changes)
+        model_changes = _overrides(args.model_set, IGRConfig, "--model-set")
     except (ValueError, TypeError) as e:
         print(f"python -m igr.train: error: {e}", file=sys.stderr)
         return 2
     out = Path(args.out)
     checkpoint = out / CHECKPOINT
+    if args.resume and args.resume_compact:
+        print("python -m igr.train: error: --resume and --resume-compact exclude each other", file=sys.stderr)
+        return 2
     if args.resume and not (checkpoint / "trainer.json").is_file():
         print(f"python -m igr.train: error: --resume, but {checkpoint} holds no checkpoint", file=sys.stderr)
         return 2
@@ -94,15 +110,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage != "vae" and args.init is None and args.preset != "tiny":
         print(f"python -m igr.train: note: stage {args.stage} without --init starts from random weights, "
               "so the VAE (and encoder) it relies on are untrained", file=sys.stderr)
-    model = build_model(args.preset, args.init, cfg.seed, stage=args.stage)
+    if model_changes and args.stage in ("vae", "encoder", "baseline"):
+        print(f"python -m igr.train: error: --model-set applies to the diffusion stages, not {args.stage}",
+              file=sys.stderr)
+        return 2
+    model = build_model(args.preset, args.init, cfg.seed, stage=args.stage, model_changes=model_changes)
     if args.paths is not None:
         model.config = model.config.replace(use_low=args.paths != "high", use_high=args.paths != "low")
     trainer = Trainer(model, cfg, out)
+    if args.compact_to:
+        trainer.compact_to = (Path(args.compact_to), Path(args.init) if args.init else None)
     if args.resume:
         trainer.load_checkpoint(checkpoint)
+    elif args.resume_compact:
+        try:
+            trainer.load_compact(args.resume_compact)
+        except (OSError, ValueError) as e:
+            print(f"python -m igr.train: error: --resume-compact: {e}", file=sys.stderr)
+            return 2
     out.mkdir(parents=True, exist_ok=True)
     (out / "stage.json").write_text(json.dumps(
-        {"stage": dataclasses.asdict(cfg), "init": args.init, "preset": args.preset}, indent=1))
+        {"stage": dataclasses.asdict(cfg), "init": args.init, "preset": args.preset, "model_changes": model_changes},
+        indent=1))
     result = trainer.run()
     print(f"{args.stage}: step {result.step}, last loss {result.last_loss:.4f}; final weights: {result.final}")
     return 0

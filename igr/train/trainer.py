@@ -101,8 +101,9 @@ def trainable_modules(model: IGRModel, stage: str) -> list[nn.Module]:
         return [model.image_encoder.clip]
     if stage == "baseline":
         return [model.unet]
-    # diffusion stages: both extractors' trainable parts and the denoiser; VAE and CLIP tower frozen
-    return [model.garmnet, model.denoiser, model.image_encoder.proj, model.image_encoder.norm]
+    # diffusion stages: both extractors' trainable parts, the denoiser and the aligned prior; VAE and CLIP frozen
+    prior = [model.prior] if model.prior is not None else []
+    return [model.garmnet, model.denoiser, model.image_encoder.proj, model.image_encoder.norm, *prior]
 
 
 class StageLoss(nn.Module):
@@ -121,9 +122,11 @@ class StageLoss(nn.Module):
         if "person_latent" in batch:
             if stage == "baseline":
                 return self.model.loss_from(batch["person_latent"], batch["garment_latent"]), {}
-            return self.model.diffusion_loss_from(batch["person_latent"], batch["person_embed"],
+            parts = {}
+            loss = self.model.diffusion_loss_from(batch["person_latent"], batch["person_embed"],
                                                   batch["garment_latent"], timesteps=timesteps,
-                                                  generator=generator), {}
+                                                  generator=generator, parts=parts)
+            return loss, parts
         person, garment = batch["person"], batch["garment"]
         if stage == "vae":
             return self._vae(torch.cat([person, garment]), generator)
@@ -131,8 +134,9 @@ class StageLoss(nn.Module):
             return self._contrastive(person, garment)
         if stage == "baseline":
             return self.model.loss(person, garment), {}
-        loss = self.model.diffusion_loss(person, garment, timesteps=timesteps, generator=generator)
-        return loss, {}
+        parts = {}
+        loss = self.model.diffusion_loss(person, garment, timesteps=timesteps, generator=generator, parts=parts)
+        return loss, parts
 
     def _vae(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         """L1 reconstruction + a light KL (Kingma & Welling 2014; Rombach et al. 2022)."""
@@ -202,6 +206,8 @@ class Trainer:
         self.ema = _ema_copy(model) if cfg.ema > 0 else None
         self.generator = torch.Generator().manual_seed(cfg.seed * 1000 + self.acc.process_index)
         self.step = 0
+        self.rewarm_from: int | None = None
+        self.compact_to: tuple[Path, Path | None] | None = None    # (folder, share_with): save_compact at checkpoints
         self.wrapped, self.optimizer = self.acc.prepare(self.loss, self.optimizer)
 
     # -- checkpoints ----------------------------------------------------------------------------
@@ -224,9 +230,22 @@ class Trainer:
                 {"step": self.step, "stage": self.cfg.to_dict(), "param_groups": opt["param_groups"]}, indent=1))
         return dest
 
-    def load_checkpoint(self, folder: str | Path) -> None:
-        """Resume exactly where `save_checkpoint` left off."""
-        folder = Path(folder)
+    def save_compact(self, dest: str | Path, *, share_with: str | Path | None = None) -> Path:
+        """A checkpoint small enough to commit: fp16 weights and EMA (components equal to `share_with`'s files
+        linked, not copied), the step and the stage config; no optimizer state. `load_compact` resumes it."""
+        dest = Path(dest)
+        if not self.acc.is_main_process:
+            return dest
+        with atomic_folder(dest) as tmp:
+            self.model.save_pretrained(tmp / "model", dtype=torch.float16, share_with=share_with)
+            if self.ema is not None:
+                self.ema.save_pretrained(tmp / "ema", dtype=torch.float16, share_with=share_with)
+            (tmp / "trainer.json").write_text(json.dumps(
+                {"step": self.step, "stage": self.cfg.to_dict(), "compact": True}, indent=1) + "\n")
+        return dest
+
+    def _load_weights(self, folder: Path) -> dict:
+        """The checks and weights both resume paths share: same stage and schedule, same garment paths."""
         meta = json.loads((folder / "trainer.json").read_text())
         if meta["stage"]["stage"] != self.cfg.stage:
             raise ValueError(f"{folder} is a {meta['stage']['stage']!r} checkpoint, this run trains {self.cfg.stage!r}")
@@ -237,13 +256,35 @@ class Trainer:
                              "resuming would change the schedule mid-run: start a new run instead")
         load = type(self.model).from_pretrained
         saved_model = load(folder / "model")
-        paths = lambda c: (getattr(c, "use_low", True), getattr(c, "use_high", True))
+        paths = lambda c: (getattr(c, "use_low", True), getattr(c, "use_high", True),
+                           getattr(c, "aligned_prior", False), getattr(c, "zero_snr", False))
         if paths(saved_model.config) != paths(self.model.config):
-            raise ValueError(f"{folder} was trained with garment paths (low, high) = {paths(saved_model.config)}, "
-                             f"this run has {paths(self.model.config)}")
+            raise ValueError(f"{folder} was trained with (low, high, aligned_prior, zero_snr) = "
+                             f"{paths(saved_model.config)}, this run has {paths(self.model.config)}")
         _copy_weights(saved_model, self.model)
         if self.ema is not None:
             _copy_weights(load(folder / "ema"), self.ema)
+        return meta
+
+    def load_compact(self, folder: str | Path) -> None:
+        """Resume from `save_compact`: weights, EMA, step, so the learning rate and the data go on where they
+        were. Not bit-exact: AdamW's moments restart (under a re-warm-up of `warmup` steps) and the random
+        streams are re-seeded from (seed, step)."""
+        folder = Path(folder)
+        meta = self._load_weights(folder)
+        if not meta.get("compact"):
+            raise ValueError(f"{folder} is a full checkpoint: resume it with load_checkpoint (--resume)")
+        self.step = self.rewarm_from = int(meta["step"])
+        self.generator.manual_seed(self.cfg.seed * 1000 + self.acc.process_index + 7919 * self.step)
+        torch.manual_seed(self.cfg.seed + 7919 * self.step)
+        _truncate_log(self.out / LOG, self.step)
+
+    def load_checkpoint(self, folder: str | Path) -> None:
+        """Resume exactly where `save_checkpoint` left off."""
+        folder = Path(folder)
+        meta = self._load_weights(folder)
+        if meta.get("compact"):
+            raise ValueError(f"{folder} is a compact checkpoint (no optimizer state): resume it with load_compact")
         tensors = load_file(str(folder / "state.safetensors"))
         state: dict[int, dict[str, torch.Tensor]] = {}
         for key, v in tensors.items():
@@ -280,6 +321,8 @@ class Trainer:
         with open(self.out / LOG, "a") as log:
             for batch in data:
                 lr = learning_rate(cfg, self.step)
+                if self.rewarm_from is not None:       # after a compact resume: AdamW's moments start afresh
+                    lr *= min(1.0, (self.step - self.rewarm_from + 1) / max(1, cfg.warmup))
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 batch = {k: v.to(self.acc.device) for k, v in batch.items()}
@@ -313,6 +356,8 @@ class Trainer:
                     self.write_samples()
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
+                    if self.compact_to is not None:
+                        self.save_compact(self.compact_to[0], share_with=self.compact_to[1])
                     if self.acc.is_main_process:
                         plot_log(self.out / LOG, self.out / "loss.png")
                 if until is not None and self.step >= until:
@@ -351,14 +396,14 @@ class Trainer:
             return {}
 
         model = self.result_model().eval()
-        ssim, psnr = [], []
-        for person, garment, mask in split_batches("val", self.cfg.eval_n, self.cfg.size, 8):
+        per: dict[str, list[torch.Tensor]] = {}
+        for person, garment, mask, *_ in split_batches("val", self.cfg.eval_n, self.cfg.size, 8):
             person, garment, mask = (x.to(self.acc.device) for x in (person, garment, mask))
             pred = model.restore(person) if self.cfg.stage == "baseline" else sample(model, person, seed=0)
-            m = image_metrics(pred.cpu(), garment.cpu(), mask.cpu())
-            ssim.append(m["ssim"]), psnr.append(m["psnr"])
+            for k, v in image_metrics(pred.cpu(), garment.cpu(), mask.cpu()).items():
+                per.setdefault(k, []).append(v)
         self.model.train()
-        return {"val_ssim": float(torch.cat(ssim).mean()), "val_psnr": float(torch.cat(psnr).mean())}
+        return {f"val_{k}": float(torch.cat(v).float().mean()) for k, v in per.items()}
 
     @torch.no_grad()
     def write_samples(self, n: int = 4) -> Path | None:
@@ -470,9 +515,20 @@ def plot_log(log: Path, out: Path) -> Path | None:
     return out
 
 
-def build_model(preset: str, init: str | Path | None, seed: int, *, stage: str = "coarse"):
-    """A fresh model of `preset` (seeded) or the previous stage's folder; the baseline takes the VAE from `init`."""
+def build_model(preset: str, init: str | Path | None, seed: int, *, stage: str = "coarse",
+                model_changes: dict | None = None):
+    """A fresh model of `preset` (seeded) or the previous stage's folder; the baseline takes the VAE from `init`.
+
+    `model_changes`: IGRConfig fields to change (e.g. zero_snr, aligned_prior); from `init`, the new model
+    starts from its weights wherever they fit (`IGRModel.transplant`)."""
     torch.manual_seed(seed)
+    if model_changes and stage != "baseline":
+        base = IGRModel.from_pretrained(init) if init is not None else None
+        config = (base.config if base is not None else IGRConfig.preset(preset)).replace(**model_changes)
+        model = IGRModel(config)
+        if base is not None:
+            model.transplant(base)
+        return model
     if stage == "baseline":
         from ..baseline import RegressionConfig, RegressionModel
 

@@ -215,3 +215,42 @@ def test_sample_items_does_not_depend_on_batching(tiny_model, person, other_pers
     two = sample_items(tiny_model, other_person, 11, steps=2, seed=3)
     assert torch.allclose(both, torch.cat([one, two]), atol=1e-5)
     assert not torch.allclose(one, sample_items(tiny_model, person, 11, steps=2, seed=3), atol=1e-3)
+
+
+def test_an_aligned_prior_transplanted_onto_a_model_changes_nothing_until_trained(tmp_path):
+    torch.manual_seed(0)
+    base = IGRModel(IGRConfig.tiny())
+    model = IGRModel(base.config.replace(aligned_prior=True))
+    fresh = model.transplant(base)
+    assert "denoiser.unet.conv_in.weight[:, 4:] (zero)" in fresh
+    assert all(f.startswith("prior.") or "conv_in.weight[" in f for f in fresh)
+    person = torch.rand(2, 3, 64, 48) * 2 - 1
+    zt, t = torch.randn(2, 4, 8, 6), torch.tensor([100, 900])
+    with torch.no_grad():
+        a = base.predict(zt, t, base.condition(person))
+        cond = model.condition(person)
+        b = model.predict(zt, t, cond)
+    assert cond.prior.shape == (2, 4, 8, 6) and torch.equal(cond.null().prior, torch.zeros_like(cond.prior))
+    torch.testing.assert_close(a, b)
+    parts = {}
+    loss = model.diffusion_loss(person, person, parts=parts)
+    assert loss.item() == pytest.approx(parts["v_mse"] + parts["prior_l1"], rel=1e-5)
+    model.save_pretrained(tmp_path / "m")
+    again = IGRModel.from_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "prior.safetensors").is_file()
+    for k, v in model.prior.state_dict().items():
+        assert torch.equal(v, again.prior.state_dict()[k])
+
+
+def test_zero_snr_reaches_pure_noise_in_training_and_sampling():
+    from igr.pipeline import make_scheduler
+
+    cfg = IGRConfig.tiny()
+    assert IGRModel(cfg).noise_scheduler().alphas_cumprod[-1] > 0.004       # the old schedule keeps signal
+    zero = IGRModel(cfg.replace(zero_snr=True))
+    assert zero.noise_scheduler().alphas_cumprod[-1] == 0
+    for sampler in ("ddim", "dpmsolver++"):
+        sched = make_scheduler(zero.config, sampler)
+        sched.set_timesteps(4)
+        assert int(sched.timesteps[0]) == cfg.train_timesteps - 1
+        assert sched.config.rescale_betas_zero_snr

@@ -218,3 +218,64 @@ def test_resume_refuses_other_settings_and_a_fresh_start_clears_the_log(tmp_path
     again.run(until=1, progress=False)
     steps = [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert steps == [1], "the abandoned attempt's rows are gone"
+
+
+def test_model_set_adds_an_aligned_prior_to_a_trained_model_and_trains_it(tmp_path):
+    assert train_main(["--stage", "coarse", "--preset", "tiny", "--out", str(tmp_path / "a")]) == 0
+    init = tmp_path / "a" / "final"
+    out = tmp_path / "b"
+    args = ["--stage", "coarse", "--preset", "tiny", "--init", str(init), "--out", str(out),
+            "--model-set", "zero_snr=true", "aligned_prior=true", "--set", "log_every=1", "--steps", "2"]
+    assert train_main(args) == 0
+    from igr.model import IGRModel
+
+    model = IGRModel.from_pretrained(out / "final")
+    assert model.config.zero_snr and model.config.aligned_prior and "prior" in model.components
+    assert model.noise_scheduler().alphas_cumprod[-1] == 0                    # t = T is pure noise
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert all({"v_mse", "prior_l1"} <= set(r) for r in rows if "loss" in r)
+    trained = IGRModel.from_pretrained(init)
+    # the prior trained (it started random); the GarmNet the model took from `init` moved on from there
+    assert not torch.equal(model.garmnet.unet.conv_in.weight, torch.zeros_like(model.garmnet.unet.conv_in.weight))
+    assert model.garmnet.unet.conv_in.weight.shape == trained.garmnet.unet.conv_in.weight.shape
+    # resuming with the same --model-set continues the run
+    assert train_main(args[:-2] + ["--steps", "2", "--resume"]) == 0
+
+
+def test_model_set_refuses_unknown_fields_and_the_non_diffusion_stages(tmp_path, capsys):
+    assert train_main(["--stage", "coarse", "--preset", "tiny", "--out", str(tmp_path / "x"),
+                       "--model-set", "no_such=1"]) == 2
+    assert "no_such" in capsys.readouterr().err
+    assert train_main(["--stage", "vae", "--preset", "tiny", "--out", str(tmp_path / "y"),
+                       "--model-set", "zero_snr=true"]) == 2
+
+
+def test_a_compact_checkpoint_links_frozen_parts_and_resumes_at_its_step(tmp_path):
+    assert train_main(["--stage", "coarse", "--preset", "tiny", "--out", str(tmp_path / "a")]) == 0
+    from igr.model import IGRModel
+
+    init = IGRModel.from_pretrained(tmp_path / "a" / "final").save_pretrained(tmp_path / "a16", dtype=torch.float16)
+    compact = tmp_path / "compact"
+    common = ["--stage", "coarse", "--preset", "tiny", "--init", str(init), "--steps", "4",
+              "--checkpoint-every", "2", "--set", "log_every=1"]
+    assert train_main(common + ["--out", str(tmp_path / "b"), "--compact-to", str(compact)]) == 0
+    meta = json.loads((compact / "trainer.json").read_text())
+    assert meta["step"] == 4 and meta["compact"]
+    links = json.loads((compact / "model" / "shared.json").read_text())
+    assert "vae" in links and not (compact / "model" / "vae.safetensors").exists()   # frozen: linked to --init
+    from safetensors.torch import load_file
+    assert all(v.dtype == torch.float16 for v in load_file(str(compact / "ema" / "denoiser.safetensors")).values()
+               if v.is_floating_point())
+    # a run resumed from it starts at its step and its log goes on from there
+    cfg = StageConfig.preset("coarse", "tiny", steps=6, warmup=4, checkpoint_every=0, log_every=1)
+    json_meta = dict(meta, stage=cfg.to_dict())
+    (compact / "trainer.json").write_text(json.dumps(json_meta))
+    trainer = Trainer(build_model("tiny", init, 0), cfg, tmp_path / "c")
+    trainer.load_compact(compact)
+    assert trainer.step == 4
+    result = trainer.run(progress=False)
+    assert result.step == 6
+    rows = [json.loads(line) for line in (tmp_path / "c" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [5, 6] and rows[0]["lr"] < learning_rate(cfg, 4)   # re-warm-up
+    with pytest.raises(ValueError, match="compact"):
+        trainer.load_checkpoint(compact)
