@@ -350,7 +350,12 @@ class Trainer:
                     log.write(json.dumps(row) + "\n")
                     log.flush()
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and self.acc.is_main_process:
-                    log.write(json.dumps({"step": self.step, **self.validate()}) + "\n")
+                    try:
+                        row = self.validate()
+                    except Exception as e:      # a broken metric costs a log row, not hours of training
+                        row = {"val_error": f"{type(e).__name__}: {e}"}
+                        self.model.train()
+                    log.write(json.dumps({"step": self.step, **row}) + "\n")
                     log.flush()
                 if cfg.sample_every and self.step % cfg.sample_every == 0 and self.acc.is_main_process:
                     self.write_samples()
