@@ -40,6 +40,20 @@ class RegressionModel(nn.Module):
         model.vae.load_state_dict(igr.vae.state_dict())
         return model
 
+    @classmethod
+    def from_aligned_prior(cls, folder: str | Path) -> RegressionModel:
+        """The aligned prior of an IGR model folder as a stand-alone baseline: its VAE and its regression UNet,
+        which trained on the baseline's loss (L1 to the garment latent) with no gradient from the denoiser."""
+        from .model import IGRModel
+
+        igr = IGRModel.from_pretrained(folder)
+        if igr.prior is None:
+            raise ConfigError(f"{folder} has no aligned prior (its config.json has aligned_prior false)")
+        model = cls(igr.config.replace(aligned_prior=False), igr.config.prior)
+        model.vae.load_state_dict(igr.vae.state_dict())
+        model.unet.load_state_dict(igr.prior.unet.state_dict())
+        return model.eval()
+
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         return self.vae.encode(image).latent_dist.mode() * self.config.vae.scaling_factor
 
@@ -89,3 +103,25 @@ class RegressionModel(nn.Module):
         for name in ("vae", "unet"):
             getattr(model, name).load_state_dict(load_file(str(folder / f"{name}.safetensors")))
         return model.float().eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m igr.baseline --from-prior IGR_DIR --out DIR`: write an IGR model's aligned prior as a baseline folder."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m igr.baseline", description=main.__doc__.split(": ", 1)[1])
+    p.add_argument("--from-prior", required=True, dest="source", help="IGR model folder with an aligned prior")
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    try:
+        model = RegressionModel.from_aligned_prior(args.source)
+    except (FileNotFoundError, ConfigError) as e:
+        print(f"python -m igr.baseline: error: {e}", file=sys.stderr)
+        return 2
+    print(model.save_pretrained(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -254,3 +254,18 @@ def test_zero_snr_reaches_pure_noise_in_training_and_sampling():
         sched.set_timesteps(4)
         assert int(sched.timesteps[0]) == cfg.train_timesteps - 1
         assert sched.config.rescale_betas_zero_snr
+
+
+def test_the_aligned_prior_stands_alone_as_the_regression_baseline(tmp_path):
+    from igr.baseline import RegressionModel, main as baseline_main
+
+    torch.manual_seed(0)
+    model = IGRModel(IGRConfig.tiny().replace(aligned_prior=True))
+    model.save_pretrained(tmp_path / "m")
+    assert baseline_main(["--from-prior", str(tmp_path / "m"), "--out", str(tmp_path / "b")]) == 0
+    base = RegressionModel.from_pretrained(tmp_path / "b")
+    person = torch.rand(2, 3, 64, 48) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(base.predict(person), model.prior(model.encode(person)))
+    IGRModel(IGRConfig.tiny()).save_pretrained(tmp_path / "plain")
+    assert baseline_main(["--from-prior", str(tmp_path / "plain"), "--out", str(tmp_path / "c")]) == 2
