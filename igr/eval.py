@@ -1,7 +1,11 @@
 """`python -m igr.eval --model DIR --split test --n 256 --out reports/eval-NAME`: metrics with 95% intervals.
 
-Writes NAME.json and NAME.md: SSIM, MS-SSIM, PSNR (whole image and inside the garment mask), FD_garm and
-KID in the embedding space of IGR's own garment encoder (not Inception), bootstrap intervals over samples.
+Writes NAME.json and NAME.md. Headline metrics, judged on the garment: SSIM and PSNR inside the true garment
+mask, garment-mask IoU (output pixels with any channel below 0.9 in [0, 1], against the true mask), CIE76 ΔE
+inside the mask, FD_garm and KID in the embedding space of IGR's own garment encoder (not Inception), and our
+LPIPS-style distance on pretrained EfficientNet-Lite0 features (uniform layer weights, no learned layers: not
+LPIPS). Whole-image SSIM, MS-SSIM and PSNR beside them. Bootstrap intervals over samples; means per garment
+category.
 """
 from __future__ import annotations
 
@@ -16,18 +20,27 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .metrics import (PER_SAMPLE, GarmentFeatures, OnnxMetric, bootstrap, feature_distances, image_metrics,
-                      parse_metric_files, summarize)
+from .metrics import (HEADLINE, LABELS, PER_SAMPLE, WHITE_THRESHOLD, WHOLE_IMAGE, GarmentFeatures, OnnxMetric,
+                      bootstrap, feature_distances, image_metrics, parse_metric_files, summarize)
 
 
-def split_batches(split: str, n: int, size: tuple[int, int], batch: int):
-    """(person, garment, mask) tensors of the first `n` SynthGarment items of `split`, in batches."""
-    from .data import SynthGarmentDataset
+def split_batches(split: str, n: int, size: tuple[int, int], batch: int, *, categories: bool = False):
+    """(person, garment, mask) tensors of the first `n` SynthGarment items of `split`, in batches; with
+    `categories`, a fourth element: the items' garment categories (`igr.data.CATEGORIES` names)."""
+    from .data import CATEGORIES, SynthGarmentDataset
 
     data = SynthGarmentDataset(split, n, size=size)
     for start in range(0, n, batch):
         items = [data[i] for i in range(start, min(n, start + batch))]
-        yield tuple(torch.stack([it[k] for it in items]) for k in ("person", "garment", "mask"))
+        tensors = tuple(torch.stack([it[k] for it in items]) for k in ("person", "garment", "mask"))
+        yield (*tensors, [CATEGORIES[it["category"]] for it in items]) if categories else tensors
+
+
+def by_category(values: dict[str, np.ndarray], categories: list[str]) -> dict[str, dict]:
+    """Mean of each per-sample metric over the items of each garment category, with the count n."""
+    cats = np.asarray(categories)
+    return {c: {"n": int((cats == c).sum()), **{k: float(v[cats == c].mean()) for k, v in values.items()}}
+            for c in dict.fromkeys(sorted(categories))}
 
 
 @torch.no_grad()
@@ -42,19 +55,23 @@ def evaluate(restore: Callable[[torch.Tensor, int], torch.Tensor], features: Gar
     """
     from tqdm.auto import tqdm
 
+    from .perceptual import EffNetDistance
+
+    perceptual = EffNetDistance()
     pairwise = [m for m in extra if m.kind == "pairwise"]
     embedding = [m for m in extra if m.kind == "embedding"]
     per: dict[str, list[np.ndarray]] = {k: [] for k in (*PER_SAMPLE, *(m.name for m in pairwise))}
-    real, fake = [], []
+    real, fake, categories = [], [], []
     ext_real: dict[str, list[torch.Tensor]] = {m.name: [] for m in embedding}
     ext_fake: dict[str, list[torch.Tensor]] = {m.name: [] for m in embedding}
     t0 = time.perf_counter()
     first = 0
-    for person, garment, mask in tqdm(split_batches(split, n, size, batch), total=-(-n // batch),
-                                      desc=f"eval {split}", disable=not progress):
+    for person, garment, mask, cats in tqdm(split_batches(split, n, size, batch, categories=True),
+                                            total=-(-n // batch), desc=f"eval {split}", disable=not progress):
         pred = restore(person, first)
         first += len(person)
-        for k, v in image_metrics(pred, garment, mask).items():
+        categories += cats
+        for k, v in image_metrics(pred, garment, mask, perceptual=perceptual).items():
             per[k].append(v.numpy())
         for m in pairwise:
             per[m.name].append(m.distance(pred, garment))
@@ -73,19 +90,28 @@ def evaluate(restore: Callable[[torch.Tensor, int], torch.Tensor], features: Gar
         result[f"fd_{m.name}"], result[f"kid_{m.name}"] = feature_distances(
             torch.cat(ext_real[m.name]), torch.cat(ext_fake[m.name]), boot=boot, space=f"embeddings of {m.path}")
     result["seconds_per_image"] = seconds / n
+    result["by_category"] = by_category({k: values[k] for k in PER_SAMPLE}, categories)
     result["per_sample"] = {k: [round(float(x), 6) for x in v] for k, v in values.items()}
+    result["per_sample"]["category"] = categories
     result["features"] = {"real": torch.cat(real).numpy(), "fake": torch.cat(fake).numpy()}   # for paired FD
     return result
 
 
 @torch.no_grad()
 def reference_rows(model, *, split: str, n: int, size: tuple[int, int], batch: int = 16) -> dict[str, dict]:
-    """Two yardsticks on the same pairs: a blank (all-white) image, which scores high SSIM on these white
-    backgrounds, and the VAE's reconstruction of the true garment, the ceiling of any model decoding through it."""
-    per: dict[str, dict[str, list[np.ndarray]]] = {"blank": {}, "vae_reconstruction": {}}
+    """Three yardsticks on the same pairs: a blank (all-white) image, which scores high whole-image SSIM on these
+    white backgrounds; the VAE's reconstruction of the true garment, the ceiling of any model decoding through
+    it; and the ground truth itself, perfect everywhere but in mask IoU, whose value there is the ceiling of
+    the white-threshold rule (`igr.metrics.garment_region`)."""
+    from .perceptual import EffNetDistance
+
+    perceptual = EffNetDistance()
+    per: dict[str, dict[str, list[np.ndarray]]] = {"blank": {}, "vae_reconstruction": {}, "ground_truth": {}}
     for person, garment, mask in split_batches(split, n, size, batch):
-        for name, pred in (("blank", torch.ones_like(garment)), ("vae_reconstruction", model.decode(model.encode(garment)))):
-            for k, v in image_metrics(pred, garment, mask).items():
+        preds = {"blank": torch.ones_like(garment), "vae_reconstruction": model.decode(model.encode(garment)),
+                 "ground_truth": garment}
+        for name, pred in preds.items():
+            for k, v in image_metrics(pred, garment, mask, perceptual=perceptual).items():
                 per[name].setdefault(k, []).append(v.numpy())
     return {name: {k: float(np.concatenate(v).mean()) for k, v in rows.items()} for name, rows in per.items()}
 
@@ -94,34 +120,66 @@ def file_digest(folder: Path, name: str) -> str:
     return hashlib.sha256((folder / name).read_bytes()).hexdigest()[:16]
 
 
+def fmt(key: str, value) -> str:
+    """One figure as the tables print it; a figure an older report lacks prints as "–"."""
+    if value is None:
+        return "–"
+    return f"{value:.2f}" if key in ("psnr", "psnr_mask", "delta_e") else f"{value:.4f}"
+
+
+NOTES = ("Headline metrics first, judged on the garment; read them against the blank-image yardstick: mask IoU "
+         "and ΔE are the two an empty output cannot win; masked SSIM and the EffNet distance punish wrong texture "
+         "more than none, so an output full of noise-like texture can score worse than a blank one on them. "
+         "*mask IoU*: the output's garment is every "
+         f"pixel with any channel below {WHITE_THRESHOLD} in [0, 1] (off white), no morphological cleanup, against "
+         "the true garment mask (the ground-truth yardstick row shows the rule's own ceiling). *ΔE76 mask*: "
+         "CIE76 colour difference (Euclidean in L*a*b*, D65) per pixel, averaged inside the true mask. *EffNet-L0 "
+         "dist (ours)*: an LPIPS-style distance on ImageNet EfficientNet-Lite0 features from five stages, unit-"
+         "normalised per position, squared differences, spatial mean, uniform weights (no learned layers, so not "
+         "LPIPS); 0 for identical images. Lower is better for ΔE, the EffNet distance, FD_garm and KID.")
+
+
 def markdown(report: dict) -> str:
     m = report["metrics"]
-    rows = [f"| {k} | {m[k]['mean']:.4f} | [{m[k]['ci95'][0]:.4f}, {m[k]['ci95'][1]:.4f}] |"
-            for k in (*PER_SAMPLE, "fd")]
-    rows.append(f"| kid | {m['kid']['mean']:.5f} | ± {m['kid']['std']:.5f} (std over subsets) |")
+
+    def metric_row(k: str) -> str:
+        v = m[k]
+        return f"| {LABELS.get(k, k)} | {fmt(k, v['mean'])} | [{fmt(k, v['ci95'][0])}, {fmt(k, v['ci95'][1])}] |"
+
+    rows = [metric_row(k) for k in (*HEADLINE, "fd") if k in m]
+    rows.append(f"| KID | {m['kid']['mean']:.5f} | ± {m['kid']['std']:.5f} (std over subsets) |")
+    rows += ["| *whole image (a blank image scores well here)* | | |", *(metric_row(k) for k in WHOLE_IMAGE if k in m)]
     for k, v in m.items():
         if k.startswith("kid_"):
             rows.append(f"| {k} | {v['mean']:.5f} | ± {v['std']:.5f} (std over subsets) |")
         elif isinstance(v, dict) and "ci95" in v and k not in (*PER_SAMPLE, "fd"):
             rows.append(f"| {k} (from {v.get('source', v.get('space'))}) | {v['mean']:.4f} | "
                         f"[{v['ci95'][0]:.4f}, {v['ci95'][1]:.4f}] |")
-    return "\n".join([
+    cols = (*HEADLINE, *WHOLE_IMAGE)
+    head = " | ".join(LABELS[k] for k in cols)
+    refs = report.get("references") or {}
+    lines = [
         f"# Evaluation: {report['model']}",
         "",
         f"Split `{report['split']}`, n = {report['n']}, sampling: {report['sampling']}. "
         f"FD and KID are in the embedding space of IGR's garment encoder ({report['features']}), "
         "not Inception: compare them only between runs that share that encoder.",
         "",
+        NOTES,
+        "",
         "| metric | mean | 95% bootstrap interval |",
         "|---|---|---|",
         *rows,
-        *(["", "| yardstick (same pairs) | SSIM | PSNR | SSIM mask | PSNR mask |", "|---|---|---|---|---|"]
-          + [f"| {k} | {v['ssim']:.4f} | {v['psnr']:.2f} | {v['ssim_mask']:.4f} | {v['psnr_mask']:.2f} |"
-             for k, v in report.get("references", {}).items()] if report.get("references") else []),
-        "",
-        f"Command: `{report['command']}`",
-        "",
-    ])
+    ]
+    if refs:
+        lines += ["", f"| yardstick (same pairs) | {head} |", "|---" * (len(cols) + 1) + "|"]
+        lines += [f"| {k} | " + " | ".join(fmt(c, v.get(c)) for c in cols) + " |" for k, v in refs.items()]
+    if m.get("by_category"):
+        lines += ["", f"| garment category | n | {head} |", "|---" * (len(cols) + 2) + "|"]
+        lines += [f"| {c} | {v['n']} | " + " | ".join(fmt(k, v.get(k)) for k in cols) + " |"
+                  for c, v in m["by_category"].items()]
+    lines += ["", f"Command: `{report['command']}`", ""]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,8 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     out.with_suffix(".md").write_text(markdown(report))
     m = metrics
-    print(f"SSIM {m['ssim']['mean']:.4f} {m['ssim']['ci95']}  PSNR {m['psnr']['mean']:.2f}  "
-          f"FD_garm {m['fd']['mean']:.3f} {m['fd']['ci95']}  -> {out.with_suffix('.json')}")
+    print(f"SSIM mask {m['ssim_mask']['mean']:.4f}  mask IoU {m['mask_iou']['mean']:.4f}  "
+          f"ΔE76 {m['delta_e']['mean']:.2f}  EffNet dist {m['effnet_dist']['mean']:.4f}  "
+          f"FD_garm {m['fd']['mean']:.3f} {m['fd']['ci95']}  (whole-image SSIM {m['ssim']['mean']:.4f})  "
+          f"-> {out.with_suffix('.json')}")
     return 0
 
 

@@ -4,6 +4,11 @@ Reads the JSON that `python -m igr.eval` wrote for the teacher, the baseline and
 items, same order), the guidance sweep and the training logs; writes OUT.json, OUT.md, a learning-curve
 plot and a sample grid (person | teacher | ground truth | baseline). Differences between two models are
 paired: a bootstrap over the test items of the mean per-item difference.
+
+The headline columns judge the garment (SSIM and PSNR inside the garment mask, mask IoU, ΔE76 inside the
+mask, our EfficientNet-Lite0 distance, FD_garm); whole-image SSIM, MS-SSIM and PSNR follow, beside the
+blank-image yardstick row, which whole-image SSIM rewards. Evaluations written before a metric existed show
+it as "–".
 """
 from __future__ import annotations
 
@@ -14,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import bootstrap, paired_fd
+from .eval import NOTES, fmt
+from .metrics import HEADLINE, LABELS, LOWER_IS_BETTER, WHOLE_IMAGE, bootstrap, paired_fd
 
 ABLATIONS = {  # name -> (eval file stem, what it is)
     "both": ("abl-both", "both garment paths (GarmNet + image encoder), coarse stage"),
@@ -23,29 +29,41 @@ ABLATIONS = {  # name -> (eval file stem, what it is)
     "coarse_to_fine": ("abl-c2f", "coarse stage, then high-quality fine-tuning"),
     "single_stage": ("abl-single", "one stage of the same total steps: full size, uniform timesteps, all pairs"),
 }
-SUMMARY = ("ssim", "ms_ssim", "psnr", "ssim_mask", "psnr_mask", "fd", "kid")
+SUMMARY = (*HEADLINE, "fd", "kid", *WHOLE_IMAGE)
+CATEGORY_COLUMNS = ("ssim_mask", "psnr_mask", "mask_iou", "delta_e", "effnet_dist", "ssim")
 
 
 def row(report: dict) -> dict:
-    """The figures one evaluation contributes: means, intervals, n, sampling."""
+    """The figures one evaluation contributes: means (None where it predates a metric), intervals, n, sampling,
+    and the means per garment category."""
     m = report["metrics"]
     out = {"n": report["n"], "sampling": report["sampling"]}
     for k in SUMMARY:
-        out[k] = m[k]["mean"]
-        if "ci95" in m[k]:
+        out[k] = m[k]["mean"] if k in m else None
+        if "ci95" in m.get(k, {}):
             out[f"{k}_ci95"] = m[k]["ci95"]
+    if m.get("by_category"):
+        out["by_category"] = m["by_category"]
     return out
 
 
 def paired(a: dict, b: dict, key: str = "ssim", boot: int = 2000) -> dict:
-    """Mean of a − b over the same test items with its 95% bootstrap interval, and what it shows."""
+    """Mean of a − b over the same test items with its 95% bootstrap interval, and what it shows (for ΔE and
+    the EffNet distance lower is better, so a negative difference favours a)."""
     x, y = np.asarray(a["metrics"]["per_sample"][key]), np.asarray(b["metrics"]["per_sample"][key])
     if len(x) != len(y):
         raise ValueError(f"paired comparison needs the same test items: n = {len(x)} vs {len(y)}")
     d = x - y
     lo, hi = bootstrap(d, n=boot)
-    verdict = "a better" if lo > 0 else "b better" if hi < 0 else "no difference shown"
+    up, down = ("b better", "a better") if key in LOWER_IS_BETTER else ("a better", "b better")
+    verdict = up if lo > 0 else down if hi < 0 else "no difference shown"
     return {"mean": float(d.mean()), "ci95": [lo, hi], "verdict": verdict}
+
+
+def headline_diffs(a: dict, b: dict) -> dict[str, dict]:
+    """Paired a − b of every headline metric both evaluations hold per sample (older ones lack the new ones)."""
+    both = set(a["metrics"].get("per_sample", {})) & set(b["metrics"].get("per_sample", {}))
+    return {k: paired(a, b, k) for k in HEADLINE if k in both}
 
 
 def fd_compare(a: dict, b: dict) -> dict:
@@ -173,13 +191,21 @@ def verdict_text(v: str, a: str, b: str) -> str:
 
 
 def markdown(rep: dict) -> str:
-    def line(name: str, r: dict) -> str:
-        return (f"| {name} | {r['ssim']:.4f} [{r['ssim_ci95'][0]:.4f}, {r['ssim_ci95'][1]:.4f}] | {r['ms_ssim']:.4f} | "
-                f"{r['psnr']:.2f} | {r['ssim_mask']:.4f} | {r['psnr_mask']:.2f} | "
-                f"{r['fd']:.3f} [{r['fd_ci95'][0]:.3f}, {r['fd_ci95'][1]:.3f}] | {r['kid']:.4f} |")
+    def ci(r: dict, k: str, f: str = ".4f") -> str:
+        if r.get(k) is None:
+            return "–"
+        lo, hi = r.get(f"{k}_ci95", (None, None))
+        return f"{r[k]:{f}}" + (f" [{lo:{f}}, {hi:{f}}]" if lo is not None else "")
 
-    head = ["| model | SSIM [95% CI] | MS-SSIM | PSNR | SSIM mask | PSNR mask | FD_garm [95% CI] | KID |",
-            "|---|---|---|---|---|---|---|---|"]
+    def line(name: str, r: dict) -> str:
+        cells = [ci(r, "ssim_mask"), fmt("psnr_mask", r.get("psnr_mask")), fmt("mask_iou", r.get("mask_iou")),
+                 fmt("delta_e", r.get("delta_e")), fmt("effnet_dist", r.get("effnet_dist")), ci(r, "fd", ".3f"),
+                 "–" if r.get("kid") is None else f"{r['kid']:.4f}", ci(r, "ssim"),
+                 fmt("ms_ssim", r.get("ms_ssim")), fmt("psnr", r.get("psnr"))]
+        return f"| {name} | " + " | ".join(cells) + " |"
+
+    head = ["| model | SSIM mask [95% CI] | PSNR mask | mask IoU | ΔE76 mask | EffNet-L0 dist (ours) | "
+            "FD_garm [95% CI] | KID | SSIM (whole) [95% CI] | MS-SSIM | PSNR |", "|---" * 11 + "|"]
     g = rep["guidance"]
     lines = [
         "# Small IGR teacher: test-split report",
@@ -192,14 +218,38 @@ def markdown(rep: dict) -> str:
         "not Inception. Intervals: 95% bootstrap over test pairs (basic bootstrap for FD_garm); differences "
         "between two models are paired (the same resampled pairs for both).",
         "",
+        NOTES,
+        "",
         *head, line("IGR teacher", rep["test"]), line("regression baseline", rep["baseline"]),
-        *[f"| yardstick: {k.replace('_', ' ')} | {v['ssim']:.4f} | – | {v['psnr']:.2f} | {v['ssim_mask']:.4f} | "
-          f"{v['psnr_mask']:.2f} | – | – |" for k, v in rep["references"].items()],
+        *[line(f"yardstick: {k.replace('_', ' ')}", v) for k, v in rep["references"].items()],
         "",
         "Yardsticks, on the same pairs: a blank white image (these garments sit on white, so SSIM over the "
-        "whole image rewards an empty output; the masked columns do not) and the VAE's reconstruction of the "
-        "true garment (the ceiling of anything that decodes through this VAE)." if rep["references"] else "",
+        "whole image rewards an empty output; mask IoU and ΔE do not), the VAE's reconstruction of the "
+        "true garment (the ceiling of anything that decodes through this VAE) and, where present, the ground "
+        "truth itself (its mask IoU is the ceiling of the off-white rule)." if rep["references"] else "",
         "",
+    ]
+    diffs = rep.get("headline_diffs") or {}
+    if diffs:
+        lines += ["Teacher − baseline on the headline metrics, paired over the same test pairs:", "",
+                  "| metric | teacher − baseline [95% CI] | verdict |", "|---|---|---|"]
+        lines += [f"| {LABELS[k]} | {fmt(k, d['mean'])} [{fmt(k, d['ci95'][0])}, {fmt(k, d['ci95'][1])}] | "
+                  f"{verdict_text(d['verdict'], 'teacher', 'baseline')} |" for k, d in diffs.items()]
+        lines.append("")
+    cats = {name: r["by_category"] for name, r in (("teacher", rep["test"]), ("baseline", rep["baseline"]))
+            if r.get("by_category")}
+    if cats:
+        names = list(cats)
+        lines += [f"By garment category ({' / '.join(names)} in each cell; FD_garm needs more pairs than a "
+                  "category holds, so it is left out):", "",
+                  "| category | n | " + " | ".join(LABELS[k] for k in CATEGORY_COLUMNS) + " |",
+                  "|---" * (len(CATEGORY_COLUMNS) + 2) + "|"]
+        for c in dict.fromkeys(c for v in cats.values() for c in v):
+            first = next(v[c] for v in cats.values() if c in v)
+            cells = [" / ".join(fmt(k, cats[n].get(c, {}).get(k)) for n in names) for k in CATEGORY_COLUMNS]
+            lines.append(f"| {c} | {first['n']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += [
         "## Targets",
         "",
     ]
@@ -263,6 +313,7 @@ def build(evals: Path, sweep: Path | None, runs: Path | None) -> dict:
         "ssim_within_0.02_verdict": "met" if lo >= -0.02 else
                                     "met on the point estimate only" if ssim_diff["mean"] >= -0.02 else "missed",
     }
+    rep["headline_diffs"] = headline_diffs(teacher, base)
     if sweep is not None and sweep.is_file():
         rep["guidance"]["sweep"] = json.loads(sweep.read_text())
     abl = {k: load(stem) for k, (stem, _) in ABLATIONS.items()}

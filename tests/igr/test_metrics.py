@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from igr.eval import main as eval_main
-from igr.metrics import bootstrap, frechet_distance, image_metrics, kernel_distance
+from igr.metrics import (bootstrap, delta_e76, frechet_distance, garment_region, image_metrics, kernel_distance,
+                         mask_iou, rgb_to_lab)
 
 
 def _images(seed, b=3, h=64, w=48):
@@ -36,6 +37,40 @@ def test_metrics_inside_the_mask_ignore_what_is_outside():
     assert (m["ssim_mask"] > m["ssim"]).all()
 
 
+def _garments(n=4, size=(64, 48)):
+    from igr.eval import split_batches
+
+    _, garment, mask, categories = next(split_batches("test", n, size, n, categories=True))
+    return garment, mask, categories
+
+
+def test_mask_iou_is_one_for_a_perfect_copy_and_zero_for_a_blank_image():
+    mask = _mask()
+    flat = torch.where(mask.bool(), torch.tensor([0.2, -0.4, 0.6]).view(1, 3, 1, 1), torch.ones(3, 3, 64, 48))
+    assert torch.equal(image_metrics(flat, flat, mask)["mask_iou"], torch.ones(3))
+    assert torch.equal(image_metrics(torch.ones_like(flat), flat, mask)["mask_iou"], torch.zeros(3))
+    # on SynthGarment's own garments the off-white rule recovers the true mask (the ground-truth yardstick)
+    garment, mask, _ = _garments()
+    assert (mask_iou(garment_region((garment + 1) / 2), mask) > 0.95).all()
+    assert torch.equal(image_metrics(torch.ones_like(garment), garment, mask)["mask_iou"], torch.zeros(4))
+
+
+def test_delta_e_is_cie76_as_skimage_computes_it():
+    from skimage.color import deltaE_cie76, rgb2lab
+
+    x = (_images(0) + 1) / 2
+    assert torch.allclose(rgb_to_lab(x).double(), torch.from_numpy(rgb2lab(x.permute(0, 2, 3, 1).numpy().astype(
+        np.float64))).permute(0, 3, 1, 2), atol=1e-3)
+    red, green = torch.tensor([1.0, 0, 0]).view(1, 3, 1, 1), torch.tensor([0, 1.0, 0]).view(1, 3, 1, 1)
+    assert delta_e76(red, green).item() == pytest.approx(170.566, abs=1e-3)     # hand-computed, as skimage
+    assert delta_e76(red, green).item() == pytest.approx(float(deltaE_cie76(rgb2lab(np.array([[[1.0, 0, 0]]])),
+                                                                           rgb2lab(np.array([[[0, 1.0, 0]]])))[0, 0]))
+    target, mask = _images(0), _mask()
+    assert torch.equal(image_metrics(target, target, mask)["delta_e"], torch.zeros(3))
+    # only the garment's colour counts: a change outside the mask leaves ΔE at zero
+    assert (image_metrics(target + (1 - mask) * 0.5, target, mask)["delta_e"] < 1e-6).all()
+
+
 def test_frechet_distance_is_zero_for_one_set_and_grows_with_a_shift():
     g = torch.Generator().manual_seed(0)
     real = torch.randn(400, 8, generator=g, dtype=torch.float64)
@@ -61,15 +96,27 @@ def test_eval_cli_writes_json_and_markdown(tiny_model, tmp_path):
     assert eval_main(["--model", str(folder), "--n", "4", "--batch", "2", "--steps", "2", "--boot", "20",
                       "--references", "--out", str(tmp_path / "report" / "tiny")]) == 0
     report = json.loads((tmp_path / "report" / "tiny.json").read_text())
-    for k in ("ssim", "ms_ssim", "psnr", "ssim_mask", "psnr_mask", "fd", "kid"):
+    for k in ("ssim", "ms_ssim", "psnr", "ssim_mask", "psnr_mask", "mask_iou", "delta_e", "effnet_dist", "fd", "kid"):
         assert np.isfinite(report["metrics"][k]["mean"]), k
     md = (tmp_path / "report" / "tiny.md").read_text()
     assert report["n"] == 4 and "not Inception" in md and "vae_reconstruction" in md
+    assert all(col in md for col in ("| mask IoU |", "| ΔE76 mask |", "| EffNet-L0 dist (ours) |", "not LPIPS"))
     # the blank yardstick: a white image against the same ground truth
-    from igr.eval import split_batches
-    _, garment, mask = next(split_batches("test", 4, (64, 48), 4))
+    garment, mask, categories = _garments()
     blank = image_metrics(torch.ones_like(garment), garment, mask)
-    assert report["references"]["blank"]["psnr"] == pytest.approx(float(blank["psnr"].mean()), rel=1e-5)
+    refs = report["references"]
+    assert refs["blank"]["psnr"] == pytest.approx(float(blank["psnr"].mean()), rel=1e-5)
+    assert refs["blank"]["mask_iou"] == 0 and refs["ground_truth"]["effnet_dist"] == 0
+    assert refs["ground_truth"]["mask_iou"] > 0.95 and refs["ground_truth"]["delta_e"] == 0
+    # one row per garment category, its n and means over its own items
+    per = report["metrics"]["per_sample"]
+    assert per["category"] == categories
+    by = report["metrics"]["by_category"]
+    assert sum(v["n"] for v in by.values()) == 4 and set(by) == set(categories)
+    c = categories[0]
+    mine = [x for x, k in zip(per["delta_e"], categories) if k == c]
+    assert by[c]["delta_e"] == pytest.approx(np.mean(mine), abs=1e-5)
+    assert all(f"| {c} | {by[c]['n']} |" in md for c in by)
     assert (tmp_path / "report" / "tiny.features.npz").is_file()
 
 

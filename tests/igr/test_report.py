@@ -88,3 +88,52 @@ def test_report_needs_the_teacher_and_baseline_evaluations(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         report_main(["--evals", str(tmp_path), "--out", str(tmp_path / "r")])
     assert e.value.code == 2 and "teacher.json" in capsys.readouterr().err
+
+
+def _eval_with_headline(path, delta_e, categories, shift=0.0):
+    """An igr.eval JSON of today's shape: headline metrics per sample, garment categories, means per category."""
+    _eval(path, np.full(len(delta_e), 0.6), 3.0, [2.5, 3.5], {"sampler": "ddim", "steps": 20, "guidance": 2.0,
+                                                               "seed": 0} if shift else None)
+    rep = json.loads(path.read_text())
+    m = rep["metrics"]
+    delta_e = np.asarray(delta_e, dtype=float)
+    per = {"ssim_mask": 0.4 + shift, "psnr_mask": 14.0, "mask_iou": 0.8 + shift, "effnet_dist": 0.5 - shift}
+    for k, v in per.items():
+        m[k] = {"mean": v, "ci95": [v - 0.01, v + 0.01]}
+        m["per_sample"][k] = [v] * len(delta_e)
+    m["delta_e"] = {"mean": float(delta_e.mean()), "ci95": [float(delta_e.min()), float(delta_e.max())]}
+    m["per_sample"]["delta_e"] = delta_e.tolist()
+    m["per_sample"]["category"] = categories
+    m["by_category"] = {c: {"n": categories.count(c), "delta_e": float(delta_e[np.asarray(categories) == c].mean()),
+                            **per} for c in sorted(set(categories))}
+    path.write_text(json.dumps(rep))
+
+
+def test_report_leads_with_headline_metrics_and_shows_one_row_per_category(tmp_path):
+    rng = np.random.default_rng(2)
+    base = rng.uniform(10, 30, 40)
+    categories = ["skirt", "tee", "dress", "tank"] * 10
+    _eval_with_headline(tmp_path / "teacher.json", base - 3, categories, shift=0.05)   # lower ΔE: better
+    _eval_with_headline(tmp_path / "baseline.json", base, categories)
+    assert report_main(["--evals", str(tmp_path), "--out", str(tmp_path / "out" / "teacher")]) == 0
+    rep = json.loads((tmp_path / "out" / "teacher.json").read_text())
+    assert rep["headline_diffs"]["delta_e"]["verdict"] == "a better"        # a lower colour error wins
+    assert rep["headline_diffs"]["effnet_dist"]["verdict"] == "a better"    # so does a lower distance
+    assert rep["headline_diffs"]["mask_iou"]["verdict"] == "a better"       # and a higher IoU
+    md = (tmp_path / "out" / "teacher.md").read_text()
+    table = next(line for line in md.splitlines() if line.startswith("| model |"))
+    cols = [c.strip() for c in table.strip("|").split("|")]
+    assert cols.index("SSIM mask [95% CI]") < cols.index("SSIM (whole) [95% CI]")
+    assert {"mask IoU", "ΔE76 mask", "EffNet-L0 dist (ours)", "FD_garm [95% CI]"} <= set(cols)
+    assert "| ΔE76 mask |" in md and "teacher better" in md
+    skirt = next(line for line in md.splitlines() if line.startswith("| skirt |"))
+    assert skirt.startswith("| skirt | 10 |") and f"{base[0::4].mean() - 3:.2f} / {base[0::4].mean():.2f}" in skirt
+
+
+def test_an_evaluation_written_before_the_headline_metrics_shows_them_as_dashes(tmp_path):
+    sampling = {"sampler": "ddim", "steps": 20, "guidance": 2.0, "seed": 0}
+    _eval(tmp_path / "teacher.json", np.full(8, 0.5), 3.0, [2.5, 3.5], sampling)
+    _eval(tmp_path / "baseline.json", np.full(8, 0.6), 6.0, [5.5, 6.5])
+    assert report_main(["--evals", str(tmp_path), "--out", str(tmp_path / "r")]) == 0
+    teacher = next(line for line in (tmp_path / "r.md").read_text().splitlines() if line.startswith("| IGR teacher"))
+    assert teacher.count("| – ") == 3 and "0.5000" in teacher           # IoU, ΔE, EffNet: not measured then
