@@ -5,7 +5,11 @@ devices without torch. Each sampler mirrors the diffusers 0.42 scheduler `igr.pi
 (trailing timestep spacing, diffusers' defaults otherwise), down to its float32 arithmetic and the order of it,
 and builds bit-identical betas, so the numpy loop and the torch loop agree to float32 rounding: most latents come
 out bit-identical, the rest within 1e-6 or an ulp a step, where torch's sqrt/log/exp (MKL, not correctly rounded)
-land on the other side of a last bit than numpy's (tests/igr_edge/test_schedulers.py).
+land on the other side of a last bit than numpy's (tests/igr_edge/test_schedulers.py). A zero terminal SNR
+schedule (`zero_snr`, Lin et al. 2024; diffusers' `rescale_betas_zero_snr`) takes a square root of ᾱ in building
+its betas, and torch's float32 sqrt (MKL, within 0.75 ulp) is not numpy's (correctly rounded): there ᾱ agrees to
+float32 rounding (within 2**-20), not bit for bit, and the latents to twice the bounds above (on the same ᾱ, to
+the bounds above).
 
 What: `plan(name, schedule, steps)` computes once everything a sampler needs for `steps` steps (a frozen `Plan`);
 `step(plan, i, x, model_output, history)` is one step, a pure function returning the next latent and the new
@@ -41,6 +45,7 @@ class NoiseSchedule:
     beta_start: float = 0.00085
     beta_end: float = 0.012
     prediction: str = "v_prediction"         # what the denoiser predicts: v (Salimans & Ho 2022) or "epsilon"
+    zero_snr: bool = False                   # betas rescaled to zero terminal SNR (Lin et al. 2024): ᾱ_T = 0
 
     def __post_init__(self) -> None:
         if self.beta_schedule not in BETA_SCHEDULES:
@@ -50,10 +55,13 @@ class NoiseSchedule:
             raise ValueError(f"unsupported prediction {self.prediction!r} (choose one of {', '.join(PREDICTIONS)})")
         if type(self.train_timesteps) is not int or self.train_timesteps < 2:
             raise ValueError(f"train_timesteps must be an integer >= 2, not {self.train_timesteps!r}")
+        if type(self.zero_snr) is not bool:
+            raise ValueError(f"zero_snr must be true or false, not {self.zero_snr!r}")
 
     @classmethod
     def from_manifest(cls, scheduler: dict) -> NoiseSchedule:
-        """The schedule a bundle manifest's `scheduler` section names (its plan-specific keys are ignored)."""
+        """The schedule a bundle manifest's `scheduler` section names (its plan-specific keys are ignored; a
+        manifest written before zero terminal SNR has no `zero_snr` and is the schedule it always was)."""
         spacing = scheduler.get("timestep_spacing", "trailing")
         if spacing not in TIMESTEP_SPACINGS:
             raise ValueError(f"unsupported timestep spacing {spacing!r} "
@@ -63,18 +71,37 @@ class NoiseSchedule:
                    beta_schedule=scheduler.get("beta_schedule", d.beta_schedule),
                    beta_start=float(scheduler.get("beta_start", d.beta_start)),
                    beta_end=float(scheduler.get("beta_end", d.beta_end)),
-                   prediction=scheduler.get("prediction", d.prediction))
+                   prediction=scheduler.get("prediction", d.prediction),
+                   zero_snr=scheduler.get("zero_snr", d.zero_snr))
 
     def betas(self) -> np.ndarray:
-        """β_t (T,) float32, bit for bit as diffusers builds them with `torch.linspace` on an AVX2/AVX512 CPU."""
+        """β_t (T,) float32, bit for bit as diffusers builds them with `torch.linspace` on an AVX2/AVX512 CPU
+        (rescaled to zero terminal SNR: to float32 rounding, see the module docstring)."""
         if self.beta_schedule == "scaled_linear":
-            return np.square(_torch_linspace_f32(self.beta_start ** 0.5, self.beta_end ** 0.5, self.train_timesteps))
-        return _torch_linspace_f32(self.beta_start, self.beta_end, self.train_timesteps)
+            betas = np.square(_torch_linspace_f32(self.beta_start ** 0.5, self.beta_end ** 0.5, self.train_timesteps))
+        else:
+            betas = _torch_linspace_f32(self.beta_start, self.beta_end, self.train_timesteps)
+        return _rescale_zero_terminal_snr(betas) if self.zero_snr else betas
 
     def alphas_cumprod(self) -> np.ndarray:
-        """ᾱ_t = Π(1 - β) (T,) float32; the product runs in float64 and rounds each entry, as torch.cumprod does."""
+        """ᾱ_t = Π(1 - β) (T,) float32; the product runs in float64 and rounds each entry, as torch.cumprod does.
+
+        With `zero_snr`, ᾱ_T is 0 exactly (DDIM samples from there); DPM-Solver++ and Euler need a finite σ_T and
+        move it to 2**-24, as diffusers does (`plan`)."""
         alphas = _f32(1.0) - self.betas()                                     # (T,) float32
         return np.cumprod(alphas.astype(np.float64)).astype(np.float32)
+
+
+def _rescale_zero_terminal_snr(betas: np.ndarray) -> np.ndarray:
+    """Betas whose ᾱ_T is 0 and ᾱ_0 unchanged: sqrt(ᾱ) shifted and scaled linearly (Lin et al. 2024, Algorithm 1),
+    in diffusers' `rescale_zero_terminal_snr` float32 arithmetic, op for op."""
+    alphas_cumprod = np.cumprod((_f32(1.0) - betas).astype(np.float64)).astype(np.float32)   # (T,) as torch.cumprod
+    root = np.sqrt(alphas_cumprod)                                            # (T,) sqrt(ᾱ)
+    first, last = root[0], root[-1]
+    root = (root - last) * (first / (first - last))                           # sqrt(ᾱ_T) = 0, sqrt(ᾱ_0) kept
+    alphas_cumprod = root * root
+    alphas = np.concatenate([alphas_cumprod[:1], alphas_cumprod[1:] / alphas_cumprod[:-1]])   # (T,) undo the cumprod
+    return _f32(1.0) - alphas
 
 
 def _torch_linspace_f32(start: float, end: float, steps: int) -> np.ndarray:
@@ -134,10 +161,21 @@ def plan(name: str, schedule: NoiseSchedule, steps: int) -> Plan:
     # diffusers: np.round(np.arange(T, 0, -T / S)) - 1. Its float arange yields one extra step (t = -1) for a few
     # S (61, 103, ...); the first S entries are the same expression, so they are taken and the stray one dropped.
     timesteps = np.round(total + np.arange(steps) * (-total / steps)).astype(np.int64) - 1     # (S,)
+    if schedule.zero_snr and name == "ddim" and schedule.prediction == "epsilon":   # diffusers divides by 0
+        raise ValueError("DDIM on a zero terminal SNR schedule needs a v-prediction model: at ᾱ_T = 0 an epsilon "
+                         "prediction says nothing of x0 (use a v_prediction model, or sample with dpmsolver++)")
     ac = schedule.alphas_cumprod()                                                              # (T,) float32
+    if schedule.zero_snr and name != "ddim":
+        ac[-1] = 2.0 ** -24            # diffusers: near 0 without being 0, so that σ_T is finite
     prev = timesteps - total // steps                 # DDIM's previous timestep (not always timesteps[i + 1])
     alphas_prev = np.where(prev >= 0, ac[np.maximum(prev, 0)], ac[0]).astype(np.float32)  # set_alpha_to_one=False
-    all_sigmas = np.sqrt((_f32(1.0) - ac) / ac)                                                  # (T,) float32
+    with np.errstate(divide="ignore"):                                     # σ_T = inf for DDIM at zero SNR
+        all_sigmas = np.sqrt((_f32(1.0) - ac) / ac)                                              # (T,) float32
+    if schedule.zero_snr and name != "ddim":
+        # σ_T = sqrt(2**24 - 1) lies 2e-12 below a float32 rounding midpoint: numpy rounds it down, torch's sqrt
+        # (MKL, x86) up to 2**12, and σ_T is where Euler's first step cancels two ~4096·|x| terms, so that one
+        # ulp would be 1e-4 in the latent. It is taken as torch on x86 (where the teacher runs) has it.
+        all_sigmas[-1] = 2.0 ** 12
     sigmas = np.concatenate([all_sigmas[timesteps], np.zeros(1, np.float32)])                    # (S + 1,)
     init_sigma = float(sigmas.max()) if name == "euler" else 1.0     # diffusers: σ_max for trailing spacing
     arrays = dict(timesteps=timesteps, alphas=ac[timesteps], alphas_prev=alphas_prev, sigmas=sigmas)

@@ -10,14 +10,15 @@ import torch
 from onnx import numpy_helper
 
 from convert.__main__ import main as convert_main
-from convert.bundle import write_bundle
+from convert.bundle import _scheduler, write_bundle
 from convert.default import install_default
 from convert.gates import GateError, check_fp32, check_variant, run, session, gate_images
 from convert.specs import specs_for
 from igr.config import IGRConfig
 from igr.model import IGRModel
 from igr_edge.errors import BundleError
-from igr_edge.manifest import read_manifest, validation_errors
+from igr_edge.manifest import read_manifest, schema, validation_errors
+from igr_edge.schedulers import NoiseSchedule, plan
 
 ONNX_VARIANTS = ["onnx-fp32", "onnx-int8", "onnx-qdq", "onnx-w8", "onnx-fp16", "ort"]
 
@@ -213,6 +214,21 @@ def test_component_bundle_of_a_multi_step_model(tmp_path):
                                                               "vae_decoder"}
     assert all(f["latent_max_abs_error"] <= 1e-4 for f in
                [manifest["variants"]["onnx-fp32"]["parity"]["vs_torch"]["vae_encoder"]])
+
+
+@pytest.mark.parametrize("zero_snr", (False, True))
+def test_the_manifest_records_zero_snr_and_the_sdk_plans_what_the_graph_bakes_in(zero_snr):
+    cfg = IGRConfig.tiny().replace(guidance_scale=1.0, sampler="ddim", sample_steps=2, zero_snr=zero_snr)
+    section = _scheduler(cfg, 2, single_call=True)           # a 2-step student's: coefficients from diffusers
+    assert section["zero_snr"] is zero_snr
+    assert validation_errors(section, schema()["properties"]["scheduler"], "scheduler") == []
+    p = plan("ddim", NoiseSchedule.from_manifest(section), 2)
+    assert p.timesteps.tolist() == section["timesteps"] == [999, 499]
+    alphas = [*map(float, p.alphas), float(p.alphas_prev[-1])]
+    np.testing.assert_allclose(section["coefficients"], [[a ** 0.5, (1 - a) ** 0.5] for a in alphas], atol=1e-6)
+    assert (section["coefficients"][0] == [0.0, 1.0]) is zero_snr           # t = 999 pure noise: x0 = -v
+    teacher = _scheduler(cfg.replace(sampler="dpmsolver++", sample_steps=4), 4, single_call=False)
+    assert teacher["zero_snr"] is zero_snr and teacher["timesteps"] == [999, 749, 499, 249]
 
 
 @pytest.mark.slow

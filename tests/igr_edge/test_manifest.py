@@ -7,6 +7,7 @@ import pytest
 
 from igr_edge.errors import BundleError
 from igr_edge.manifest import read_manifest
+from igr_edge.schedulers import NoiseSchedule
 
 DEFAULT = Path(__file__).resolve().parents[2] / "igr_edge" / "bundles" / "default"
 
@@ -28,6 +29,7 @@ def _edit(bundle, change):
     (lambda m: m.update(name="../evil"), "does not match"),
     (lambda m: m.update(default_variant="onnx-fp32"), "default_variant"),
     (lambda m: m["scheduler"].update(timesteps=[999]), "timesteps has 1 entries for 2 steps"),
+    (lambda m: m["scheduler"].update(zero_snr="yes"), r"scheduler.zero_snr: expected boolean"),
     (lambda m: m.update(latent=[4, 32]), "latent must be"),
     (lambda m: m["variants"][m["default_variant"]]["files"].update(student="../../x.onnx"), "leaves the bundle"),
     (lambda m: m.update(surprise=1), "unknown field"),
@@ -50,3 +52,14 @@ def test_deep_nesting_and_garbage_are_bundle_errors(bundle):
     (bundle / "manifest.json").unlink()
     with pytest.raises(BundleError, match="no manifest.json"):
         read_manifest(bundle)
+
+
+@pytest.mark.parametrize("zero_snr", (True, False, None))
+def test_the_zero_snr_flag_survives_a_manifest_round_trip(bundle, zero_snr):
+    if zero_snr is not None:                 # None: a manifest written before the key, read as False
+        _edit(bundle, lambda m: m["scheduler"].update(zero_snr=zero_snr))
+    section = read_manifest(bundle, verify=False)["scheduler"]
+    assert ("zero_snr" in section) == (zero_snr is not None)
+    schedule = NoiseSchedule.from_manifest(section)
+    assert schedule.zero_snr is bool(zero_snr)
+    assert bool(schedule.alphas_cumprod()[-1] == 0.0) is bool(zero_snr)  # zero terminal SNR: ᾱ_T = 0

@@ -26,7 +26,7 @@ def diffusers_scheduler(name: str, schedule: NoiseSchedule, steps: int):
     diffusers = pytest.importorskip("diffusers")
     common = dict(num_train_timesteps=schedule.train_timesteps, beta_schedule=schedule.beta_schedule,
                   beta_start=schedule.beta_start, beta_end=schedule.beta_end, prediction_type=schedule.prediction,
-                  timestep_spacing="trailing")
+                  timestep_spacing="trailing", rescale_betas_zero_snr=schedule.zero_snr)
     if name == "ddim":
         sched = diffusers.DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=False)
     elif name == "dpmsolver++":
@@ -77,9 +77,10 @@ def test_plans_are_the_diffusers_schedules(name, steps):
         np.testing.assert_array_max_ulp(p.sigmas, sched.sigmas.numpy(), maxulp=1)
 
 
-@pytest.mark.parametrize("beta_schedule, beta_start, beta_end", [("scaled_linear", 0.00085, 0.012),
-                                                                  ("linear", 0.00085, 0.012),
-                                                                  ("linear", 0.0001, 0.02)])
+BETA_SCHEDULES = [("scaled_linear", 0.00085, 0.012), ("linear", 0.00085, 0.012), ("linear", 0.0001, 0.02)]
+
+
+@pytest.mark.parametrize("beta_schedule, beta_start, beta_end", BETA_SCHEDULES)
 @pytest.mark.parametrize("train_timesteps", (1000, 500, 1024))
 def test_alphas_cumprod_are_diffusers_bit_for_bit(beta_schedule, beta_start, beta_end, train_timesteps):
     schedule = NoiseSchedule(train_timesteps=train_timesteps, beta_schedule=beta_schedule,
@@ -88,7 +89,69 @@ def test_alphas_cumprod_are_diffusers_bit_for_bit(beta_schedule, beta_start, bet
     assert np.array_equal(schedule.alphas_cumprod(), sched.alphas_cumprod.numpy())
 
 
-def assert_parity(ours: np.ndarray, ref: np.ndarray, steps: int) -> None:
+@pytest.mark.parametrize("beta_schedule, beta_start, beta_end", BETA_SCHEDULES)
+@pytest.mark.parametrize("train_timesteps", (1000, 500, 1024))
+def test_zero_snr_betas_are_diffusers_arithmetic_op_for_op(beta_schedule, beta_start, beta_end, train_timesteps,
+                                                           monkeypatch):
+    # diffusers' rescale_zero_terminal_snr, with torch's sqrt (MKL, within 0.75 ulp) made correctly rounded like
+    # numpy's: then the betas are the same bits, so that sqrt is all that separates the two (next test)
+    torch = pytest.importorskip("torch")
+    from diffusers.schedulers.scheduling_ddim import rescale_zero_terminal_snr
+
+    plain = NoiseSchedule(train_timesteps=train_timesteps, beta_schedule=beta_schedule, beta_start=beta_start,
+                          beta_end=beta_end)
+    zero = dataclasses.replace(plain, zero_snr=True)
+    monkeypatch.setattr(torch.Tensor, "sqrt", lambda t: torch.from_numpy(np.sqrt(t.numpy())))
+    assert np.array_equal(zero.betas(), rescale_zero_terminal_snr(torch.from_numpy(plain.betas())).numpy())
+
+
+@pytest.mark.parametrize("beta_schedule, beta_start, beta_end", BETA_SCHEDULES)
+@pytest.mark.parametrize("train_timesteps", (1000, 500, 1024))
+def test_zero_snr_alphas_cumprod_are_diffusers_to_float32_rounding(beta_schedule, beta_start, beta_end,
+                                                                   train_timesteps):
+    schedule = NoiseSchedule(train_timesteps=train_timesteps, beta_schedule=beta_schedule, beta_start=beta_start,
+                             beta_end=beta_end, zero_snr=True)
+    ours, ref = schedule.alphas_cumprod(), diffusers_scheduler("ddim", schedule, 1).alphas_cumprod.numpy()
+    assert ours[-1] == ref[-1] == 0.0                        # zero terminal SNR: t = T is pure noise
+    assert ours[0] == ref[0]                                 # and ᾱ_0 is kept
+    # sqrt(ᾱ) - sqrt(ᾱ_T) cancels, so torch's last-bit sqrt differences grow to a few ulps of 1 (9 at most here)
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=2.0 ** -20)
+
+
+@pytest.mark.parametrize("name", SCHEDULERS)
+@pytest.mark.parametrize("steps", (*STEPS, 3, 7, 1000))
+def test_zero_snr_plans_are_the_diffusers_schedules(name, steps):
+    schedule = NoiseSchedule(zero_snr=True)
+    sched = diffusers_scheduler(name, schedule, steps)
+    p = plan(name, schedule, steps)
+    assert np.array_equal(p.timesteps, sched.timesteps.numpy()[:steps]) and p.timesteps[0] == 999
+    assert p.init_sigma == float(sched.init_noise_sigma)     # Euler: 4096, as torch has it on x86
+    ac = sched.alphas_cumprod.numpy()
+    assert p.alphas[0] == ac[999] == (0.0 if name == "ddim" else 2.0 ** -24)   # DDIM: ᾱ_T = 0, else 2**-24
+    np.testing.assert_allclose(p.alphas, ac[p.timesteps], rtol=0, atol=2.0 ** -20)
+    if name == "ddim":
+        prev = p.timesteps - schedule.train_timesteps // steps
+        ref = [ac[t] if t >= 0 else sched.final_alpha_cumprod.item() for t in prev]
+        np.testing.assert_allclose(p.alphas_prev, ref, rtol=0, atol=2.0 ** -20)
+    else:   # σ_T = 4096 the same; below, ᾱ's relative difference (largest near T) halves in the sqrt
+        assert p.sigmas[0] == float(sched.sigmas[0]) == 4096.0
+        np.testing.assert_allclose(p.sigmas, sched.sigmas.numpy(), rtol=1e-5, atol=0)
+
+
+def test_a_manifest_without_zero_snr_is_the_schedule_it_always_was():
+    section = json.loads((REPO / "igr_edge" / "bundles" / "default" / "manifest.json").read_text())["scheduler"]
+    assert "zero_snr" not in section                         # written before the key existed
+    old = NoiseSchedule.from_manifest(section)
+    assert old.zero_snr is False and old == NoiseSchedule.from_manifest({**section, "zero_snr": False})
+    ref = diffusers_scheduler("ddim", old, 1)                # diffusers without the rescale
+    assert np.array_equal(old.betas(), ref.betas.numpy())
+    assert np.array_equal(old.alphas_cumprod(), ref.alphas_cumprod.numpy())
+    zero = NoiseSchedule.from_manifest({**section, "zero_snr": True})
+    assert zero == dataclasses.replace(old, zero_snr=True) and zero.alphas_cumprod()[-1] == 0.0
+    assert not np.array_equal(zero.alphas_cumprod(), old.alphas_cumprod())
+
+
+def assert_parity(ours: np.ndarray, ref: np.ndarray, steps: int, *, factor: float = 1) -> None:
     # The numpy code repeats diffusers' float32 arithmetic op for op on the same plan constants (above), and most
     # latents come out bit-identical. What it cannot repeat is torch's sqrt/log/exp: they come from MKL, within
     # 0.55 ulp rather than correctly rounded, so now and then a step coefficient differs in its last bit (DDIM at
@@ -97,7 +160,7 @@ def assert_parity(ours: np.ndarray, ref: np.ndarray, steps: int) -> None:
     # epsilon-prediction latents reach ~20 here (and Euler's ~15 σ_max scaling), where one ulp is ~2e-6.
     assert ours.dtype == np.float32 and ours.shape == ref.shape
     err = np.max(np.abs(ours.astype(np.float64) - ref) / np.maximum(1.0, np.abs(ref)))
-    assert err <= max(1e-6, steps * U), f"relative error {err:.3g} after {steps} steps"
+    assert err <= factor * max(1e-6, steps * U), f"relative error {err:.3g} after {steps} steps"
 
 
 @pytest.mark.parametrize("prediction", PREDICTIONS)
@@ -112,6 +175,45 @@ def test_numpy_loop_gives_the_diffusers_latent(name, steps, prediction):
 @pytest.mark.parametrize("name", SCHEDULERS)
 def test_numpy_loop_gives_the_diffusers_latent_on_a_linear_schedule(name):
     schedule = NoiseSchedule(beta_schedule="linear", beta_start=0.0001, beta_end=0.02, train_timesteps=500)
+    ref = diffusers_loop(diffusers_scheduler(name, schedule, 7), noise(1), pseudo_model(1))
+    assert_parity(sample(plan(name, schedule, 7), noise(1), pseudo_model(1)), ref, 7)
+
+
+@pytest.mark.parametrize("steps", STEPS)
+@pytest.mark.parametrize("name", SCHEDULERS)
+def test_numpy_loop_gives_the_diffusers_latent_at_zero_terminal_snr_on_the_same_alphas(name, steps):
+    # the sampler arithmetic, on the same ᾱ (diffusers given numpy's, which differ in last bits: above): the
+    # usual bound. v-prediction only: zero terminal SNR needs it (Lin et al. 2024; DDIM refuses epsilon, below).
+    torch = pytest.importorskip("torch")
+    schedule = NoiseSchedule(zero_snr=True)
+    p = plan(name, schedule, steps)
+    sched = diffusers_scheduler(name, schedule, steps)
+    ac = schedule.alphas_cumprod()                           # (T,) ᾱ_T = 0
+    if name == "ddim":
+        sched.final_alpha_cumprod = torch.tensor(ac[0])
+    else:
+        ac[-1] = 2.0 ** -24
+    sched.alphas_cumprod = torch.from_numpy(ac)
+    sched.set_timesteps(steps)                               # σ again, from these ᾱ
+    ref = diffusers_loop(sched, noise(), pseudo_model())
+    assert_parity(sample(p, noise(), pseudo_model()), ref, steps)
+
+
+@pytest.mark.parametrize("seed", (0, 1))
+@pytest.mark.parametrize("steps", STEPS)
+@pytest.mark.parametrize("name", SCHEDULERS)
+def test_numpy_loop_gives_the_diffusers_latent_at_zero_terminal_snr(name, steps, seed):
+    # end to end against diffusers' own ᾱ: twice the usual bound, for their last-bit differences (2.3e-6 relative
+    # at most: DPM-Solver++, 50 steps)
+    schedule = NoiseSchedule(zero_snr=True)
+    ref = diffusers_loop(diffusers_scheduler(name, schedule, steps), noise(seed), pseudo_model(seed))
+    assert_parity(sample(plan(name, schedule, steps), noise(seed), pseudo_model(seed)), ref, steps, factor=2)
+
+
+@pytest.mark.parametrize("name", SCHEDULERS)
+def test_numpy_loop_gives_the_diffusers_latent_at_zero_terminal_snr_on_a_linear_schedule(name):
+    schedule = NoiseSchedule(beta_schedule="linear", beta_start=0.0001, beta_end=0.02, train_timesteps=500,
+                             zero_snr=True)
     ref = diffusers_loop(diffusers_scheduler(name, schedule, 7), noise(1), pseudo_model(1))
     assert_parity(sample(plan(name, schedule, 7), noise(1), pseudo_model(1)), ref, 7)
 
@@ -188,6 +290,8 @@ def test_sample_is_a_function_of_its_inputs(name):
     (lambda: NoiseSchedule(beta_schedule="squaredcos_cap_v2"), "choose one of scaled_linear, linear"),
     (lambda: NoiseSchedule(prediction="sample"), "choose one of v_prediction, epsilon"),
     (lambda: NoiseSchedule.from_manifest({"timestep_spacing": "leading"}), "choose one of trailing"),
+    (lambda: NoiseSchedule.from_manifest({"zero_snr": "true"}), "zero_snr must be true or false, not 'true'"),
+    (lambda: plan("ddim", NoiseSchedule(prediction="epsilon", zero_snr=True), 4), "needs a v-prediction model"),
     (lambda: step(plan("ddim", NoiseSchedule(), 2), 2, noise(), noise()), "outside this 2-step plan"),
 ])
 def test_bad_arguments_raise_a_one_line_value_error(call, message):
