@@ -1,0 +1,40 @@
+"""Measured tries side by side: real evaluations of tiny models, paired against one of them."""
+import json
+
+import torch
+
+from igr.baseline import main as baseline_main
+from igr.compare import main as compare_main
+from igr.config import IGRConfig
+from igr.eval import main as eval_main
+from igr.model import IGRModel
+from igr.probe import main as probe_main
+
+
+def test_compare_tables_paired_diffs_swap_tests_curves_and_grid(tmp_path):
+    torch.manual_seed(0)
+    IGRModel(IGRConfig.tiny().replace(zero_snr=True, aligned_prior=True)).save_pretrained(tmp_path / "prior")
+    assert baseline_main(["--from-prior", str(tmp_path / "prior"), "--out", str(tmp_path / "base")]) == 0
+    common = ["--features", str(tmp_path / "prior"), "--n", "4", "--batch", "2", "--boot", "10"]
+    assert eval_main(["--model", str(tmp_path / "prior"), "--out", str(tmp_path / "e" / "prior"), "--steps", "2",
+                      "--references", *common]) == 0
+    assert eval_main(["--model", str(tmp_path / "base"), "--out", str(tmp_path / "e" / "base"), *common]) == 0
+    assert probe_main(["--model", str(tmp_path / "prior"), "--n", "3", "--out", str(tmp_path / "e" / "probe")]) == 0
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text("".join(json.dumps({"step": s, "val_ssim": 0.1 * s, "val_mask_iou": 0.2 * s}) + "\n"
+                                           for s in (1, 2, 3)))
+    out = tmp_path / "out" / "tries"
+    assert compare_main(["--eval", f"prior={tmp_path / 'e' / 'prior.json'}", "--eval",
+                         f"baseline={tmp_path / 'e' / 'base.json'}", "--against", "baseline",
+                         "--probe", f"prior={tmp_path / 'e' / 'probe.json'}", "--run", f"prior={run}",
+                         "--model", f"prior={tmp_path / 'prior'}", "--model", f"baseline={tmp_path / 'base'}",
+                         "--out", str(out)]) == 0
+    rep = json.loads(out.with_suffix(".json").read_text())
+    assert set(rep["rows"]) == {"prior", "baseline"} and set(rep["diffs"]) == {"prior"}
+    assert {"ssim_mask", "mask_iou", "delta_e", "fd"} <= set(rep["diffs"]["prior"])
+    md = out.with_suffix(".md").read_text()
+    assert "| prior | 4 |" in md and "Swap test, prior" in md and "yardstick: blank" in md
+    assert (tmp_path / "out" / "tries-curves.png").is_file() and (tmp_path / "out" / "tries-grid.png").is_file()
+    assert compare_main(["--eval", f"prior={tmp_path / 'e' / 'prior.json'}", "--against", "nobody",
+                         "--out", str(out)]) == 2
