@@ -8,7 +8,7 @@
 #
 #   scripts/train-teacher-zsnr.sh [RUNS_DIR]     (default runs/)
 #
-# Each run writes a compact checkpoint (fp16 weights + EMA, frozen parts linked to models/teacher-small) to
+# Each run writes a compact checkpoint (its EMA in fp16, frozen parts linked to models/teacher-small) to
 # models/checkpoints/NAME at every checkpoint, overwritten: commit it, and a fresh clone's next run resumes it
 # (--resume-compact) where RUNS_DIR has no full checkpoint. Budgets: STEPS (default 4500), CACHE_N (8000).
 set -euo pipefail

@@ -25,22 +25,36 @@ def _pair(text: str) -> tuple[int, int]:
 
 def _overrides(items: list[str], cls: type | None = None, flag: str = "--set") -> dict:
     """FIELD=VALUE pairs for dataclass `cls` (default StageConfig), values parsed as JSON where they parse
-    (numbers, booleans, null, lists), else strings."""
+    (numbers, booleans, null, lists), else strings. A field of a nested config dataclass is named with a dot
+    (`encoder.backbone=efficientnet-lite0`) and comes back nested ({"encoder": {"backbone": ...}}), the form
+    `IGRConfig.replace` takes."""
     import dataclasses as dc
 
     from .config import StageConfig
 
-    fields = {f.name for f in dc.fields(cls or StageConfig) if not dc.is_dataclass(f.default_factory)}
-    out = {}
+    cls = cls or StageConfig
+    nested = {f.name: f.default_factory for f in dc.fields(cls) if dc.is_dataclass(f.default_factory)}
+    fields = {f.name for f in dc.fields(cls)} - set(nested)
+    out: dict = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or key not in fields:
-            raise ValueError(f"{flag} {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(sorted(fields))}")
+        section, dot, name = key.partition(".")
+        if not sep or not (key in fields or (dot and section in nested)):
+            sections = f"; or SECTION.FIELD for SECTION one of {', '.join(sorted(nested))}" if nested else ""
+            raise ValueError(f"{flag} {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(sorted(fields))}"
+                             f"{sections}")
+        if dot and name not in {f.name for f in dc.fields(nested[section])}:
+            raise ValueError(f"{flag} {item!r}: {section} has no field {name!r} (its fields: "
+                             f"{', '.join(f.name for f in dc.fields(nested[section]))})")
         try:
             parsed = json.loads(value)
         except json.JSONDecodeError:
             parsed = value
-        out[key] = tuple(parsed) if isinstance(parsed, list) else parsed
+        parsed = tuple(parsed) if isinstance(parsed, list) else parsed
+        if dot:
+            out.setdefault(section, {})[name] = parsed
+        else:
+            out[key] = parsed
     return out
 
 
@@ -53,10 +67,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--init", help="model folder to start from (the previous stage's OUT/final)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint exactly")
     p.add_argument("--resume-compact", metavar="DIR", dest="resume_compact",
-                   help="continue from a compact checkpoint (--compact-to of an earlier run): weights, EMA and step; "
+                   help="continue from a compact checkpoint (--compact-to of an earlier run): its EMA and step; "
                         "AdamW restarts under a re-warm-up")
     p.add_argument("--compact-to", metavar="DIR", dest="compact_to",
-                   help="also write a compact checkpoint here at every checkpoint (fp16 weights + EMA, overwritten; "
+                   help="also write a compact checkpoint here at every checkpoint (the EMA in fp16, overwritten; "
                         "components equal to --init's files are linked), small enough to commit")
     p.add_argument("--steps", type=int)
     p.add_argument("--batch", type=int)
@@ -70,8 +84,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
                    help="override stage-config fields, e.g. --set low_res_fraction=0 timestep_power=1")
     p.add_argument("--model-set", nargs="+", default=[], metavar="FIELD=VALUE", dest="model_set",
-                   help="change model-config fields (top level of config.json), e.g. --model-set zero_snr=true "
-                        "aligned_prior=true; from --init, weights carry over wherever they fit")
+                   help="change model-config fields, e.g. --model-set zero_snr=true aligned_prior=true, or a nested "
+                        "one with a dot: encoder.backbone=efficientnet-lite0; from --init, weights carry over "
+                        "wherever they fit (a pretrained tower comes from its package)")
     p.add_argument("--sample-every", type=int, dest="sample_every")
     p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
     return p
@@ -114,7 +129,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m igr.train: error: --model-set applies to the diffusion stages, not {args.stage}",
               file=sys.stderr)
         return 2
-    model = build_model(args.preset, args.init, cfg.seed, stage=args.stage, model_changes=model_changes)
+    try:
+        model = build_model(args.preset, args.init, cfg.seed, stage=args.stage, model_changes=model_changes)
+    except (ValueError, TypeError) as e:       # a --model-set value the config refuses (ConfigError is one)
+        print(f"python -m igr.train: error: --model-set: {e}", file=sys.stderr)
+        return 2
+    if args.stage == "encoder" and model.image_encoder.cfg.backbone != "clip":
+        print(f"python -m igr.train: error: {args.init} has the pretrained {model.image_encoder.cfg.backbone} tower, "
+              "which the encoder stage does not train: start the coarse stage from it", file=sys.stderr)
+        return 2
     if args.paths is not None:
         model.config = model.config.replace(use_low=args.paths != "high", use_high=args.paths != "low")
     trainer = Trainer(model, cfg, out)

@@ -1,13 +1,15 @@
 """`python -m igr.train.cache --model runs/encoder/final --out cache/train`: frozen features of training pairs.
 
-Once the VAE and the CLIP tower are frozen, a diffusion step needs only, per pair, the person latent,
-the garment latent and the CLIP embedding of the person. Computing them once (this command) instead
+Once the VAE and the image tower are frozen, a diffusion step needs only, per pair, the person latent,
+the garment latent and the tower's embedding of the person. Computing them once (this command) instead
 of every step removes SynthGarment generation and VAE encoding from the training loop. The cache is
-tied to the weights it was made with: `meta.json` records a digest of the VAE and CLIP tower, and a
-stage refuses a cache whose digests differ from its model's.
+tied to the weights it was made with: `meta.json` records a digest of the VAE and of the image tower
+(key "clip" for our CLIP tower, "efficientnet-lite0" for that one, whose digest also covers the grid
+and input size that shape its embedding), and a stage refuses a cache whose digests differ from its model's.
 
 Layout (one folder per training size):  OUT/meta.json, OUT/<H>x<W>.safetensors with
-  person_latent (N, 4, h, w) fp16, garment_latent (N, 4, h, w) fp16, person_embed (N, E) fp32,
+  person_latent (N, 4, h, w) fp16, garment_latent (N, 4, h, w) fp16, person_embed (N, E) fp32 (E: 128 for
+  the small CLIP tower, 320 per cell for efficientnet-lite0: 3840 at a 4x3 grid, ~15 KB a pair),
   quality (N,) fp32, index (N,) int64 (SynthGarment train item).
 """
 from __future__ import annotations
@@ -28,9 +30,9 @@ from ..files import atomic_folder
 KEYS = ("person_latent", "garment_latent", "person_embed")
 
 
-def digest(module: nn.Module) -> str:
-    """SHA-256 (16 hex) over a module's weights (as fp32)."""
-    h = hashlib.sha256()
+def digest(module: nn.Module, salt: str = "") -> str:
+    """SHA-256 (16 hex) over a module's weights (as fp32), after `salt` when given."""
+    h = hashlib.sha256(salt.encode())
     for k, v in sorted(module.state_dict().items()):
         h.update(k.encode())
         h.update(v.detach().float().cpu().numpy().tobytes())
@@ -38,10 +40,13 @@ def digest(module: nn.Module) -> str:
 
 
 def frozen_digests(model: nn.Module) -> dict[str, str]:
-    """Digests of the frozen parts a cache depends on: the VAE and (IGR models) the CLIP tower."""
+    """Digests of the frozen parts a cache depends on: the VAE and (IGR models) the image tower, keyed by its
+    backbone ("clip" as ever); a pretrained tower's digest also covers the cells and input size it embeds at."""
     out = {"vae": digest(model.vae)}
     if hasattr(model, "image_encoder"):
-        out["clip"] = digest(model.image_encoder.clip)
+        cfg = model.image_encoder.cfg
+        salt = "" if cfg.backbone == "clip" else f"grid {list(cfg.grid)} input {list(cfg.input_size)}"
+        out[cfg.backbone] = digest(model.image_encoder.tower, salt)
     return out
 
 
@@ -94,6 +99,9 @@ class LatentCache:
             raise FileNotFoundError(f"{folder} is not a latent cache (no meta.json; make one with python -m igr.train.cache)")
         self.meta = json.loads(meta_path.read_text())
         for part, value in (expect or {}).items():
+            if part not in self.meta["digests"]:
+                raise ValueError(f"{folder} was made with another image tower (digests of {', '.join(self.meta['digests'])}; "
+                                 f"this model needs {part}): rebuild it from this stage's --init model")
             if self.meta["digests"].get(part) != value:
                 raise ValueError(f"{folder} was made with other {part} weights (digest {self.meta['digests'].get(part)}, "
                                  f"this model {value}): rebuild it from this stage's --init model")
@@ -128,7 +136,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m igr.train.cache", description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True, help="model folder with the frozen VAE and CLIP tower (encoder stage's final)")
+    p.add_argument("--model", required=True, help="model folder with the frozen VAE and image tower (encoder stage's final)")
     p.add_argument("--out", required=True)
     p.add_argument("--n", type=lambda s: [int(x) for x in s.split(",")], default=[12_000, 8_000],
                    help="train pairs per size: one count, or one per size (comma-separated)")

@@ -98,12 +98,17 @@ def trainable_modules(model: IGRModel, stage: str) -> list[nn.Module]:
     if stage == "vae":
         return [model.vae]
     if stage == "encoder":
+        backbone = model.image_encoder.cfg.backbone
+        if backbone != "clip":
+            raise ValueError(f"the encoder stage pretrains a CLIP tower contrastively; this model's tower is "
+                             f"{backbone}, pretrained and frozen: skip the encoder stage (start the coarse stage "
+                             f"from the VAE stage's model with --model-set encoder.backbone={backbone})")
         return [model.image_encoder.clip]
     if stage == "baseline":
         return [model.unet]
-    # diffusion stages: both extractors' trainable parts, the denoiser and the aligned prior; VAE and CLIP frozen
+    # diffusion stages: both extractors' trainable parts, the denoiser and the aligned prior; VAE and tower frozen
     prior = [model.prior] if model.prior is not None else []
-    return [model.garmnet, model.denoiser, model.image_encoder.proj, model.image_encoder.norm, *prior]
+    return [model.garmnet, model.denoiser, *model.image_encoder.projection(), *prior]
 
 
 class StageLoss(nn.Module):
@@ -231,21 +236,23 @@ class Trainer:
         return dest
 
     def save_compact(self, dest: str | Path, *, share_with: str | Path | None = None) -> Path:
-        """A checkpoint small enough to commit: fp16 weights and EMA (components equal to `share_with`'s files
-        linked, not copied), the step and the stage config; no optimizer state. `load_compact` resumes it."""
+        """A checkpoint small enough to commit: the EMA weights in fp16 (the raw weights where a stage keeps no
+        EMA; components equal to `share_with`'s files linked, not copied), the step and the stage config; no
+        optimizer state. `load_compact` resumes it, both the weights and the EMA from it."""
         dest = Path(dest)
         if not self.acc.is_main_process:
             return dest
         with atomic_folder(dest) as tmp:
-            self.model.save_pretrained(tmp / "model", dtype=torch.float16, share_with=share_with)
-            if self.ema is not None:
-                self.ema.save_pretrained(tmp / "ema", dtype=torch.float16, share_with=share_with)
+            kept = self.ema if self.ema is not None else self.model
+            kept.save_pretrained(tmp / ("ema" if self.ema is not None else "model"), dtype=torch.float16,
+                                 share_with=share_with)
             (tmp / "trainer.json").write_text(json.dumps(
                 {"step": self.step, "stage": self.cfg.to_dict(), "compact": True}, indent=1) + "\n")
         return dest
 
     def _load_weights(self, folder: Path) -> dict:
-        """The checks and weights both resume paths share: same stage and schedule, same garment paths."""
+        """The checks and weights both resume paths share: same stage and schedule, same garment paths. A compact
+        checkpoint may hold only one of model/ and ema/: then both start from it."""
         meta = json.loads((folder / "trainer.json").read_text())
         if meta["stage"]["stage"] != self.cfg.stage:
             raise ValueError(f"{folder} is a {meta['stage']['stage']!r} checkpoint, this run trains {self.cfg.stage!r}")
@@ -255,15 +262,17 @@ class Trainer:
             raise ValueError(f"{folder} was trained with other settings ({', '.join(f'{k}: {saved.get(k)} -> {now[k]}' for k in changed)}); "
                              "resuming would change the schedule mid-run: start a new run instead")
         load = type(self.model).from_pretrained
-        saved_model = load(folder / "model")
+        weights = folder / "model" if (folder / "model").is_dir() else folder / "ema"
+        saved_model = load(weights)
         paths = lambda c: (getattr(c, "use_low", True), getattr(c, "use_high", True),
-                           getattr(c, "aligned_prior", False), getattr(c, "zero_snr", False))
+                           getattr(c, "aligned_prior", False), getattr(c, "zero_snr", False),
+                           getattr(getattr(c, "encoder", None), "backbone", "clip"))
         if paths(saved_model.config) != paths(self.model.config):
-            raise ValueError(f"{folder} was trained with (low, high, aligned_prior, zero_snr) = "
+            raise ValueError(f"{folder} was trained with (low, high, aligned_prior, zero_snr, backbone) = "
                              f"{paths(saved_model.config)}, this run has {paths(self.model.config)}")
         _copy_weights(saved_model, self.model)
         if self.ema is not None:
-            _copy_weights(load(folder / "ema"), self.ema)
+            _copy_weights(load(folder / "ema") if (folder / "ema").is_dir() else saved_model, self.ema)
         return meta
 
     def load_compact(self, folder: str | Path) -> None:

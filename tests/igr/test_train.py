@@ -261,8 +261,9 @@ def test_a_compact_checkpoint_links_frozen_parts_and_resumes_at_its_step(tmp_pat
     assert train_main(common + ["--out", str(tmp_path / "b"), "--compact-to", str(compact)]) == 0
     meta = json.loads((compact / "trainer.json").read_text())
     assert meta["step"] == 4 and meta["compact"]
-    links = json.loads((compact / "model" / "shared.json").read_text())
-    assert "vae" in links and not (compact / "model" / "vae.safetensors").exists()   # frozen: linked to --init
+    assert not (compact / "model").exists()                                       # the EMA alone is kept
+    links = json.loads((compact / "ema" / "shared.json").read_text())
+    assert "vae" in links and not (compact / "ema" / "vae.safetensors").exists()     # frozen: linked to --init
     from safetensors.torch import load_file
     assert all(v.dtype == torch.float16 for v in load_file(str(compact / "ema" / "denoiser.safetensors")).values()
                if v.is_floating_point())
@@ -273,6 +274,9 @@ def test_a_compact_checkpoint_links_frozen_parts_and_resumes_at_its_step(tmp_pat
     trainer = Trainer(build_model("tiny", init, 0), cfg, tmp_path / "c")
     trainer.load_compact(compact)
     assert trainer.step == 4
+    ema = IGRModel.from_pretrained(compact / "ema")
+    for model in (trainer.model, trainer.ema):                                    # both start from the EMA
+        assert torch.equal(model.denoiser.unet.conv_in.weight, ema.denoiser.unet.conv_in.weight)
     result = trainer.run(progress=False)
     assert result.step == 6
     rows = [json.loads(line) for line in (tmp_path / "c" / "log.jsonl").read_text().splitlines()]
