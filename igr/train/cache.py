@@ -100,8 +100,9 @@ class LatentCache:
         self.meta = json.loads(meta_path.read_text())
         for part, value in (expect or {}).items():
             if part not in self.meta["digests"]:
-                raise ValueError(f"{folder} was made with another image tower (digests of {', '.join(self.meta['digests'])}; "
-                                 f"this model needs {part}): rebuild it from this stage's --init model")
+                made = ", ".join(self.meta["digests"])
+                raise ValueError(f"{folder} was made with another image tower (digests of {made}; this model needs "
+                                 f"{part}): rebuild it from this stage's --init model")
             if self.meta["digests"].get(part) != value:
                 raise ValueError(f"{folder} was made with other {part} weights (digest {self.meta['digests'].get(part)}, "
                                  f"this model {value}): rebuild it from this stage's --init model")

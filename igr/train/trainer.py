@@ -268,7 +268,8 @@ class Trainer:
                            getattr(c, "aligned_prior", False), getattr(c, "zero_snr", False),
                            getattr(getattr(c, "encoder", None), "backbone", "clip"))
         if paths(saved_model.config) != paths(self.model.config):
-            raise ValueError(f"{folder} was trained with (low, high, aligned_prior, zero_snr, backbone) = "
+            raise ValueError(f"{folder} was trained with other garment paths: (low, high, aligned_prior, zero_snr, "
+                             f"backbone) = "
                              f"{paths(saved_model.config)}, this run has {paths(self.model.config)}")
         _copy_weights(saved_model, self.model)
         if self.ema is not None:
@@ -533,8 +534,9 @@ def build_model(preset: str, init: str | Path | None, seed: int, *, stage: str =
                 model_changes: dict | None = None):
     """A fresh model of `preset` (seeded) or the previous stage's folder; the baseline takes the VAE from `init`.
 
-    `model_changes`: IGRConfig fields to change (e.g. zero_snr, aligned_prior); from `init`, the new model
-    starts from its weights wherever they fit (`IGRModel.transplant`)."""
+    `model_changes`: IGRConfig fields to change (e.g. zero_snr, aligned_prior; a nested config's as a dict,
+    {"encoder": {"backbone": "efficientnet-lite0"}}); from `init`, the new model starts from its weights wherever
+    they fit (`IGRModel.transplant`), and a pretrained image tower from its package."""
     torch.manual_seed(seed)
     if model_changes and stage != "baseline":
         base = IGRModel.from_pretrained(init) if init is not None else None
