@@ -72,6 +72,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--compact-to", metavar="DIR", dest="compact_to",
                    help="also write a compact checkpoint here at every checkpoint (the EMA in fp16, overwritten; "
                         "components equal to --init's files are linked), small enough to commit")
+    p.add_argument("--until", type=int, metavar="STEP",
+                   help="stop after this step (a checkpoint holds it; --resume goes on) without changing the schedule "
+                        "of --steps: equal-budget tries on the schedule of a longer run")
     p.add_argument("--steps", type=int)
     p.add_argument("--batch", type=int)
     p.add_argument("--lr", type=float)
@@ -157,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     (out / "stage.json").write_text(json.dumps(
         {"stage": dataclasses.asdict(cfg), "init": args.init, "preset": args.preset, "model_changes": model_changes},
         indent=1))
-    result = trainer.run()
+    if args.until is not None and args.until < 1:
+        print("python -m igr.train: error: --until must be a positive step", file=sys.stderr)
+        return 2
+    result = trainer.run(until=args.until)
     print(f"{args.stage}: step {result.step}, last loss {result.last_loss:.4f}; final weights: {result.final}")
     return 0
 

@@ -382,6 +382,10 @@ class Trainer:
         if self.step >= cfg.steps:
             self.save_checkpoint()
             final = self.write_final()
+        elif until is not None and self.step >= until and not (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
+            self.save_checkpoint()                # stopped early on purpose: the checkpoint holds that step
+            if self.compact_to is not None:
+                self.save_compact(self.compact_to[0], share_with=self.compact_to[1])
         return TrainResult(self.step, final, last)
 
     def result_model(self) -> IGRModel:

@@ -283,3 +283,15 @@ def test_a_compact_checkpoint_links_frozen_parts_and_resumes_at_its_step(tmp_pat
     assert [r["step"] for r in rows] == [5, 6] and rows[0]["lr"] < learning_rate(cfg, 4)   # re-warm-up
     with pytest.raises(ValueError, match="compact"):
         trainer.load_checkpoint(compact)
+
+
+def test_until_stops_early_on_the_longer_schedule_and_resume_goes_on(tmp_path):
+    out = tmp_path / "run"
+    args = ["--stage", "coarse", "--preset", "tiny", "--out", str(out), "--steps", "6", "--checkpoint-every", "4",
+            "--set", "log_every=1"]
+    assert train_main(args + ["--until", "3"]) == 0
+    meta = json.loads((out / CHECKPOINT / "trainer.json").read_text())
+    assert meta["step"] == 3 and meta["stage"]["steps"] == 6 and not (out / "final").exists()
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert rows[-1]["lr"] == learning_rate(StageConfig.from_dict(meta["stage"]), 2)   # the 6-step schedule
+    assert train_main(args + ["--resume"]) == 0 and (out / "final" / "config.json").is_file()
