@@ -2,7 +2,7 @@
 # After scripts/train-teacher-zsnr.sh: test-split evaluations of the tries and reports/teacher-zsnr.{md,json}.
 #
 #   scripts/evaluate-teacher-zsnr.sh [RUNS_DIR]
-#   N (test pairs for the final rows, default 256), TRY_N (for the equal-budget tries at step 2000, default 128)
+#   N (test pairs for the final rows, default 256), TRY_N (for the equal-budget tries at step 1500, default 128)
 #
 # Every model samples with its config's sampler (dpmsolver++, 50 steps, guidance 2, from teacher-small's sweep);
 # FD_garm lives in teacher-small's CLIP embedding for every row (one feature space).
@@ -26,20 +26,20 @@ probe() {  # probe NAME MODEL_DIR
         "$PY" -m igr.probe --model "$2" --n 64 --out "$EVALS/probe-$1" > /dev/null
 }
 
-# equal budget: 2,000 full-size steps each, the same schedule and data order
+# equal budget: 1,500 full-size steps each, the same schedule and data order
 for try in igr igr-effnet igr-prior; do
-    evaluate "$try-2000" "$RUNS/$try-at-2000" "$TRY_N"
-    probe "$try-2000" "$RUNS/$try-at-2000"
+    evaluate "$try-1500" "$RUNS/$try-at-1500" "$TRY_N"
+    probe "$try-1500" "$RUNS/$try-at-1500"
 done
-"$PY" -m igr.baseline --from-prior "$RUNS/igr-prior-at-2000" --out "$RUNS/baseline-at-2000" > /dev/null
-evaluate baseline-2000 "$RUNS/baseline-at-2000" "$TRY_N"
-"$PY" -m igr.compare --title "Zero-SNR tries at equal budget (2,000 full-size steps each)" --against baseline \
-    --eval "igr=$EVALS/igr-2000.json" --eval "igr-effnet=$EVALS/igr-effnet-2000.json" \
-    --eval "igr-prior=$EVALS/igr-prior-2000.json" --eval "baseline=$EVALS/baseline-2000.json" \
-    --probe "igr=$EVALS/probe-igr-2000.json" --probe "igr-effnet=$EVALS/probe-igr-effnet-2000.json" \
-    --probe "igr-prior=$EVALS/probe-igr-prior-2000.json" \
+"$PY" -m igr.baseline --from-prior "$RUNS/igr-prior-at-1500" --out "$RUNS/baseline-at-1500" > /dev/null
+evaluate baseline-1500 "$RUNS/baseline-at-1500" "$TRY_N"
+"$PY" -m igr.compare --title "Zero-SNR tries at equal budget (1,500 full-size steps each)" --against baseline \
+    --eval "igr=$EVALS/igr-1500.json" --eval "igr-effnet=$EVALS/igr-effnet-1500.json" \
+    --eval "igr-prior=$EVALS/igr-prior-1500.json" --eval "baseline=$EVALS/baseline-1500.json" \
+    --probe "igr=$EVALS/probe-igr-1500.json" --probe "igr-effnet=$EVALS/probe-igr-effnet-1500.json" \
+    --probe "igr-prior=$EVALS/probe-igr-prior-1500.json" \
     --run "igr=$RUNS/igr" --run "igr-effnet=$RUNS/igr-effnet" --run "igr-prior=$RUNS/igr-prior" \
-    --out reports/tries-2000
+    --out reports/tries-1500
 
 # the finished run beside the regression baseline (its own prior, same steps) and the first teacher
 FINAL="$RUNS/igr-prior/final"
