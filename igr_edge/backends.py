@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import os
 import platform
+import re
+import sys
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -44,23 +47,56 @@ class Backend(Protocol):
     def session(self, path: Path, *, threads: int | None = None) -> Session: ...
 
 
+class MixedBuildsWarning(RuntimeWarning):
+    """Two onnxruntime builds are installed side by side (they write the same files and break each other)."""
+
+
 def _ort():
+    _warn_if_mixed()
     import onnxruntime
 
     return onnxruntime
 
 
-def installed_builds() -> dict[str, str]:
-    """The onnxruntime distributions installed (more than one shadow each other and break both)."""
+@lru_cache(maxsize=1)
+def _warn_if_mixed() -> None:
+    """Once per process, when the SDK first reaches for onnxruntime: say so if two builds are installed."""
+    mixed = mixed_builds_reason(installed_builds())
+    if mixed:
+        warnings.warn(f"igr_edge: {mixed}", MixedBuildsWarning, stacklevel=3)
+
+
+def installed_builds(path: list[str] | None = None) -> dict[str, str]:
+    """The installed distributions that ship the `onnxruntime` import package (onnxruntime, onnxruntime-gpu,
+    -directml, -openvino, ort-nightly, ...), name -> version: more than one shadow each other and break both.
+    `path` is where to look (default sys.path; the tests pass a folder of dist-info records). Only records named
+    like a build are read, so this costs about a millisecond, not the tens that reading every package's take."""
     from importlib import metadata
 
-    builds = {}
-    for dist in ("onnxruntime", "onnxruntime-gpu", "onnxruntime-silicon", "onnxruntime-directml", "onnxruntime-openvino"):
+    builds: dict[str, str] = {}
+    for entry in sys.path if path is None else path:
         try:
-            builds[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return builds
+            records = sorted(f for f in Path(entry or ".").iterdir() if f.suffix in (".dist-info", ".egg-info")
+                             and f.name.lower().replace("-", "_").startswith(("onnxruntime", "ort_nightly")))
+        except OSError:                                 # a missing folder, a zip
+            continue
+        for record in records:
+            dist = metadata.PathDistribution(record)
+            try:
+                name = re.sub(r"[-_.]+", "-", dist.metadata["Name"] or "").lower()
+                if name and _ships_onnxruntime(dist):
+                    builds.setdefault(name, dist.version)
+            except Exception:                           # a record left half-written (an interrupted uninstall)
+                continue
+    return dict(sorted(builds.items()))
+
+
+def _ships_onnxruntime(dist) -> bool:
+    """Whether the distribution installs the `onnxruntime` package (onnxruntime-extensions, -genai do not)."""
+    top = dist.read_text("top_level.txt")
+    if top is not None:
+        return "onnxruntime" in top.split()
+    return any(f.parts[:1] == ("onnxruntime",) for f in dist.files or ())
 
 
 def mixed_builds_reason(builds: dict[str, str]) -> str | None:
@@ -101,7 +137,7 @@ class OrtBackend:
         try:
             ort = _ort()
         except ImportError as e:
-            return f"onnxruntime does not import ({e}); pip install onnxruntime"
+            return mixed_builds_reason(installed_builds()) or f"onnxruntime does not import ({e}); pip install onnxruntime"
         listed = self.providers() if self.providers else ort.get_available_providers()
         if self.provider not in listed:
             mixed = mixed_builds_reason(installed_builds())

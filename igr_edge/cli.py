@@ -125,33 +125,35 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     """`igr-edge doctor`: Python, ONNX Runtime's build and providers, each backend and why."""
     import platform
+    import warnings
 
     import numpy
     import PIL
 
-    from .backends import available_backends, installed_builds, mixed_builds_reason
+    from .backends import MixedBuildsWarning, available_backends, installed_builds, mixed_builds_reason
 
     print(f"igr-edge     {__version__}")
     print(f"python       {platform.python_version()} ({platform.system()} {platform.machine()})")
     print(f"numpy        {numpy.__version__}")
     print(f"pillow       {PIL.__version__}")
     builds = installed_builds()
+    mixed = mixed_builds_reason(builds)
     try:
         import onnxruntime as ort
     except ImportError as e:
-        print(f"onnxruntime  not importable ({e}); install it with: pip install onnxruntime")
+        print(f"onnxruntime  not importable ({e}); " + (mixed or "install it with: pip install onnxruntime"))
         return 1
     print(f"onnxruntime  {ort.__version__} (installed: {', '.join(f'{d} {v}' for d, v in builds.items()) or 'unknown'})")
     print(f"providers    {', '.join(ort.get_available_providers())}")
     print("             (listed by the build; a backend counts only once a real session gets its provider)")
-    status = 0
-    mixed = mixed_builds_reason(builds)
     if mixed:
         print(f"warning      {mixed}")
-        status = 1
-    for b in available_backends():
+    with warnings.catch_warnings():                    # said once above, not again as a Python warning
+        warnings.simplefilter("ignore", MixedBuildsWarning)
+        statuses = available_backends()
+    for b in statuses:
         print(f"backend      {b.name:<7} {'available' if b.available else 'unavailable: ' + str(b.reason)}")
-    return status
+    return 1 if mixed else 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -3,7 +3,9 @@
 guidance, plus their model folders.
 
 Exporting them takes ~3 minutes here, so they are kept in .cache/test-bundles/<key>/, the key hashing every
-source file that shapes them (a change to the model, the converters or this file builds them afresh)."""
+source file that shapes them (a change to the model, the converters or this file builds them afresh).
+`python -m tests.tiny_bundles` builds them (needs torch) and prints the folder: `make test-compat` does so with .venv,
+then runs the SDK tests in a venv without torch, where the fixture finds them cached."""
 from __future__ import annotations
 
 import hashlib
@@ -63,3 +65,15 @@ def _build(root: Path) -> None:
     teacher = IGRConfig.tiny().replace(guidance_scale=2.0, sampler="dpmsolver++", sample_steps=4)
     IGRModel(teacher).save_pretrained(root / "models" / "teacher")
     write_bundle(root / "models" / "teacher", root / "teacher", variants=["onnx-fp32"], gate_n=4, progress=False)
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        class _Mktemp:                                 # what tiny_bundles needs of pytest's tmp_path_factory
+            def mktemp(self, name: str) -> Path:
+                (Path(tmp) / name).mkdir()
+                return Path(tmp) / name
+
+        print(tiny_bundles(_Mktemp())["student"].parent)

@@ -97,6 +97,58 @@ def test_a_broken_mix_of_onnxruntime_builds_says_how_to_fix_it(monkeypatch):
     assert "shadow each other" in reason and "pip uninstall -y onnxruntime onnxruntime-gpu" in reason
 
 
+MIX = {"onnxruntime": "1.32.0", "onnxruntime-gpu": "1.31.1"}
+
+
+def dist_info(folder, name: str, version: str, *, top_level: str = "onnxruntime") -> None:
+    """An installed distribution's record, as pip writes it (METADATA and top_level.txt)."""
+    record = folder / f"{name.replace('-', '_')}-{version}.dist-info"
+    record.mkdir()
+    (record / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (record / "top_level.txt").write_text(f"{top_level}\n")
+
+
+def test_the_builds_installed_are_read_from_the_distribution_records(tmp_path):
+    # FAKED records: onnxruntime-gpu cannot be installed here. A companion that ships another package is no build.
+    dist_info(tmp_path, "onnxruntime", "1.32.0")
+    dist_info(tmp_path, "onnxruntime-extensions", "0.14.0", top_level="onnxruntime_extensions")
+    dist_info(tmp_path, "numpy", "2.3.5", top_level="numpy")
+    (tmp_path / "onnxruntime_gpu-1.30.0.dist-info").mkdir()          # left behind by an interrupted uninstall
+    assert backends.installed_builds([str(tmp_path)]) == {"onnxruntime": "1.32.0"}
+    assert backends.mixed_builds_reason(backends.installed_builds([str(tmp_path)])) is None
+    dist_info(tmp_path, "onnxruntime-gpu", "1.31.1")
+    assert backends.installed_builds([str(tmp_path)]) == MIX
+    assert "pip uninstall -y onnxruntime onnxruntime-gpu" in backends.mixed_builds_reason(MIX)
+
+
+def test_the_real_environment_holds_exactly_one_build():
+    assert len(backends.installed_builds()) == 1        # onnxruntime here, onnxruntime-gpu on a CUDA machine
+
+
+def test_the_first_use_of_onnxruntime_warns_once_about_a_mix(monkeypatch, recwarn):
+    monkeypatch.setattr(backends, "installed_builds", lambda: MIX)   # FAKED: two builds side by side
+    backends._warn_if_mixed.cache_clear()
+    with pytest.warns(backends.MixedBuildsWarning, match="shadow each other; keep one: pip uninstall -y onnxruntime"):
+        backends._ort()
+    recwarn.clear()
+    backends._ort()
+    assert not [w for w in recwarn if issubclass(w.category, backends.MixedBuildsWarning)]
+    backends._warn_if_mixed.cache_clear()
+
+
+def test_doctor_says_what_to_do_about_a_mix_and_fails(monkeypatch, capsys, recwarn):
+    from igr_edge.cli import main
+
+    monkeypatch.setattr(backends, "installed_builds", lambda: MIX)   # FAKED: two builds side by side
+    backends._warn_if_mixed.cache_clear()
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "warning      onnxruntime 1.32.0 and onnxruntime-gpu 1.31.1 are installed together" in out
+    assert "pip uninstall -y onnxruntime onnxruntime-gpu" in out
+    assert not [w for w in recwarn if issubclass(w.category, backends.MixedBuildsWarning)]   # said once, as a line
+    backends._warn_if_mixed.cache_clear()
+
+
 def test_a_session_that_loses_its_provider_is_refused(monkeypatch):
     import onnxruntime as ort
 

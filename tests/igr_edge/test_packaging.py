@@ -1,9 +1,12 @@
 """The runtime SDK stays light: no torch, a working console entry point, a wheel that holds igr_edge only."""
 import json
+import re
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,9 +27,20 @@ def test_console_script_and_wheel_contents_are_declared():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert project["project"]["scripts"]["igr-edge"] == "igr_edge.cli:main"
     assert project["tool"]["setuptools"]["packages"]["find"]["include"] == ["igr_edge*"]
-    runtime = {d.split("==")[0] for d in project["project"]["dependencies"]}
+    runtime = {re.match(r"[A-Za-z0-9._-]+", d)[0] for d in project["project"]["dependencies"]}
     assert runtime == {"numpy", "pillow", "onnxruntime"}
-    assert {"train", "export", "gpu", "coreml", "dev"} <= set(project["project"]["optional-dependencies"])
+    assert {"train", "export", "coreml", "dev"} <= set(project["project"]["optional-dependencies"])
+
+
+def test_the_runtime_dependencies_are_floors_and_test_compat_installs_exactly_them():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    floors = [re.fullmatch(r"([a-z]+)>=([\d.]+)", d) for d in project["dependencies"]]
+    assert all(floors), f"ranges with a >= floor, no pins of the users' packages: {project['dependencies']}"
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "lowest-requirements.py")], capture_output=True,
+                         text=True)
+    if out.returncode and "run it with Python" in out.stderr:
+        pytest.skip(f"not the oldest Python allowed: {out.stderr.strip()}")
+    assert out.stdout.split() == [f"{f[1]}=={f[2]}" for f in floors], out.stderr
 
 
 def test_installed_console_script_runs():
