@@ -191,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int)
     p.add_argument("--guidance", type=float)
     p.add_argument("--sampler", choices=("ddim", "dpmsolver++"))
+    p.add_argument("--strength", type=float,
+                   help="models with an aligned prior: start from the prior noised to strength·T (SDEdit), not pure noise")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples")
@@ -228,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     def restore(person: torch.Tensor, first: int) -> torch.Tensor:
         if baseline:
             return model.restore(person)
-        return sample_items(model, person, first, steps=steps, guidance_scale=scale, sampler=sampler, seed=args.seed)
+        return sample_items(model, person, first, steps=steps, guidance_scale=scale, sampler=sampler, seed=args.seed,
+                            strength=args.strength)
 
     metrics = evaluate(restore, features, split=args.split, n=args.n, size=(cfg.height, cfg.width),
                        batch=args.batch, boot=args.boot, extra=extra)
@@ -236,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "model": str(model_dir), "split": args.split, "n": args.n,
         "sampling": "one regression forward" if baseline else
-                    {"sampler": sampler, "steps": steps, "guidance": scale, "seed": args.seed},
+                    {"sampler": sampler, "steps": steps, "guidance": scale, "seed": args.seed,
+                     **({"strength": args.strength} if args.strength is not None else {})},
         "features": f"{feat_dir} image_encoder sha256 {file_digest(feat_dir, 'image_encoder.safetensors')}",
         "metrics": metrics,
         "command": "python -m igr.eval " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -43,7 +43,8 @@ def item_noise(config: IGRConfig, seed: int, first: int, batch: int, *, height: 
 @torch.no_grad()
 def denoise(model: IGRModel, cond: Conditioning, noise: torch.Tensor, *, steps: int | None = None,
             guidance_scale: float | None = None, sampler: str | None = None, timesteps: list[int] | None = None,
-            record: dict[int, torch.Tensor] | None = None, progress: bool = False) -> torch.Tensor:
+            record: dict[int, torch.Tensor] | None = None, from_timestep: int | None = None,
+            progress: bool = False) -> torch.Tensor:
     """Run the sampler from `noise` (B, 4, h, w) under `cond` -> the final latent (B, 4, h, w).
 
     `timesteps`: an explicit descending plan instead of the sampler's `steps` (e.g. the sampler's own plan
@@ -60,7 +61,9 @@ def denoise(model: IGRModel, cond: Conditioning, noise: torch.Tensor, *, steps: 
     else:
         sched.set_timesteps(timesteps=list(timesteps))
     x = noise.clone() * sched.init_noise_sigma                                  # (B, 4, h, w)
-    for t in tqdm(sched.timesteps, disable=not progress, desc="sampling"):
+    # from_timestep: enter the sampler's own plan part way (an SDEdit start), its later steps unchanged
+    plan = [t for t in sched.timesteps if from_timestep is None or int(t) <= from_timestep]
+    for t in tqdm(plan, disable=not progress, desc="sampling"):
         if record is not None:
             record[int(t)] = x.clone()
         x_in = torch.cat([x, x]) if guided else x
@@ -73,17 +76,42 @@ def denoise(model: IGRModel, cond: Conditioning, noise: torch.Tensor, *, steps: 
     return x
 
 
+def prior_start(model: IGRModel, cond: Conditioning, noise: torch.Tensor, steps: int, strength: float,
+                sampler: str | None = None) -> tuple[torch.Tensor, list[int]]:
+    """SDEdit-style start (Meng et al. 2022) from the aligned prior: the prior's latent noised to the first of
+    the sampler's timesteps at or below strength·T, and the plan from there. -> (latent, descending timesteps)."""
+    if cond.prior is None:
+        raise ValueError("a start from the prior needs a model with an aligned prior (config aligned_prior)")
+    if not 0 < strength <= 1:
+        raise ValueError(f"strength must be in (0, 1], got {strength}")
+    sched = make_scheduler(model.config, sampler)
+    sched.set_timesteps(steps)
+    plan = [int(t) for t in sched.timesteps if int(t) <= strength * model.config.train_timesteps]
+    if not plan:
+        raise ValueError(f"strength {strength} leaves none of the {steps} timesteps")
+    start = model.noise_scheduler().add_noise(cond.prior, noise, torch.tensor([plan[0]]))
+    return start, plan
+
+
 @torch.no_grad()
 def sample(model: IGRModel, person: torch.Tensor, *, steps: int | None = None, guidance_scale: float | None = None,
            sampler: str | None = None, seed: int = 0, noise: torch.Tensor | None = None,
-           cond: Conditioning | None = None, progress: bool = False) -> torch.Tensor:
-    """Restore the garment from person images in [-1, 1] (B, 3, H, W) -> garment images in [-1, 1]."""
+           cond: Conditioning | None = None, strength: float | None = None, progress: bool = False) -> torch.Tensor:
+    """Restore the garment from person images in [-1, 1] (B, 3, H, W) -> garment images in [-1, 1].
+
+    `strength` < 1 (models with an aligned prior): start from the prior's latent noised to strength·T
+    instead of pure noise (`prior_start`)."""
     b, _, h, w = person.shape
     if cond is None:
         cond = model.condition(person)                     # once per image, not once per step
     x = initial_noise(model.config, b, seed, height=h, width=w) if noise is None else noise
-    x = denoise(model, cond, x.to(person.device, person.dtype), steps=steps, guidance_scale=guidance_scale,
-                sampler=sampler, progress=progress)
+    x = x.to(person.device, person.dtype)
+    first = None
+    if strength is not None and strength < 1:
+        x, plan = prior_start(model, cond, x, steps or model.config.sample_steps, strength, sampler)
+        first = plan[0]
+    x = denoise(model, cond, x, steps=steps, guidance_scale=guidance_scale, sampler=sampler, from_timestep=first,
+                progress=progress)
     return model.decode(x)
 
 

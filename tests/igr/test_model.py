@@ -269,3 +269,22 @@ def test_the_aligned_prior_stands_alone_as_the_regression_baseline(tmp_path):
         torch.testing.assert_close(base.predict(person), model.prior(model.encode(person)))
     IGRModel(IGRConfig.tiny()).save_pretrained(tmp_path / "plain")
     assert baseline_main(["--from-prior", str(tmp_path / "plain"), "--out", str(tmp_path / "c")]) == 2
+
+
+def test_sampling_can_start_from_the_aligned_prior_noised_part_way():
+    from igr.pipeline import prior_start
+
+    torch.manual_seed(0)
+    model = IGRModel(IGRConfig.tiny().replace(zero_snr=True, aligned_prior=True)).eval()
+    person = torch.rand(2, 3, 64, 48) * 2 - 1
+    with torch.no_grad():
+        cond = model.condition(person)
+        noise = torch.randn(2, 4, 8, 6)
+        start, plan = prior_start(model, cond, noise, 10, 0.5)
+        assert plan and max(plan) <= 500 and plan == sorted(plan, reverse=True)
+        ab = model.noise_scheduler().alphas_cumprod[plan[0]]
+        torch.testing.assert_close(start, ab.sqrt() * cond.prior + (1 - ab).sqrt() * noise)
+        full, part = sample(model, person, steps=10), sample(model, person, steps=10, strength=0.5)
+    assert full.shape == part.shape and not torch.equal(full, part)
+    with pytest.raises(ValueError, match="aligned prior"):
+        prior_start(model, Conditioning(cond.reference, cond.image_tokens), noise, 10, 0.5)
