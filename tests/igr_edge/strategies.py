@@ -113,6 +113,8 @@ def make_image(mode: str, width: int, height: int, *, seed: int) -> Image.Image:
         return Image.fromarray(wide.astype(np.int32 if base == "I" else np.uint16))
     if base == "F":
         return Image.fromarray(blocky(seed, width, height, 1)[..., 0].astype(np.float32) * np.float32(1.003) - 0.4)
+    if base == "La":   # premultiplied LA: Pillow 10.1 converts nothing to it, so build it from LA's bytes
+        return Image.frombytes("La", (width, height), rgba.convert("LA").tobytes())
     image = rgba.convert(base) if base not in ("L", "1", "P") else rgba.convert("RGB").convert(base)
     if mode == "P+transparency":
         image.info["transparency"] = int(np.asarray(image)[0, 0])
