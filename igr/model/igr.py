@@ -20,7 +20,6 @@ from .fusion import DecoupledCrossAttention, FusionSelfAttention, PlainAttention
     ReferenceWriter, block_name
 
 COMPONENTS = ("vae", "image_encoder", "garmnet", "denoiser")
-OPTIONAL = ("prior",)       # components a config may add (aligned_prior)
 SHARED = "shared.json"      # components a folder links from another folder instead of copying
 
 
@@ -36,10 +35,14 @@ def _same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a)
 
 
-def folder_components(folder: str | Path) -> tuple[str, ...]:
-    """The components a saved model folder holds (or links): COMPONENTS, plus those its config.json adds."""
-    config = IGRConfig.load(Path(folder) / "config.json")
+def components_of(config: IGRConfig) -> tuple[str, ...]:
+    """The components a model of `config` has: COMPONENTS, plus the prior where `aligned_prior` adds it."""
     return COMPONENTS + (("prior",) if config.aligned_prior else ())
+
+
+def folder_components(folder: str | Path) -> tuple[str, ...]:
+    """The components a saved model folder holds (or links), from its config.json."""
+    return components_of(IGRConfig.load(Path(folder) / "config.json"))
 
 
 def component_file(folder: str | Path, name: str) -> Path:
@@ -152,7 +155,7 @@ class ImageEncoder(nn.Module):
             ))
             self.proj = nn.Linear(cfg.projection_dim, cfg.tokens * token_dim)
             self.norm = nn.LayerNorm(token_dim)
-        elif cfg.backbone == "efficientnet-lite0":
+        else:                                       # efficientnet-lite0 (EncoderConfig refuses any other)
             from ..perceptual import EfficientNetLite0, load_pretrained
 
             self.effnet = EfficientNetLite0(head=False)
@@ -160,8 +163,6 @@ class ImageEncoder(nn.Module):
                 load_pretrained(self.effnet)
             self.effnet.eval().requires_grad_(False)
             self.cells = CellTokens(cfg.num_tokens, TOWERS[cfg.backbone]["channels"], token_dim)
-        else:
-            raise ConfigError(f"encoder.backbone {cfg.backbone!r} is not one of {', '.join(TOWERS)}")
 
     @property
     def tower(self) -> nn.Module:
@@ -415,7 +416,7 @@ class IGRModel(nn.Module):
     @property
     def components(self) -> tuple[str, ...]:
         """The components this model has: COMPONENTS, plus the prior where the config adds one."""
-        return COMPONENTS + tuple(n for n in OPTIONAL if getattr(self, n) is not None)
+        return components_of(self.config)
 
     def component(self, name: str) -> nn.Module:
         if name not in self.components:
@@ -495,5 +496,5 @@ class IGRModel(nn.Module):
         return fresh
 
 
-__all__ = ["AlignedPrior", "CellTokens", "COMPONENTS", "OPTIONAL", "SHARED", "build_regression_unet", "folder_components", "regress", "component_file", "sha256_file", "Conditioning", "GarmDenoiser", "GarmNet", "IGRModel", "ImageEncoder",
+__all__ = ["AlignedPrior", "CellTokens", "COMPONENTS", "SHARED", "build_regression_unet", "components_of", "folder_components", "regress", "component_file", "sha256_file", "Conditioning", "GarmDenoiser", "GarmNet", "IGRModel", "ImageEncoder",
            "build_unet", "build_vae"]

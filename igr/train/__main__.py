@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out)
     checkpoint = out / CHECKPOINT
+    if args.until is not None and args.until < 1:
+        print("python -m igr.train: error: --until must be a positive step", file=sys.stderr)
+        return 2
     if args.resume and args.resume_compact:
         print("python -m igr.train: error: --resume and --resume-compact exclude each other", file=sys.stderr)
         return 2
@@ -139,13 +142,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"python -m igr.train: error: --model-set: {e}", file=sys.stderr)
         return 2
-    if args.stage == "encoder" and model.image_encoder.cfg.backbone != "clip":
-        print(f"python -m igr.train: error: {args.init} has the pretrained {model.image_encoder.cfg.backbone} tower, "
-              "which the encoder stage does not train: start the coarse stage from it", file=sys.stderr)
-        return 2
     if args.paths is not None:
         model.config = model.config.replace(use_low=args.paths != "high", use_high=args.paths != "low")
-    trainer = Trainer(model, cfg, out)
+    try:
+        trainer = Trainer(model, cfg, out)
+    except ValueError as e:                     # what this stage cannot train (trainable_modules), e.g. a pretrained tower
+        print(f"python -m igr.train: error: {e}", file=sys.stderr)
+        return 2
     if args.compact_to:
         trainer.compact_to = (Path(args.compact_to), Path(args.init) if args.init else None)
     if args.resume:
@@ -160,9 +163,6 @@ def main(argv: list[str] | None = None) -> int:
     (out / "stage.json").write_text(json.dumps(
         {"stage": dataclasses.asdict(cfg), "init": args.init, "preset": args.preset, "model_changes": model_changes},
         indent=1))
-    if args.until is not None and args.until < 1:
-        print("python -m igr.train: error: --until must be a positive step", file=sys.stderr)
-        return 2
     result = trainer.run(until=args.until)
     print(f"{args.stage}: step {result.step}, last loss {result.last_loss:.4f}; final weights: {result.final}")
     return 0

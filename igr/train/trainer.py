@@ -370,9 +370,7 @@ class Trainer:
                 if cfg.sample_every and self.step % cfg.sample_every == 0 and self.acc.is_main_process:
                     self.write_samples()
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                    self.save_checkpoint()
-                    if self.compact_to is not None:
-                        self.save_compact(self.compact_to[0], share_with=self.compact_to[1])
+                    self._checkpoints()
                     if self.acc.is_main_process:
                         plot_log(self.out / LOG, self.out / "loss.png")
                 if until is not None and self.step >= until:
@@ -383,10 +381,14 @@ class Trainer:
             self.save_checkpoint()
             final = self.write_final()
         elif until is not None and self.step >= until and not (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
-            self.save_checkpoint()                # stopped early on purpose: the checkpoint holds that step
-            if self.compact_to is not None:
-                self.save_compact(self.compact_to[0], share_with=self.compact_to[1])
+            self._checkpoints()                   # stopped early on purpose: the checkpoint holds that step
         return TrainResult(self.step, final, last)
+
+    def _checkpoints(self) -> None:
+        """The full checkpoint, and the compact one where `compact_to` asks for it."""
+        self.save_checkpoint()
+        if self.compact_to is not None:
+            self.save_compact(self.compact_to[0], share_with=self.compact_to[1])
 
     def result_model(self) -> IGRModel:
         """The weights a stage hands on: EMA where kept; the VAE stage also sets the latent scale."""
