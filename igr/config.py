@@ -41,6 +41,11 @@ class VAEConfig:
     def small(cls) -> VAEConfig:
         return cls()
 
+    @classmethod
+    def sd15(cls) -> VAEConfig:
+        """Stable Diffusion 1.5's AutoencoderKL (vae/config.json of its diffusers folder), 83.7 M parameters."""
+        return cls(channels=(128, 256, 512, 512), layers_per_block=2, norm_groups=32, scaling_factor=0.18215)
+
 
 @dataclass(frozen=True)
 class EncoderConfig:
@@ -65,6 +70,8 @@ class EncoderConfig:
     backbone: str = "clip"         # clip | efficientnet-lite0 (a key of TOWERS)
     grid: tuple[int, int] = (4, 3)                  # efficientnet-lite0: cells (rows, columns), one token each
     input_size: tuple[int, int] = (256, 192)        # efficientnet-lite0: the person image is resized to this first
+    hidden_act: str = "quick_gelu"  # clip: the tower's activation (OpenAI CLIP quick_gelu; OpenCLIP ViT-H gelu)
+    normalize: str = "none"         # clip: "none" feeds [-1, 1] pixels (our tower); "clip" CLIP's mean/std on [0, 1]
 
     def __post_init__(self) -> None:
         if self.backbone not in TOWERS:
@@ -75,6 +82,8 @@ class EncoderConfig:
             if len(self.grid) != 2 or min(self.grid) < 1 or rows % self.grid[0] or cols % self.grid[1]:
                 raise ConfigError(f"encoder.grid {list(self.grid)} must divide the {rows}x{cols} feature map of a "
                                   f"{self.input_size[0]}x{self.input_size[1]} input (stride {stride}) into equal cells")
+        if self.normalize not in ("none", "clip"):
+            raise ConfigError(f"encoder.normalize must be 'none' or 'clip', got {self.normalize!r}")
 
     @property
     def num_tokens(self) -> int:
@@ -103,6 +112,13 @@ class EncoderConfig:
     def small(cls) -> EncoderConfig:
         return cls()
 
+    @classmethod
+    def sd15(cls) -> EncoderConfig:
+        """The image encoder IP-Adapter uses with SD 1.5 (OpenCLIP ViT-H/14, its image_encoder/ folder), 632 M
+        parameters, frozen; its 1024-d image embedding becomes 4 tokens, as IP-Adapter's."""
+        return cls(image_size=224, patch_size=14, hidden_size=1280, layers=32, heads=16, intermediate_size=5120,
+                   projection_dim=1024, tokens=4, hidden_act="gelu", normalize="clip")
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -114,6 +130,7 @@ class UNetConfig:
     cross_attention_dim: int = 128
     prompt_tokens: int = 4         # learned stand-in for the text prompt of the decoupled cross-attention
     norm_groups: int = 16
+    mid_attention: bool | None = None   # a cross-attention mid block; None: as the lowest level (attention[-1])
 
     @classmethod
     def tiny(cls) -> UNetConfig:
@@ -122,6 +139,13 @@ class UNetConfig:
     @classmethod
     def small(cls) -> UNetConfig:
         return cls()
+
+    @classmethod
+    def sd15(cls) -> UNetConfig:
+        """Stable Diffusion 1.5's UNet (unet/config.json of its diffusers folder), 859.5 M parameters: attention
+        at the three upper levels and in the mid block, 8 heads, 768-d cross-attention."""
+        return cls(channels=(320, 640, 1280, 1280), attention=(True, True, True, False), layers_per_block=2,
+                   heads=8, cross_attention_dim=768, prompt_tokens=4, norm_groups=32, mid_attention=True)
 
 
 @dataclass(frozen=True)
@@ -173,8 +197,17 @@ class IGRConfig:
         return cls()
 
     @classmethod
+    def sd15(cls) -> IGRConfig:
+        """Paper scale: SD 1.5's UNet (GarmDenoiser, and GarmNet a copy) and VAE, IP-Adapter's ViT-H/14 image
+        encoder, at 512×384 (a 64×48 latent). The weights come from a local diffusers folder (`--pretrained`,
+        `igr.model.sd.from_sd_folder`); SD 1.5 predicts epsilon, IGR v with zero terminal SNR, so fine-tuning
+        converts it (Lin et al. 2024 did so for SD 2.1)."""
+        return cls(height=512, width=384, vae=VAEConfig.sd15(), encoder=EncoderConfig.sd15(),
+                   unet=UNetConfig.sd15(), zero_snr=True)
+
+    @classmethod
     def preset(cls, name: str) -> IGRConfig:
-        presets = {"tiny": cls.tiny, "small": cls.small}
+        presets = {"tiny": cls.tiny, "small": cls.small, "sd15": cls.sd15}
         if name not in presets:
             raise ConfigError(f"unknown preset {name!r} (choose one of {', '.join(presets)})")
         return presets[name]()

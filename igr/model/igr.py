@@ -79,7 +79,8 @@ def build_unet(cfg: UNetConfig, latent_channels: int, in_channels: int | None = 
         in_channels=in_channels or latent_channels, out_channels=latent_channels,
         down_block_types=tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention),
         up_block_types=tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention)),
-        mid_block_type="UNetMidBlock2DCrossAttn" if cfg.attention[-1] else None,
+        mid_block_type="UNetMidBlock2DCrossAttn" if (cfg.attention[-1] if cfg.mid_attention is None
+                                                     else cfg.mid_attention) else None,
         block_out_channels=cfg.channels, layers_per_block=cfg.layers_per_block,
         cross_attention_dim=cfg.cross_attention_dim,
         attention_head_dim=cfg.heads,          # diffusers quirk: this is the number of heads
@@ -119,6 +120,18 @@ class AlignedPrior(nn.Module):
         return regress(self.unet, person_latent)
 
 
+CLIP_MEAN_STD = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))   # CLIPImageProcessor
+
+
+def clip_vision_config(cfg: EncoderConfig) -> CLIPVisionConfig:
+    """The transformers config of the CLIP tower that `cfg` describes (also what an image_encoder/ folder holds)."""
+    return CLIPVisionConfig(
+        hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, image_size=cfg.image_size,
+        patch_size=cfg.patch_size, projection_dim=cfg.projection_dim, num_channels=3, hidden_act=cfg.hidden_act,
+    )
+
+
 class CellTokens(nn.Module):
     """IP-Adapter-Plus-like tokens from a grid of frozen feature cells: one Linear shared by the cells, a learned
     position embedding per cell, LayerNorm; (B, G·C) -> (B, G, D)."""
@@ -148,11 +161,7 @@ class ImageEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         if cfg.backbone == "clip":
-            self.clip = CLIPVisionModelWithProjection(CLIPVisionConfig(
-                hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-                num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, image_size=cfg.image_size,
-                patch_size=cfg.patch_size, projection_dim=cfg.projection_dim, num_channels=3,
-            ))
+            self.clip = CLIPVisionModelWithProjection(clip_vision_config(cfg))
             self.proj = nn.Linear(cfg.projection_dim, cfg.tokens * token_dim)
             self.norm = nn.LayerNorm(token_dim)
         else:                                       # efficientnet-lite0 (EncoderConfig refuses any other)
@@ -194,6 +203,9 @@ class ImageEncoder(nn.Module):
         if self.cfg.backbone == "clip":
             s = self.cfg.image_size
             x = F.interpolate(image, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+            if self.cfg.normalize == "clip":                                  # a pretrained CLIP's own input
+                mean, std = (torch.tensor(v, dtype=x.dtype, device=x.device).view(1, 3, 1, 1) for v in CLIP_MEAN_STD)
+                x = ((x + 1) / 2 - mean) / std
             return self.clip(pixel_values=x).image_embeds
         size = tuple(self.cfg.input_size)
         x = image if tuple(image.shape[-2:]) == size else \
