@@ -3,6 +3,7 @@
   python -m igr.data make --split test --n 64 --out DIR [--size 256x192] [--overwrite]
   python -m igr.data sheet --split test --rows 8 --out docs/synthgarment-sheet.png
   python -m igr.data bench --n 100
+  python -m igr.data subset --data vitonhd:ROOT --out hq.txt [--keep 0.2]   (the hqft subset of a real data set)
 """
 
 from __future__ import annotations
@@ -118,6 +119,45 @@ def cmd_bench(args) -> None:
     print(f"{args.n} pairs at {H}x{W} in {dt:.2f} s: {args.n / dt:.1f} pairs/s (one process)")
 
 
+def cmd_subset(args) -> None:
+    """The hqft subset of a real data set's train pairs: the `keep` share with the richest garment texture."""
+    import numpy as np
+
+    from .errors import DataFolderError
+    from .real import open_data, texture_score
+
+    try:
+        data = open_data(args.data, "train", args.size)
+    except DataFolderError as e:
+        raise UsageError(str(e)) from None
+    out = Path(args.out)
+    _writable_parent(out)
+    scores = []
+    for i, name in enumerate(data.names):
+        item = data[i]
+        garment = ((item["garment"].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
+        scores.append((texture_score(garment, (item["mask"][0].numpy() * 255).astype(np.uint8)), name))
+    ranked = sorted(scores, key=lambda s: (-s[0], s[1]))
+    kept = ranked[: max(1, round(args.keep * len(ranked)))]
+    lines = [f"# hqft subset of {args.data}: {len(kept)} of {len(ranked)} train pairs, ranked by garment texture "
+             f"score (python -m igr.data subset --keep {args.keep}); score floor {kept[-1][0]:.3f}"]
+    lines += [f"{name}  # {score:.3f}" for score, name in kept]
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(out)
+    print(f"wrote {out}: {len(kept)} of {len(ranked)} pairs (texture score >= {kept[-1][0]:.3f})")
+
+
+def _share(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < x <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {x}")
+    return x
+
+
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m igr.data", description="SynthGarment data tools.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -144,6 +184,13 @@ def parser() -> argparse.ArgumentParser:
     q = sub.add_parser("bench", help="measure pairs per second")
     common(q, n_flag="--n", n_default=100)
     q.set_defaults(func=cmd_bench)
+
+    q = sub.add_parser("subset", help="the hqft subset of a real data set (garment texture score)")
+    q.add_argument("--data", required=True, help="vitonhd:ROOT or dresscode:ROOT")
+    q.add_argument("--out", required=True, help="subset file to write (one pair name a line)")
+    q.add_argument("--keep", type=_share, default=0.2, help="share of the train pairs kept (default 0.2)")
+    q.add_argument("--size", type=_size, default=(256, 192), help="HxW the score is measured at")
+    q.set_defaults(func=cmd_subset)
     return p
 
 

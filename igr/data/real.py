@@ -161,3 +161,61 @@ class DressCode(_PairFolder):
                         raise DataFolderError(f"{mask_dir} has no mask for {garment} (expected {stem}.png)")
                     mask = mask_dir / found
                 self.records.append((images / person, images / garment, mask, index, f"{cat}/{person}"))
+
+
+def open_data(spec: str, split: str, size=(256, 192)) -> VitonHD | DressCode:
+    """A real data set from "vitonhd:ROOT" or "dresscode:ROOT" (what `--data` takes)."""
+    kind, sep, root = spec.partition(":")
+    readers = {"vitonhd": VitonHD, "dresscode": DressCode}
+    if not sep or kind not in readers or not root:
+        raise DataFolderError(f"--data {spec!r}: expected vitonhd:ROOT or dresscode:ROOT")
+    return readers[kind](root, split, size=size)
+
+
+def read_subset(path) -> list[str]:
+    """Pair names of a subset file: one a line (as `names` spells them), '#' starts a comment."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFolderError(f"subset file {path} is missing (make one with python -m igr.data subset)")
+    names = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
+    return [n for n in names if n]
+
+
+def training_pairs(spec: str, size, *, subset=None, min_quality: float | None = None) -> _PairFolder:
+    """The train pairs of `spec` (see `open_data`), restricted to the names in the `subset` file when given.
+
+    A real photo has no quality score (SynthGarment's drives its hqft subset), so a stage that asks for the
+    high-quality subset (`min_quality`) on a real data set must name it: a subset file from `python -m igr.data
+    subset` (texture score) or from any other filtering (e.g. the paper's), one pair name a line."""
+    data = open_data(spec, "train", size)
+    if subset is None:
+        if min_quality is not None:
+            raise DataFolderError(f"the high-quality subset (min_quality {min_quality}) of {spec} needs a subset file: "
+                                  "python -m igr.data subset --data ... --out hq.txt, then --subset hq.txt")
+        return data
+    wanted = read_subset(subset)
+    known = set(data.names)
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise DataFolderError(f"subset file {subset} names {unknown[0]}, which is not a train pair of {spec}"
+                              f"{f' (and {len(unknown) - 1} more)' if len(unknown) > 1 else ''}")
+    if not wanted:
+        raise DataFolderError(f"subset file {subset} names no pairs")
+    keep = set(wanted)
+    data.records = [r for r in data.records if r[4] in keep]
+    return data
+
+
+def texture_score(garment: np.ndarray, mask: np.ndarray, *, edge: float = 0.1) -> float:
+    """Share of the in-shop garment's pixels (inside its mask) on an edge: Sobel gradient magnitude of the grey
+    image in [0, 1] above `edge`. Plain garments score near 0, prints, logos and stripes higher."""
+    grey = garment.astype(np.float32).mean(-1) / 255.0
+    p = np.pad(grey, 1, mode="edge")
+    gx = (p[:-2, 2:] + 2 * p[1:-1, 2:] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[1:-1, :-2] + p[2:, :-2])
+    gy = (p[2:, :-2] + 2 * p[2:, 1:-1] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[:-2, 1:-1] + p[:-2, 2:])
+    inside = mask > 127
+    # erode the mask by one pixel (the garment's outline is an edge of every garment, not texture)
+    inner = inside & np.roll(inside, 1, 0) & np.roll(inside, -1, 0) & np.roll(inside, 1, 1) & np.roll(inside, -1, 1)
+    if inner.sum() == 0:
+        return 0.0
+    return float((np.hypot(gx, gy)[inner] / 4 > edge).mean())

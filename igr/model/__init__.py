@@ -1,6 +1,6 @@
 """IGR model components and the whole model."""
 from .igr import COMPONENTS, SHARED, AlignedPrior, Conditioning, GarmDenoiser, GarmNet, IGRModel, ImageEncoder, \
-    component_file, components_of, folder_components
+    Rows, component_file, components_of, folder_components
 
 __all__ = ["AlignedPrior", "COMPONENTS", "SHARED", "Conditioning", "GarmDenoiser", "GarmNet", "IGRModel",
-           "ImageEncoder", "component_file", "components_of", "folder_components"]
+           "ImageEncoder", "Rows", "component_file", "components_of", "folder_components"]

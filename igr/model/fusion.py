@@ -140,3 +140,27 @@ class PlainAttention:
 def block_name(processor_key: str) -> str:
     """'down_blocks.1.attentions.0.transformer_blocks.0.attn1.processor' -> '...attn1'."""
     return processor_key.removesuffix(".processor")
+
+
+def bank_checkpointing(bank: ReferenceBank):
+    """A gradient-checkpointing function for diffusers' `enable_gradient_checkpointing` on a UNet whose fusion
+    processors use `bank`. Non-reentrant `torch.utils.checkpoint` recomputes a block during backward, when the
+    bank is empty again; this puts back what the block saw in its forward: the tokens it read (denoiser), or a
+    scratch dict to write into (GarmNet, whose tokens from the forward are the ones the denoiser used)."""
+    from torch.utils.checkpoint import checkpoint
+
+    def run(block, *args):
+        mode, tokens = bank.mode, bank.tokens
+
+        def call(*a):
+            if bank.mode is not None or mode is None:          # the forward itself (or a block outside the bank)
+                return block(*a)
+            bank.mode, bank.tokens = mode, ({} if mode == "write" else tokens)
+            try:
+                return block(*a)
+            finally:
+                bank._clear()
+
+        return checkpoint(call, *args, use_reentrant=False)
+
+    return run

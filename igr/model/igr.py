@@ -17,7 +17,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 from ..files import atomic_folder
 from ..config import TOWERS, ConfigError, EncoderConfig, IGRConfig, RegressionConfig, UNetConfig, VAEConfig
 from .fusion import DecoupledCrossAttention, FusionSelfAttention, PlainAttention, ReferenceBank, \
-    ReferenceWriter, block_name
+    ReferenceWriter, bank_checkpointing, block_name
 
 COMPONENTS = ("vae", "image_encoder", "garmnet", "denoiser")
 SHARED = "shared.json"      # components a folder links from another folder instead of copying
@@ -148,6 +148,16 @@ class CellTokens(nn.Module):
         return self.norm(self.proj(x) + self.pos.to(x.dtype))              # (B, G, D)
 
 
+PACKAGE_TOWER = "package"        # an image encoder file's metadata "tower": its pretrained tower is its package's
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata() or {}
+
+
 class ImageEncoder(nn.Module):
     """High-level extractor: a frozen image tower + a trainable projection to N image tokens (IP-Adapter).
 
@@ -181,6 +191,18 @@ class ImageEncoder(nn.Module):
     def projection(self) -> list[nn.Module]:
         """The trainable modules that turn an embedding into tokens (the diffusion stages train them)."""
         return [self.proj, self.norm] if self.cfg.backbone == "clip" else [self.cells]
+
+    def package_keys(self, state: dict[str, torch.Tensor]) -> set[str]:
+        """The keys of `state` (this module's) that hold its pretrained tower exactly as its package ships it:
+        `IGRModel.save_pretrained` leaves them out of the folder (`from_pretrained` reads them from the package)."""
+        keys = self.pretrained_keys()
+        if not keys:
+            return set()
+        from ..perceptual import EfficientNetLite0, load_pretrained
+
+        shipped = load_pretrained(EfficientNetLite0(head=False)).state_dict()
+        same = all(torch.equal(state[f"effnet.{k}"], v) for k, v in shipped.items())
+        return keys if same else set()
 
     def pretrained_keys(self) -> set[str]:
         """State-dict keys of a pretrained tower (none for CLIP): `IGRModel.save_pretrained(dtype=...)` keeps them
@@ -289,6 +311,15 @@ class GarmDenoiser(nn.Module):
             return self.unet(latent, timestep, encoder_hidden_states=context).sample
 
 
+@dataclass(frozen=True)
+class Rows:
+    """Where a batch sits in its step's global batch (all processes and micro-batches): rows start..start+B of
+    `total`. The random draws are made for all `total` rows from a generator every process holds alike and then
+    sliced, so any split of a global batch (1 process at 2B, 2 at B, 1 at B with 2 micro-batches) draws the same."""
+    start: int
+    total: int
+
+
 @dataclass
 class Conditioning:
     """Both garment signals for a batch: GarmNet tokens per fusion block and the image tokens; with an
@@ -385,32 +416,34 @@ class IGRModel(nn.Module):
 
     def diffusion_loss(self, person: torch.Tensor, garment: torch.Tensor, *, timesteps: torch.Tensor | None = None,
                        noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                       dropout: float | None = None, parts: dict[str, float] | None = None) -> torch.Tensor:
+                       dropout: float | None = None, parts: dict[str, float] | None = None,
+                       rows: Rows | None = None) -> torch.Tensor:
         """v-prediction MSE (Salimans & Ho 2022) with both garment signals dropped together at `dropout`."""
         with torch.no_grad():
             z0, zp = self.encode(garment), self.encode(person)             # (B, 4, h, w), VAE frozen
             embed = self.image_encoder.embed(person)                       # image tower frozen
         return self.diffusion_loss_from(zp, embed, z0, timesteps=timesteps, noise=noise, generator=generator,
-                                        dropout=dropout, parts=parts)
+                                        dropout=dropout, parts=parts, rows=rows)
 
     def diffusion_loss_from(self, person_latent: torch.Tensor, person_embed: torch.Tensor, z0: torch.Tensor, *,
                             timesteps: torch.Tensor | None = None, noise: torch.Tensor | None = None,
                             generator: torch.Generator | None = None, dropout: float | None = None,
-                            parts: dict[str, float] | None = None) -> torch.Tensor:
+                            parts: dict[str, float] | None = None, rows: Rows | None = None) -> torch.Tensor:
         """`diffusion_loss` on frozen features: person latent, person embedding (image tower), garment latent z0.
 
         With an aligned prior, the loss adds the prior's L1 to z0 (its own regression target); `parts`, when
-        given, receives each term's value."""
+        given, receives each term's value. `rows`: this batch's place in a larger global batch (see `Rows`)."""
         sched = self.noise_scheduler()
         b = z0.shape[0]
+        lo, n = (0, b) if rows is None else (rows.start, rows.total)
         # random draws on the CPU generator, then moved: the same stream on every device
         if timesteps is None:
-            timesteps = torch.randint(0, self.config.train_timesteps, (b,), generator=generator)
+            timesteps = torch.randint(0, self.config.train_timesteps, (n,), generator=generator)[lo:lo + b]
         if noise is None:
-            noise = torch.randn(z0.shape, generator=generator, dtype=z0.dtype)
+            noise = torch.randn((n, *z0.shape[1:]), generator=generator, dtype=z0.dtype)[lo:lo + b]
         timesteps, noise = timesteps.to(z0.device), noise.to(z0.device)
         p = self.config.cond_dropout if dropout is None else dropout
-        keep = (torch.rand(b, generator=generator) >= p).to(z0.device)
+        keep = (torch.rand(n, generator=generator) >= p)[lo:lo + b].to(z0.device)
         prior = self.prior(person_latent) if self.prior is not None else None
         cond = self.condition_from(person_latent, person_embed, keep_low=keep, keep_high=keep, keep_prior=keep,
                                    prior=prior)
@@ -443,6 +476,8 @@ class IGRModel(nn.Module):
         copied but linked in shared.json (relative path + SHA-256), e.g. a student's frozen VAE and extractors.
         `extra`: more text files written with the folder (file name -> text), e.g. a student's distill.json.
         `dtype` casts every floating tensor but a pretrained image tower's (`ImageEncoder.pretrained_keys`).
+        A pretrained tower whose weights are its package's (it is frozen: always, unless changed by hand) is not
+        written: the image encoder's file holds its projection and says `tower: package` in its metadata.
         """
         folder = Path(folder)
         links = {}
@@ -453,12 +488,18 @@ class IGRModel(nn.Module):
                 state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point()
                              and not (name == "image_encoder" and k in exact) else v)
                          .detach().cpu().contiguous() for k, v in self.component(name).state_dict().items()}
+                metadata = {"format": "pt"}
+                if name == "image_encoder" and exact:
+                    shipped = self.image_encoder.package_keys(state)
+                    state = {k: v for k, v in state.items() if k not in shipped}
+                    if shipped:
+                        metadata["tower"] = PACKAGE_TOWER
                 base = Path(share_with) / f"{name}.safetensors" if share_with is not None else None
                 if base is not None and base.is_file() and _same_state(state, load_file(str(base))):
                     links[name] = {"path": os.path.relpath(base.resolve(), folder.resolve().parent / folder.name),
                                    "sha256": sha256_file(base)}
                     continue
-                save_file(state, str(tmp / f"{name}.safetensors"), metadata={"format": "pt"})
+                save_file(state, str(tmp / f"{name}.safetensors"), metadata=metadata)
             for name, text in (extra or {}).items():
                 (tmp / name).write_text(text)
             if links:
@@ -477,10 +518,21 @@ class IGRModel(nn.Module):
             module = model.component(name)
             state = load_file(str(path))
             missing, unexpected = module.load_state_dict(state, strict=False)
+            if name == "image_encoder" and _metadata(path).get("tower") == PACKAGE_TOWER:
+                from ..perceptual import load_pretrained
+
+                load_pretrained(module.effnet)                           # the tower the folder left out
+                missing = [k for k in missing if k not in module.pretrained_keys()]
             if missing or unexpected:
                 raise ConfigError(f"{path} does not match config.json: missing {missing[:3]}, "
                                   f"unexpected {unexpected[:3]}")
         return model.to(dtype).eval()
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute GarmNet's and the denoiser's blocks in backward instead of keeping their activations (memory
+        for time), with the reference banks restored for the recomputation (`fusion.bank_checkpointing`)."""
+        for net in (self.garmnet, self.denoiser):
+            net.unet.enable_gradient_checkpointing(bank_checkpointing(net.bank))
 
     def num_parameters(self) -> dict[str, int]:
         return {n: sum(p.numel() for p in self.component(n).parameters()) for n in self.components}
@@ -508,5 +560,5 @@ class IGRModel(nn.Module):
         return fresh
 
 
-__all__ = ["AlignedPrior", "CellTokens", "COMPONENTS", "SHARED", "build_regression_unet", "components_of", "folder_components", "regress", "component_file", "sha256_file", "Conditioning", "GarmDenoiser", "GarmNet", "IGRModel", "ImageEncoder",
+__all__ = ["AlignedPrior", "CellTokens", "Rows", "COMPONENTS", "SHARED", "build_regression_unet", "components_of", "folder_components", "regress", "component_file", "sha256_file", "Conditioning", "GarmDenoiser", "GarmNet", "IGRModel", "ImageEncoder",
            "build_unet", "build_vae"]

@@ -6,6 +6,10 @@ Stages run in order, each starting from the previous stage's `OUT/final` folder:
   coarse   all pairs, mostly at 128x96, timesteps leaning to high noise
   hqft     256x192, the high-quality subset, lower LR, timesteps leaning to low noise
   baseline the direct-regression UNet (person -> garment latent, L1) on the VAE stage's VAE, same budget
+
+Paper scale (docs/paper-scale.md): `--preset sd15 --pretrained SD_FOLDER` starts the coarse stage from a local
+Stable Diffusion 1.5 folder (no vae/encoder stage), `--data vitonhd:ROOT` trains on VITON-HD, and
+`accelerate launch --config_file configs/accelerate/8gpu.yaml -m igr.train ...` runs it on many GPUs.
 """
 from __future__ import annotations
 
@@ -62,9 +66,20 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m igr.train", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--stage", required=True, choices=("vae", "encoder", "coarse", "hqft", "baseline"))
-    p.add_argument("--preset", default="small", choices=("tiny", "small"))
+    p.add_argument("--preset", default="small", choices=("tiny", "small", "sd15"))
     p.add_argument("--out", required=True, help="run folder: log.jsonl, loss.png, samples/, checkpoint/, final/")
     p.add_argument("--init", help="model folder to start from (the previous stage's OUT/final)")
+    p.add_argument("--pretrained", metavar="SD_FOLDER",
+                   help="start the coarse stage from a local Stable Diffusion folder (diffusers layout: unet/, vae/, "
+                        "image_encoder/): the architecture comes from it, the rest from --preset")
+    p.add_argument("--data", metavar="KIND:ROOT",
+                   help="train on a real data set's train pairs: vitonhd:ROOT or dresscode:ROOT (default SynthGarment)")
+    p.add_argument("--subset", metavar="FILE",
+                   help="hqft on --data: the high-quality pairs, one name a line (python -m igr.data subset)")
+    p.add_argument("--grad-accum", type=int, dest="grad_accum",
+                   help="micro-batches per optimizer step (global batch = batch x processes x this)")
+    p.add_argument("--gradient-checkpointing", action="store_true", dest="gradient_checkpointing",
+                   help="recompute the UNets' blocks in backward: less memory, ~30%% more time")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint exactly")
     p.add_argument("--resume-compact", metavar="DIR", dest="resume_compact",
                    help="continue from a compact checkpoint (--compact-to of an earlier run): its EMA and step; "
@@ -101,9 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     from .trainer import CHECKPOINT, Trainer, build_model
 
     changes = {k: getattr(args, k) for k in ("steps", "batch", "lr", "size", "workers", "seed", "sample_every",
-                                             "checkpoint_every") if getattr(args, k) is not None}
+                                             "checkpoint_every", "grad_accum", "data", "subset")
+               if getattr(args, k) is not None}
     if args.bf16:
         changes["mixed_precision"] = "bf16"
+    if args.gradient_checkpointing:
+        changes["gradient_checkpointing"] = True
     from ..config import IGRConfig
 
     try:
@@ -128,7 +146,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m igr.train: error: {out} already has a checkpoint (pass --resume, or choose another --out)",
               file=sys.stderr)
         return 2
-    if args.stage != "vae" and args.init is None and args.preset != "tiny":
+    if args.pretrained is not None and (args.init is not None or args.resume_compact is not None):
+        print("python -m igr.train: error: --pretrained starts a run; --init and --resume-compact start from a "
+              "trained IGR model instead", file=sys.stderr)
+        return 2
+    if args.pretrained is not None and args.stage not in ("coarse", "hqft"):
+        print(f"python -m igr.train: error: --pretrained gives a pretrained VAE and image tower: start at the "
+              f"coarse stage (not {args.stage})", file=sys.stderr)
+        return 2
+    if args.stage != "vae" and args.init is None and args.pretrained is None and args.preset != "tiny":
         print(f"python -m igr.train: note: stage {args.stage} without --init starts from random weights, "
               "so the VAE (and encoder) it relies on are untrained", file=sys.stderr)
     if model_changes and args.stage in ("vae", "encoder", "baseline"):
@@ -136,8 +162,12 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     try:
-        model = build_model(args.preset, args.init, cfg.seed, stage=args.stage, model_changes=model_changes)
+        model = build_model(args.preset, args.init, cfg.seed, stage=args.stage, model_changes=model_changes,
+                            pretrained=args.pretrained)
     except (ValueError, TypeError) as e:       # a --model-set value the config refuses (ConfigError is one)
+        if args.pretrained is not None:        # a missing or mismatched part of the SD folder (PretrainedFolderError)
+            print(f"python -m igr.train: error: --pretrained: {e}", file=sys.stderr)
+            return 2
         if not model_changes:
             raise
         print(f"python -m igr.train: error: --model-set: {e}", file=sys.stderr)
@@ -159,12 +189,15 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as e:
             print(f"python -m igr.train: error: --resume-compact: {e}", file=sys.stderr)
             return 2
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "stage.json").write_text(json.dumps(
-        {"stage": dataclasses.asdict(cfg), "init": args.init, "preset": args.preset, "model_changes": model_changes},
-        indent=1))
+    if trainer.acc.is_main_process:            # rank 0 alone writes the run folder
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "stage.json").write_text(json.dumps(
+            {"stage": dataclasses.asdict(cfg), "init": args.init, "preset": args.preset,
+             "model_changes": model_changes, "pretrained": args.pretrained,
+             "processes": trainer.acc.num_processes}, indent=1))
     result = trainer.run(until=args.until)
-    print(f"{args.stage}: step {result.step}, last loss {result.last_loss:.4f}; final weights: {result.final}")
+    if trainer.acc.is_main_process:
+        print(f"{args.stage}: step {result.step}, last loss {result.last_loss:.4f}; final weights: {result.final}")
     return 0
 
 

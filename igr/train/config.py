@@ -8,6 +8,8 @@ from typing import Any
 from ..config import ConfigError, _from_dict
 
 STAGES = ("vae", "encoder", "coarse", "hqft", "baseline")
+PRESETS = ("tiny", "small", "sd15")
+DATA_SETS = ("vitonhd", "dresscode")
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,10 @@ class StageConfig:
     cache: str | None = None                  # coarse/hqft/baseline: a latent cache folder (python -m igr.train.cache)
     kl_weight: float = 1e-6                   # vae
     mixed_precision: str = "no"               # no | bf16 (autocast)
+    grad_accum: int = 1                       # micro-batches per optimizer step: global batch = batch·processes·this
+    gradient_checkpointing: bool = False      # recompute GarmNet's and the denoiser's blocks in backward (memory)
+    data: str | None = None                   # None: SynthGarment; "vitonhd:ROOT" or "dresscode:ROOT": its train pairs
+    subset: str | None = None                 # hqft on a real data set: a file naming the high-quality pairs
     seed: int = 0
     workers: int = 1                          # data-generating processes
     log_every: int = 10
@@ -43,6 +49,10 @@ class StageConfig:
             raise ConfigError(f"unknown stage {self.stage!r} (one of {', '.join(STAGES)})")
         if self.mixed_precision not in ("no", "bf16"):
             raise ConfigError(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
+        if not isinstance(self.grad_accum, int) or self.grad_accum < 1:
+            raise ConfigError(f"grad_accum must be a positive integer, got {self.grad_accum!r}")
+        if self.data is not None and self.data.partition(":")[0] not in DATA_SETS:
+            raise ConfigError(f"data must be KIND:ROOT with KIND one of {', '.join(DATA_SETS)}, got {self.data!r}")
 
     def size_at(self, step: int) -> tuple[int, int]:
         """Training resolution at `step` (coarse runs mostly at `low_res`)."""
@@ -66,8 +76,18 @@ class StageConfig:
                        log_every=1, sample_every=0, checkpoint_every=2, eval_every=0, eval_n=2)
             if stage == "vae":
                 cfg.update(crop=(32, 24))
+        elif preset == "sd15":
+            if stage not in ("coarse", "hqft"):
+                raise ConfigError(f"the sd15 preset starts from a pretrained Stable Diffusion folder (--pretrained): "
+                                  f"its stages are coarse and hqft, not {stage}")
+            # paper scale (docs/paper-scale.md): full size from the first step, 4 pairs per GPU, bf16, checkpointing;
+            # fine-tuning learning rates (the UNets are pretrained); our defaults, not figures from the paper
+            cfg.update(size=(512, 384), low_res_fraction=0.0, batch=4, mixed_precision="bf16",
+                       gradient_checkpointing=True, workers=4, warmup=500, sample_every=1000, checkpoint_every=1000,
+                       eval_every=2000, eval_n=32)
+            cfg.update(dict(coarse=dict(steps=20_000, lr=2e-5), hqft=dict(steps=5000, lr=5e-6, warmup=200))[stage])
         elif preset != "small":
-            raise ConfigError(f"unknown preset {preset!r} (tiny or small)")
+            raise ConfigError(f"unknown preset {preset!r} (one of {', '.join(PRESETS)})")
         cfg.update(changes)
         return cls(**cfg)
 

@@ -7,10 +7,12 @@ the step. A run of 2N steps and a run of N steps + resume + N steps give the sam
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +28,14 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..config import IGRConfig
 from ..data import SynthGarmentDataset
 from ..files import atomic_folder
-from ..model import IGRModel
+from ..model import IGRModel, Rows
 from .cache import LatentCache, frozen_digests
 from .config import StageConfig
 
 CHECKPOINT = "checkpoint"
 # stage-config fields a resumed run may change: bookkeeping only, never the schedule or the data
-RESUME_MAY_CHANGE = frozenset({"workers", "log_every", "sample_every", "checkpoint_every", "eval_every", "eval_n"})
+RESUME_MAY_CHANGE = frozenset({"workers", "log_every", "sample_every", "checkpoint_every", "eval_every", "eval_n",
+                               "gradient_checkpointing"})    # memory for time: the same arithmetic
 FINAL = "final"
 LOG = "log.jsonl"
 
@@ -51,18 +54,28 @@ class StageData(Dataset):
 
     def _source(self, size: tuple[int, int]) -> SynthGarmentDataset | LatentCache:
         if size not in self._sets:
-            self._sets[size] = (LatentCache(self.cfg.cache, size, min_quality=self.cfg.min_quality, expect=self.expect)
-                                if self.cfg.cache is not None else
-                                SynthGarmentDataset("train", size=size, min_quality=self.cfg.min_quality))
+            if self.cfg.cache is not None:
+                self._sets[size] = LatentCache(self.cfg.cache, size, min_quality=self.cfg.min_quality,
+                                               expect=self.expect)
+            elif self.cfg.data is not None:
+                from ..data.real import training_pairs
+
+                self._sets[size] = training_pairs(self.cfg.data, size, subset=self.cfg.subset,
+                                                  min_quality=self.cfg.min_quality)
+            else:
+                self._sets[size] = SynthGarmentDataset("train", size=size, min_quality=self.cfg.min_quality)
         return self._sets[size]
 
     def __len__(self) -> int:      # addressed by (step, row) tuples through StepBatches
-        return self.cfg.steps * self.cfg.batch
+        return self.cfg.steps * self.cfg.batch * self.cfg.grad_accum
 
     def __getitem__(self, address: tuple[int, int]) -> dict:
+        """Row `row` of this process's `grad_accum` micro-batches of `step`: global row
+        (micro·world + rank)·batch + r of the step, so any split of a global batch reads the same pairs."""
         step, row = address
+        micro, row = divmod(row, self.cfg.batch)
         source = self._source(self.cfg.size_at(step))
-        index = (step * self.world + self.rank) * self.cfg.batch + row
+        index = ((step * self.cfg.grad_accum + micro) * self.world + self.rank) * self.cfg.batch + row
         if isinstance(source, LatentCache):
             return source.item(index, self.cfg.seed)
         item = source[index % len(source)]
@@ -79,17 +92,19 @@ def _crop(item: dict, crop: tuple[int, int], rng: np.random.Generator) -> dict:
 
 
 class StepBatches(Sampler):
-    """Yields the (step, row) addresses of every batch from `start` on."""
+    """Yields the (step, row) addresses of every (micro-)batch from `start` on: `grad_accum` batches a step."""
 
     def __init__(self, cfg: StageConfig, start: int) -> None:
         self.cfg, self.start = cfg, start
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        b = self.cfg.batch
         for step in range(self.start, self.cfg.steps):
-            yield [(step, row) for row in range(self.cfg.batch)]
+            for micro in range(self.cfg.grad_accum):
+                yield [(step, micro * b + row) for row in range(b)]
 
     def __len__(self) -> int:
-        return max(0, self.cfg.steps - self.start)
+        return max(0, self.cfg.steps - self.start) * self.cfg.grad_accum
 
 
 # -- what each stage trains ---------------------------------------------------------------------
@@ -121,8 +136,9 @@ class StageLoss(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)), requires_grad=cfg.stage == "encoder")
 
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator,
-                timesteps: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-        """`batch` holds images (person, garment) or, from a latent cache, frozen features."""
+                timesteps: torch.Tensor | None = None, rows: Rows | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """`batch` holds images (person, garment) or, from a latent cache, frozen features; `rows` places it in
+        the step's global batch (random draws are made for all of it and sliced)."""
         stage = self.cfg.stage
         if "person_latent" in batch:
             if stage == "baseline":
@@ -130,23 +146,32 @@ class StageLoss(nn.Module):
             parts = {}
             loss = self.model.diffusion_loss_from(batch["person_latent"], batch["person_embed"],
                                                   batch["garment_latent"], timesteps=timesteps,
-                                                  generator=generator, parts=parts)
+                                                  generator=generator, parts=parts, rows=rows)
             return loss, parts
         person, garment = batch["person"], batch["garment"]
         if stage == "vae":
-            return self._vae(torch.cat([person, garment]), generator)
+            return self._vae(torch.cat([person, garment]), generator, rows)
         if stage == "encoder":
             return self._contrastive(person, garment)
         if stage == "baseline":
             return self.model.loss(person, garment), {}
         parts = {}
-        loss = self.model.diffusion_loss(person, garment, timesteps=timesteps, generator=generator, parts=parts)
+        loss = self.model.diffusion_loss(person, garment, timesteps=timesteps, generator=generator, parts=parts,
+                                         rows=rows)
         return loss, parts
 
-    def _vae(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    def _vae(self, x: torch.Tensor, generator: torch.Generator,
+             rows: Rows | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """L1 reconstruction + a light KL (Kingma & Welling 2014; Rombach et al. 2022)."""
         posterior = self.model.vae.encode(x).latent_dist
-        eps = torch.randn(posterior.mean.shape, generator=generator).to(x.device, x.dtype)
+        shape = posterior.mean.shape                                          # (2B, 4, h, w): persons, garments
+        if rows is None or rows.total * 2 == shape[0]:
+            eps = torch.randn(shape, generator=generator)
+        else:                                  # draws for the global [persons; garments], this batch's rows of each
+            b, n, lo = shape[0] // 2, rows.total, rows.start
+            every = torch.randn((2 * n, *shape[1:]), generator=generator)
+            eps = torch.cat([every[lo:lo + b], every[n + lo:n + lo + b]])
+        eps = eps.to(x.device, x.dtype)
         z = posterior.mean + posterior.std * eps                              # (2B, 4, h, w)
         rec = self.model.vae.decode(z).sample
         l1 = F.l1_loss(rec, x)
@@ -196,9 +221,19 @@ class Trainer:
         from accelerate.utils import DistributedDataParallelKwargs
 
         self.cfg, self.out = cfg, Path(out)
+        launched = int(os.environ.get("WORLD_SIZE", "1"))          # set by accelerate launch and torchrun
+        # accelerate starts a process group on CPUs only when asked (cpu=True: gloo); without it each launched
+        # process would train alone, N copies writing one run folder
         self.acc = accelerator or Accelerator(
-            mixed_precision=cfg.mixed_precision,
+            mixed_precision=cfg.mixed_precision, cpu=launched > 1 and not torch.cuda.is_available(),
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+        if self.acc.distributed_type.value in ("FSDP", "DEEPSPEED"):
+            raise NotImplementedError(f"{self.acc.distributed_type.value}: the trainer's EMA and checkpoints read whole "
+                                      "parameters, which sharding splits; use DDP (configs/accelerate/8gpu.yaml) with "
+                                      "--gradient-checkpointing, bf16 and --grad-accum (docs/paper-scale.md)")
+        if accelerator is None and self.acc.num_processes != launched:
+            raise RuntimeError(f"launched as {launched} processes, but accelerate runs {self.acc.num_processes}: "
+                               f"check the launcher's configuration (docs/paper-scale.md)")
         self.model = model.train()
         for p in model.parameters():
             p.requires_grad_(False)
@@ -209,7 +244,12 @@ class Trainer:
         extra = [self.loss.logit_scale] if cfg.stage == "encoder" else []
         self.optimizer = torch.optim.AdamW(self.params + extra, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.ema = _ema_copy(model) if cfg.ema > 0 else None
-        self.generator = torch.Generator().manual_seed(cfg.seed * 1000 + self.acc.process_index)
+        if cfg.gradient_checkpointing:
+            if not isinstance(model, IGRModel):
+                raise ValueError(f"gradient_checkpointing applies to IGR models (the diffusion stages), not {cfg.stage}")
+            model.enable_gradient_checkpointing()         # after the EMA copy: the copy never runs backward
+        # one random stream, alike in every process: each draws for the global batch and keeps its rows (`Rows`)
+        self.generator = torch.Generator().manual_seed(cfg.seed * 1000)
         self.step = 0
         self.rewarm_from: int | None = None
         self.compact_to: tuple[Path, Path | None] | None = None    # (folder, share_with): save_compact at checkpoints
@@ -232,7 +272,8 @@ class Trainer:
             tensors["logit_scale"] = self.loss.logit_scale.detach().clone()
             save_file(tensors, str(tmp / "state.safetensors"))
             (tmp / "trainer.json").write_text(json.dumps(
-                {"step": self.step, "stage": self.cfg.to_dict(), "param_groups": opt["param_groups"]}, indent=1))
+                {"step": self.step, "stage": self.cfg.to_dict(), "param_groups": opt["param_groups"],
+                 "processes": self.acc.num_processes}, indent=1))
         return dest
 
     def save_compact(self, dest: str | Path, *, share_with: str | Path | None = None) -> Path:
@@ -247,7 +288,8 @@ class Trainer:
             kept.save_pretrained(tmp / ("ema" if self.ema is not None else "model"), dtype=torch.float16,
                                  share_with=share_with)
             (tmp / "trainer.json").write_text(json.dumps(
-                {"step": self.step, "stage": self.cfg.to_dict(), "compact": True}, indent=1) + "\n")
+                {"step": self.step, "stage": self.cfg.to_dict(), "compact": True,
+                 "processes": self.acc.num_processes}, indent=1) + "\n")
         return dest
 
     def _load_weights(self, folder: Path) -> dict:
@@ -257,9 +299,17 @@ class Trainer:
         if meta["stage"]["stage"] != self.cfg.stage:
             raise ValueError(f"{folder} is a {meta['stage']['stage']!r} checkpoint, this run trains {self.cfg.stage!r}")
         saved, now = StageConfig.from_dict(meta["stage"]).to_dict(), self.cfg.to_dict()
-        changed = sorted(k for k in now if k not in RESUME_MAY_CHANGE and saved.get(k) != now[k])
+        # batch and grad_accum may change where the global batch (processes x batch x grad_accum) does not: another
+        # split of it reads the same pairs and makes the same random draws
+        split = {"batch", "grad_accum"}
+        changed = [f"{k}: {saved.get(k)} -> {now[k]}" for k in sorted(now)
+                   if k not in RESUME_MAY_CHANGE | split and saved.get(k) != now[k]]
+        before = saved["batch"] * saved["grad_accum"] * meta.get("processes", 1)
+        after = now["batch"] * now["grad_accum"] * self.acc.num_processes
+        if before != after:
+            changed.append(f"global batch (processes x batch x grad_accum): {before} -> {after}")
         if changed:
-            raise ValueError(f"{folder} was trained with other settings ({', '.join(f'{k}: {saved.get(k)} -> {now[k]}' for k in changed)}); "
+            raise ValueError(f"{folder} was trained with other settings ({', '.join(changed)}); "
                              "resuming would change the schedule mid-run: start a new run instead")
         load = type(self.model).from_pretrained
         weights = folder / "model" if (folder / "model").is_dir() else folder / "ema"
@@ -285,9 +335,10 @@ class Trainer:
         if not meta.get("compact"):
             raise ValueError(f"{folder} is a full checkpoint: resume it with load_checkpoint (--resume)")
         self.step = self.rewarm_from = int(meta["step"])
-        self.generator.manual_seed(self.cfg.seed * 1000 + self.acc.process_index + 7919 * self.step)
+        self.generator.manual_seed(self.cfg.seed * 1000 + 7919 * self.step)
         torch.manual_seed(self.cfg.seed + 7919 * self.step)
-        _truncate_log(self.out / LOG, self.step)
+        if self.acc.is_main_process:
+            _truncate_log(self.out / LOG, self.step)
 
     def load_checkpoint(self, folder: str | Path) -> None:
         """Resume exactly where `save_checkpoint` left off."""
@@ -307,7 +358,8 @@ class Trainer:
         with torch.no_grad():
             self.loss.logit_scale.copy_(tensors["logit_scale"])
         self.step = int(meta["step"])
-        _truncate_log(self.out / LOG, self.step)
+        if self.acc.is_main_process:
+            _truncate_log(self.out / LOG, self.step)
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, *, until: int | None = None, progress: bool = True) -> TrainResult:
@@ -315,43 +367,57 @@ class Trainer:
         from tqdm.auto import tqdm
 
         cfg = self.cfg
+        main, world, rank = self.acc.is_main_process, self.acc.num_processes, self.acc.process_index
         self.out.mkdir(parents=True, exist_ok=True)
-        if self.step == 0:
+        if self.step == 0 and main:
             _truncate_log(self.out / LOG, 0)      # a fresh start: no rows of an earlier, abandoned attempt
         expect = frozen_digests(self.model) if cfg.cache is not None else None
         workers = 0 if cfg.cache is not None else cfg.workers       # cached rows are a lookup: no worker needed
-        data = DataLoader(StageData(cfg, rank=self.acc.process_index, world=self.acc.num_processes, expect=expect),
+        data = DataLoader(StageData(cfg, rank=rank, world=world, expect=expect),
                           batch_sampler=StepBatches(cfg, self.step), num_workers=workers,
                           prefetch_factor=4 if workers else None)
+        batches = iter(data)
+        k, b = cfg.grad_accum, cfg.batch
         total = self.model.config.train_timesteps
         last = float("nan")
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{cfg.stage}", disable=not progress
                    or not self.acc.is_main_process)
         t_last = time.perf_counter()
-        with open(self.out / LOG, "a") as log:
-            for batch in data:
+        with open(self.out / LOG, "a") if main else contextlib.nullcontext() as log:   # rank 0 alone writes
+            while self.step < cfg.steps:
                 lr = learning_rate(cfg, self.step)
                 if self.rewarm_from is not None:       # after a compact resume: AdamW's moments start afresh
                     lr *= min(1.0, (self.step - self.rewarm_from + 1) / max(1, cfg.warmup))
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-                batch = {k: v.to(self.acc.device) for k, v in batch.items()}
-                rows = next(iter(batch.values()))
-                t = biased_timesteps(len(rows), cfg, total, self.generator) if cfg.stage in ("coarse", "hqft") \
-                    else None
-                with self.acc.autocast():
-                    loss, metrics = self.wrapped(batch, self.generator, t)
-                self.acc.backward(loss)
+                start = self.generator.get_state() if k > 1 else None
+                losses = []
+                for micro in range(k):
+                    batch = {name: v.to(self.acc.device) for name, v in next(batches).items()}
+                    if start is not None:              # every micro-batch slices the same global draws
+                        self.generator.set_state(start)
+                    rows = Rows(start=(micro * world + rank) * b, total=k * world * b)
+                    t = biased_timesteps(rows.total, cfg, total, self.generator)[rows.start:rows.start + b] \
+                        if cfg.stage in ("coarse", "hqft") else None
+                    # DDP all-reduces the gradients once per step, on the last micro-batch
+                    with self.acc.no_sync(self.wrapped) if micro < k - 1 else contextlib.nullcontext():
+                        with self.acc.autocast():
+                            loss, metrics = self.wrapped(batch, self.generator, t, rows)
+                        self.acc.backward(loss / k if k > 1 else loss)
+                    losses.append(loss.detach())
                 grad_norm = self.acc.clip_grad_norm_(self.params, cfg.grad_clip)
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.ema is not None:
                     _ema_update(self.ema, self.model, cfg.stage, min(cfg.ema, (1 + self.step) / (10 + self.step)))
                 self.step += 1
+                loss = losses[0] if k == 1 else torch.stack(losses).mean()
+                if world > 1:                          # the global batch's mean, as one process at that batch
+                    loss = self.acc.reduce(loss, "mean")
                 last = loss.item()
                 bar.update(1)
                 bar.set_postfix(loss=f"{last:.4f}")
-                if self.step % cfg.log_every == 0 and self.acc.is_main_process:
+                if self.step % cfg.log_every == 0 and main:
                     now = time.perf_counter()
                     row = {"step": self.step, "loss": last, "lr": lr, "grad_norm": float(grad_norm),
                            "size": list(cfg.size_at(self.step - 1)), "sec_per_step": (now - t_last) / cfg.log_every,
@@ -359,7 +425,7 @@ class Trainer:
                     t_last = now
                     log.write(json.dumps(row) + "\n")
                     log.flush()
-                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.acc.is_main_process:
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and main:
                     try:
                         row = self.validate()
                     except Exception as e:      # a broken metric costs a log row, not hours of training
@@ -367,11 +433,11 @@ class Trainer:
                         self.model.train()
                     log.write(json.dumps({"step": self.step, **row}) + "\n")
                     log.flush()
-                if cfg.sample_every and self.step % cfg.sample_every == 0 and self.acc.is_main_process:
+                if cfg.sample_every and self.step % cfg.sample_every == 0 and main:
                     self.write_samples()
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self._checkpoints()
-                    if self.acc.is_main_process:
+                    if main:
                         plot_log(self.out / LOG, self.out / "loss.png")
                 if until is not None and self.step >= until:
                     break
@@ -380,15 +446,18 @@ class Trainer:
         if self.step >= cfg.steps:
             self.save_checkpoint()
             final = self.write_final()
+            self.acc.wait_for_everyone()
         elif until is not None and self.step >= until and not (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
             self._checkpoints()                   # stopped early on purpose: the checkpoint holds that step
         return TrainResult(self.step, final, last)
 
     def _checkpoints(self) -> None:
-        """The full checkpoint, and the compact one where `compact_to` asks for it."""
+        """The full checkpoint, and the compact one where `compact_to` asks for it (rank 0 writes; every process
+        waits until it is in place)."""
         self.save_checkpoint()
         if self.compact_to is not None:
             self.save_compact(self.compact_to[0], share_with=self.compact_to[1])
+        self.acc.wait_for_everyone()
 
     def result_model(self) -> IGRModel:
         """The weights a stage hands on: EMA where kept; the VAE stage also sets the latent scale."""
@@ -497,7 +566,9 @@ def _truncate_log(path: Path, step: int) -> None:
     if not path.exists():
         return
     rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    path.write_text("".join(r + "\n" for r in rows))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(r + "\n" for r in rows))
+    tmp.replace(path)                           # atomic: a reader sees the old log or the new one
 
 
 def plot_log(log: Path, out: Path) -> Path | None:
@@ -537,13 +608,20 @@ def plot_log(log: Path, out: Path) -> Path | None:
 
 
 def build_model(preset: str, init: str | Path | None, seed: int, *, stage: str = "coarse",
-                model_changes: dict | None = None):
+                model_changes: dict | None = None, pretrained: str | Path | None = None):
     """A fresh model of `preset` (seeded) or the previous stage's folder; the baseline takes the VAE from `init`.
+
+    `pretrained`: a Stable Diffusion folder (`igr.model.sd`): its UNet, VAE and image tower, `preset`'s other
+    fields (with `model_changes`), fresh parts seeded.
 
     `model_changes`: IGRConfig fields to change (e.g. zero_snr, aligned_prior; a nested config's as a dict,
     {"encoder": {"backbone": "efficientnet-lite0"}}); from `init`, the new model starts from its weights wherever
     they fit (`IGRModel.transplant`), and a pretrained image tower from its package."""
     torch.manual_seed(seed)
+    if pretrained is not None:
+        from ..model.sd import from_sd_folder
+
+        return from_sd_folder(pretrained, IGRConfig.preset(preset).replace(**(model_changes or {})))
     if model_changes and stage != "baseline":
         base = IGRModel.from_pretrained(init) if init is not None else None
         config = (base.config if base is not None else IGRConfig.preset(preset)).replace(**model_changes)
