@@ -169,6 +169,9 @@ def open_data(spec: str, split: str, size=(256, 192)) -> VitonHD | DressCode:
     readers = {"vitonhd": VitonHD, "dresscode": DressCode}
     if not sep or kind not in readers or not root:
         raise DataFolderError(f"--data {spec!r}: expected vitonhd:ROOT or dresscode:ROOT")
+    if kind == "dresscode":                         # the categories the folder has (a user may have one)
+        present = tuple(c for c in DressCode.CATEGORIES if (Path(root) / c).is_dir())
+        return DressCode(root, split, size=size, categories=present or DressCode.CATEGORIES)
     return readers[kind](root, split, size=size)
 
 

@@ -131,6 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError) as e:
         print(f"python -m igr.train: error: {e}", file=sys.stderr)
         return 2
+    if cfg.data is not None and cfg.cache is None:   # a data folder's mistakes now, as one line, not in a worker
+        from ..data import DataFolderError
+        from ..data.real import training_pairs
+
+        try:
+            training_pairs(cfg.data, cfg.size, subset=cfg.subset, min_quality=cfg.min_quality)
+        except (DataFolderError, ValueError) as e:
+            print(f"python -m igr.train: error: --data: {e}", file=sys.stderr)
+            return 2
     out = Path(args.out)
     checkpoint = out / CHECKPOINT
     if args.until is not None and args.until < 1:
