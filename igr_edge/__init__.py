@@ -15,7 +15,7 @@ _PUBLIC = {
     "restore": "restorer", "Restorer": "restorer", "Bundle": "bundle",
     "available_backends": "backends", "BackendStatus": "backends",
     "IgrEdgeError": "errors", "InvalidImageError": "errors", "BundleError": "errors",
-    "BackendUnavailableError": "errors",
+    "BackendUnavailableError": "errors", "restore_catalog": "batch",
 }
 __all__ = [*_PUBLIC, "__version__"]
 

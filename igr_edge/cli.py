@@ -1,6 +1,7 @@
 """`igr-edge`: the runtime's command line (one subcommand, one small function; heavy imports inside it).
 
     igr-edge restore photos/ -o garments/      restore files, folders or globs into a folder
+    igr-edge batch INPUT OUTPUT                a whole catalog (folder, glob, list, Parquet; local or URI), resumable
     igr-edge doctor                            Python, ONNX Runtime, each backend and why it is (not) usable
     igr-edge info [BUNDLE]                     a bundle's manifest, variants, quality and hash check
     igr-edge bench [--bundle B] [--out F]      quick latency on this device, in the benchmarks' JSON schema
@@ -120,6 +121,26 @@ def cmd_restore(args: argparse.Namespace) -> int:
         print(f"restored {done} of {len(files)} file(s) into {out}" + (f"; {failed} failed" if failed else ""),
               file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    """`igr-edge batch INPUT OUTPUT`: a catalog, resumable; a failed input is a manifest row, the rest go on."""
+    from .batch import restore_catalog
+    from .errors import IgrEdgeError
+
+    try:
+        summary = restore_catalog(args.input, args.output, bundle=args.bundle, backend=args.backend,
+                                  variant=args.variant, seed=args.seed, steps=args.steps, size=args.size,
+                                  format=args.format, manifest=args.manifest, engine=args.engine, address=args.address,
+                                  workers=args.workers, threads=args.threads, batch_size=args.batch_size,
+                                  column=args.column, key_column=args.key_column, retry_failed=args.retry_failed,
+                                  max_pixels=args.max_pixels, progress=not args.quiet)
+    except IgrEdgeError as e:
+        print(f"igr-edge: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(f"igr-edge: {summary.line()}; manifest: {', '.join(summary.manifests)}", file=sys.stderr)
+    return 1 if summary.failed or summary.failed_before else 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -253,6 +274,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=40_000_000, help="refuse larger images (default 40 MP)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("batch", help="restore a catalog into OUTPUT/garments with a manifest; resumable, on Ray or here")
+    p.add_argument("input", metavar="INPUT", help="a folder, glob, text file of paths, Parquet table of paths or image "
+                   "bytes, or an image; a local path or a URI (s3://, gs://, hdfs://, ...)")
+    p.add_argument("output", metavar="OUTPUT", help="folder (path or URI) for garments/, manifest.jsonl/.parquet, job.json")
+    p.add_argument("--engine", choices=("auto", "threads", "ray"), default="auto",
+                   help="ray (a Ray Data pipeline), threads (in this process); auto: ray when installed")
+    p.add_argument("--address", default=None, help="join this Ray cluster (default: start Ray here)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="Restorer actors (ray; default one per GPU, else CPUs / --threads) or threads (default: cores)")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads per worker")
+    p.add_argument("--batch-size", type=int, default=8, help="images per graph call (default 8)")
+    p.add_argument("--format", choices=("png", "webp"), default="png", help="garment files (webp: lossless)")
+    p.add_argument("--manifest", default="auto", help="jsonl, parquet or jsonl,parquet (auto: both when pyarrow is "
+                   "installed)")
+    p.add_argument("--seed", type=int, default=0, help="base seed; each input's is derived from it and its name")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (components bundles; default the bundle's)")
+    p.add_argument("--size", type=parse_size, default=None, help="output size: N (height) or WxH (default the model's)")
+    p.add_argument("--backend", default=None, help="cpu, cuda or coreml (default: IGR_EDGE_BACKEND, then the best)")
+    p.add_argument("--bundle", default=None, help="bundle folder, readable by every worker (default: the shipped one)")
+    p.add_argument("--variant", default=None, help="run this bundle variant (default: the best for the backend)")
+    p.add_argument("--column", default=None, help="a Parquet INPUT's image column (default: image, bytes, path, ...)")
+    p.add_argument("--key-column", default=None, help="a Parquet INPUT's identity column (default: id or key, else the "
+                   "path or the row number)")
+    p.add_argument("--retry-failed", action="store_true", help="retry inputs an earlier run found unreadable")
+    p.add_argument("--max-pixels", type=int, default=40_000_000, help="refuse larger images (default 40 MP)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, error lines or summary")
+    p.set_defaults(func=cmd_batch)
 
     p = sub.add_parser("doctor", help="show Python, ONNX Runtime, and each backend with why it is (not) usable")
     p.set_defaults(func=cmd_doctor)
