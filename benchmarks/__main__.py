@@ -1,6 +1,7 @@
 """`python -m benchmarks run [--quick] [--bundles ...] [--backends ...] [--out reports/bench]` and
 `python -m benchmarks merge reports/bench/*.json [--out reports/bench]`,
-`python -m benchmarks summary reports/bench/DEVICE.json` (the batch-1 rows, as in the README)."""
+`python -m benchmarks summary reports/bench/DEVICE.json` (the batch-1 rows, as in the README),
+`python -m benchmarks batch [--n 192]` (catalog images/s, in-process vs a local Ray: reports/bench/batch-DEVICE.*)."""
 from __future__ import annotations
 
 import argparse
@@ -89,6 +90,29 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from igr_edge.errors import IgrEdgeError
+    from igr_edge.files import atomic_write_bytes
+
+    from .batch import markdown, run_batch
+
+    try:
+        result = run_batch(n=args.n, bundle=args.bundle, workers=args.workers, threads=args.threads,
+                           batch_size=args.batch_size, progress=not args.quiet)
+    except (IgrEdgeError, RuntimeError, ImportError) as e:
+        print(f"benchmarks: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    stem = f"batch-{args.name or result['device']['name']}"
+    command = "python -m benchmarks batch " + " ".join(sys.argv[2:] if args.command_line is None else args.command_line)
+    table = markdown(result, command=command.strip())
+    for path, data in ((out / f"{stem}.json", json.dumps(result, indent=1) + "\n"), (out / f"{stem}.md", table)):
+        atomic_write_bytes(data.encode(), path)
+        print(f"wrote {path}")
+    print(table, end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -115,8 +139,18 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("summary", help="print a report's batch-1 rows as a short Markdown table")
     p.add_argument("report")
     p.set_defaults(func=cmd_summary)
+    p = sub.add_parser("batch", help="catalog images/s: igr-edge batch in-process vs on a local Ray, same photos")
+    p.add_argument("--n", type=int, default=192, help="photos (the samples, cycled; default 192)")
+    p.add_argument("--bundle", default=None, help="bundle folder (default: the SDK's default bundle)")
+    p.add_argument("--workers", type=int, default=None, help="threads / actors (default: each engine's own)")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per worker")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--name", default=None, help="report file stem after batch- (default: the device's name)")
+    p.add_argument("--out", default="reports/bench")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_batch, command_line=None)
     args = parser.parse_args(argv)
-    if args.command == "run" and argv is not None:
+    if args.command in ("run", "batch") and argv is not None:
         args.command_line = argv[1:]
     return args.func(args)
 

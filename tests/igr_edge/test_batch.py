@@ -33,7 +33,7 @@ def _png(rng, w, h) -> bytes:
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
-    """190 photos (PNG and JPEG, 40-120 px, in three folders) and 10 corrupt files of six kinds."""
+    """190 photos (PNG and JPEG, 40-120 px, in three folders) and 10 corrupt files of eight kinds."""
     root = tmp_path_factory.mktemp("catalog")
     rng = np.random.default_rng(0)
     for i in range(GOOD):
