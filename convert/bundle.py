@@ -19,9 +19,9 @@ from igr_edge.manifest import MANIFEST, read_manifest, sha256_file, validation_e
 
 from . import onnx_export
 from .gates import GateError, check_fp32, check_variant, run, session, gate_images
-from .specs import COMPONENT_GRAPHS, specs_for
+from .specs import component_graphs, specs_for
 
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "1.1.0"           # 1.1: `requires`
 BUNDLE_VERSION = "0.1.0"
 
 
@@ -83,6 +83,15 @@ def _model_files(folder: Path) -> dict[str, str]:
     return {name: sha256_file(component_file(folder, name)) for name in folder_components(folder)}
 
 
+def requirements(config, single_call: bool) -> list[str]:
+    """What a runtime must implement beyond schema 1.0 to run the bundle right (the manifest's `requires`; an SDK
+    refuses a bundle that requires what it does not know). A single-call graph carries its whole sampler, so it
+    requires nothing; a components bundle's runtime samples and feeds the graphs itself."""
+    if single_call:
+        return []
+    return [name for name, used in (("zero-snr", config.zero_snr), ("aligned-prior", config.aligned_prior)) if used]
+
+
 def _scheduler(config, steps: int, single_call: bool) -> dict[str, Any]:
     from .graphs import ddim_plan
 
@@ -125,7 +134,7 @@ def write_bundle(model_dir: str | Path, out: str | Path, *, variants: list[str],
                          "reduced precision is gated end to end, on the single-call graph of a few-step student")
     steps = cfg.sample_steps
     specs = specs_for(cfg, student_steps=steps if single_call else None)
-    graphs = ["student"] if single_call else list(COMPONENT_GRAPHS)
+    graphs = ["student"] if single_call else component_graphs(cfg)
     name = name or model_dir.name
     rejected: list[dict[str, Any]] = []
     records: dict[str, dict[str, Any]] = {}
@@ -211,11 +220,15 @@ def write_bundle(model_dir: str | Path, out: str | Path, *, variants: list[str],
             "files": [{"path": p.relative_to(tmp).as_posix(), "size": p.stat().st_size, "sha256": sha256_file(p)}
                       for p in files],
             "provenance": {"model": model_dir.name, "model_sha256": _model_files(model_dir),
+                           "image_encoder": cfg.encoder.provenance,
                            "distill": distill or None, "commit": _git_commit(),
                            "exporter": {"opset": onnx_export.OPSET}},
             "quality": quality,
             "rejected": rejected,
         }
+        needs = requirements(cfg, single_call)
+        if needs:                                    # absent otherwise: bundles an older SDK runs stay as they were
+            manifest["requires"] = needs
         errors = validation_errors(manifest)
         if errors:
             raise ValueError("the manifest does not conform to schema v1: " + "; ".join(errors[:5]))

@@ -46,15 +46,28 @@ class GarmNetGraph(nn.Module):
         return tuple(refs[b] for b in self.model.denoiser.block_names)   # reference_0..k-1
 
 
+class PriorGraph(nn.Module):
+    def __init__(self, model: IGRModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, person_latent: torch.Tensor) -> torch.Tensor:
+        return self.model.prior(person_latent)                            # (N, 4, h, w)
+
+
 class DenoiserGraph(nn.Module):
+    """v from the noisy latent, the timestep, the image tokens, (with an aligned prior) its latent, and GarmNet's
+    reference tokens."""
+
     def __init__(self, model: IGRModel) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, latent: torch.Tensor, timestep: torch.Tensor, image_tokens: torch.Tensor,
-                *references: torch.Tensor) -> torch.Tensor:
+                *rest: torch.Tensor) -> torch.Tensor:
+        prior, references = (rest[0], rest[1:]) if self.model.prior is not None else (None, rest)
         blocks = self.model.denoiser.block_names
-        return self.model.predict(latent, timestep, Conditioning(dict(zip(blocks, references)), image_tokens))
+        return self.model.predict(latent, timestep, Conditioning(dict(zip(blocks, references)), image_tokens, prior))
 
 
 def ddim_plan(config, steps: int) -> tuple[list[int], list[tuple[float, float]]]:

@@ -42,6 +42,12 @@ def export_fp32(spec: ExportSpec, model, path: str | Path, *, batch: int = 2) ->
                                     output_names=spec.output_names, dynamic_shapes=dynamic, optimize=True,
                                     verbose=False)
     proto = program.model_proto
+    fixed = [f"{v.name} (batch {v.type.tensor_type.shape.dim[0].dim_value})"
+             for v, t in zip([*proto.graph.input, *proto.graph.output], [*spec.inputs, *spec.outputs])
+             if BATCH in t.shape and not v.type.tensor_type.shape.dim[0].dim_param]
+    if fixed:
+        raise ValueError(f"the exported {spec.name} graph fixed the batch of {', '.join(fixed)}: an op in its torch "
+                         f"code reads the batch as a Python int (len(x), int(x.shape[0])); derive it from a tensor")
     clean(proto)
     save(proto, path)
     return path

@@ -6,7 +6,8 @@ Graphs (the same tensor names in Python, ONNX, Core ML, JS, Swift and Kotlin):
   vae_encoder    image (N, 3, H, W) float32 in [-1, 1]              -> latent (N, 4, h, w), scaled
   image_encoder  image (N, 3, H, W) float32 in [-1, 1]              -> image_tokens (N, T, D)
   garmnet        person_latent (N, 4, h, w)                         -> reference_0..k-1 (N, L_i, C_i)
-  denoiser       latent, timestep (N,) int64, image_tokens, reference_0..k-1  -> v (N, 4, h, w)
+  prior          person_latent (N, 4, h, w)                         -> prior (N, 4, h, w)   (aligned prior only)
+  denoiser       latent, timestep (N,) int64, image_tokens, [prior,] reference_0..k-1  -> v (N, 4, h, w)
   vae_decoder    latent (N, 4, h, w)                                -> image (N, 3, H, W) in [-1, 1]
   student        person (N, H, W, 3) uint8 RGB, noise (N, 4, h, w)  -> garment (N, H, W, 3) uint8 RGB,
                  latent (N, 4, h, w) (the final latent, for parity checks)
@@ -105,17 +106,20 @@ def specs_for(config: IGRConfig, *, student_steps: int | None = None) -> dict[st
     image_tokens = TensorSpec("image_tokens", "float32", (BATCH, tokens, dim))
     refs = tuple(TensorSpec(f"reference_{i}", "float32", (BATCH, n, ch))
                  for i, (n, ch) in enumerate(reference_shapes(config)))
+    person_latent = TensorSpec("person_latent", "float32", (BATCH, c, h, w))
+    prior = (TensorSpec("prior", "float32", (BATCH, c, h, w)),) if config.aligned_prior else ()
     specs = {
         "vae_encoder": ExportSpec("vae_encoder", graphs.VaeEncoder, (image,), (latent,)),
         "image_encoder": ExportSpec("image_encoder", graphs.ImageEncoderGraph, (image,), (image_tokens,)),
-        "garmnet": ExportSpec("garmnet", graphs.GarmNetGraph, (TensorSpec("person_latent", "float32", (BATCH, c, h, w)),),
-                              refs),
+        "garmnet": ExportSpec("garmnet", graphs.GarmNetGraph, (person_latent,), refs),
         "denoiser": ExportSpec("denoiser", graphs.DenoiserGraph,
                                (latent, TensorSpec("timestep", "int64", (BATCH,), 0, config.train_timesteps),
-                                image_tokens, *refs),
+                                image_tokens, *prior, *refs),
                                (TensorSpec("v", "float32", (BATCH, c, h, w)),)),
         "vae_decoder": ExportSpec("vae_decoder", graphs.VaeDecoder, (latent,), (image,)),
     }
+    if config.aligned_prior:
+        specs["prior"] = ExportSpec("prior", graphs.PriorGraph, (person_latent,), prior)
     if student_steps is not None:
         specs["student"] = ExportSpec(
             "student", graphs.StudentGraph,
@@ -126,3 +130,8 @@ def specs_for(config: IGRConfig, *, student_steps: int | None = None) -> dict[st
 
 
 COMPONENT_GRAPHS = ("vae_encoder", "image_encoder", "garmnet", "denoiser", "vae_decoder")
+
+
+def component_graphs(config: IGRConfig) -> list[str]:
+    """The graphs of a components bundle: COMPONENT_GRAPHS, plus the aligned prior where the model has one."""
+    return [*COMPONENT_GRAPHS[:3], *(("prior",) if config.aligned_prior else ()), *COMPONENT_GRAPHS[3:]]

@@ -78,8 +78,10 @@ class DistillConfig:
 
 
 def frozen_parts_digest(model: IGRModel) -> str:
-    """One digest over what students share with their teacher: VAE, image encoder, GarmNet."""
-    return digest(torch.nn.ModuleList([model.vae, model.image_encoder, model.garmnet]))
+    """One digest over what students share with their teacher: VAE, image encoder, GarmNet (and the aligned
+    prior, where the model has one)."""
+    parts = [model.vae, model.image_encoder, model.garmnet] + ([model.prior] if model.prior is not None else [])
+    return digest(torch.nn.ModuleList(parts))
 
 
 def student_plan(config, steps: int) -> list[int]:
@@ -141,7 +143,8 @@ def record_trajectories(source: IGRModel, cache: LatentCache, *, n: int, timeste
     the latent entering each of `timesteps` plus the final latent.
 
     Returns x (n, R + 1, 4, h, w) float32 (R recorded points, descending, then the end point),
-    garment_latent (n, 4, h, w), image_tokens (n, N, D) and the GarmNet tokens as ref.<block> (fp16).
+    garment_latent (n, 4, h, w), image_tokens (n, N, D), the GarmNet tokens as ref.<block> (fp16) and, with an
+    aligned prior, its latent as prior (n, 4, h, w).
     """
     from tqdm.auto import tqdm
 
@@ -170,6 +173,8 @@ def record_trajectories(source: IGRModel, cache: LatentCache, *, n: int, timeste
         out["image_tokens"].append(cond.image_tokens)
         for k, v in cond.reference.items():
             out.setdefault(f"ref.{k}", []).append(v.half())
+        if cond.prior is not None:
+            out.setdefault("prior", []).append(cond.prior)
         bar.update(len(rows))
     bar.close()
     return {k: torch.cat(v).contiguous() for k, v in out.items()}
@@ -257,13 +262,19 @@ class StepTargets:
         return self.a[j].view(shape).float() * x_in - self.s[j].view(shape).float() * v
 
 
+def stored_conditioning(batch: dict[str, torch.Tensor]) -> Conditioning:
+    """The conditioning recorded with trajectory rows (see `record_trajectories`)."""
+    return Conditioning({k[4:]: v.float() for k, v in batch.items() if k.startswith("ref.")}, batch["image_tokens"],
+                        batch.get("prior"))
+
+
 def step_loss(student: IGRModel, targets: StepTargets, batch: dict[str, torch.Tensor], generator: torch.Generator,
               gt_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """x0-space MSE of the student at a random one of its steps, plus the optional ground-truth term."""
     x = batch["x"]
     j = torch.randint(0, len(targets.plan), (x.shape[0],), generator=generator)
     x_in, t, target = targets(x, j)
-    cond = Conditioning({k[4:]: v.float() for k, v in batch.items() if k.startswith("ref.")}, batch["image_tokens"])
+    cond = stored_conditioning(batch)
     x0 = targets.x0(student.predict(x_in, t, cond), x_in, j)
     distill = F.mse_loss(x0, target)
     logs = {"distill": float(distill.detach())}

@@ -17,6 +17,9 @@ from .manifest import confined, read_manifest
 DEFAULT_BUNDLE = Path(__file__).parent / "bundles" / "default"
 SINGLE_CALL_GRAPHS = ("student",)
 COMPONENT_GRAPHS = ("vae_encoder", "image_encoder", "garmnet", "denoiser", "vae_decoder")
+# What a manifest's `requires` may name that this SDK implements (schema 1.1): zero-terminal-SNR noise schedules in
+# the numpy samplers, and the aligned prior's graph, whose latent the denoiser takes as input `prior`.
+FEATURES = ("zero-snr", "aligned-prior")
 
 
 @dataclass(frozen=True)
@@ -39,10 +42,15 @@ class Bundle:
             raise BundleError(f"bundle folder {path} does not exist" if not path.exists()
                               else f"bundle {path} is not a folder")
         manifest = read_manifest(path, verify=verify)
+        unknown = [r for r in manifest.get("requires", []) if r not in FEATURES]
+        if unknown:
+            from . import __version__
+
+            raise BundleError(f"{path} requires {', '.join(unknown)}, which igr-edge {__version__} does not implement "
+                              f"(it implements {', '.join(FEATURES)}): upgrade igr-edge")
         bundle = cls(path.resolve(), manifest)
-        needed = SINGLE_CALL_GRAPHS if bundle.kind == "single-call" else COMPONENT_GRAPHS
         for variant, spec in manifest["variants"].items():
-            missing = [g for g in needed if g not in spec["files"]]
+            missing = [g for g in bundle.graph_names if g not in spec["files"]]
             if missing:
                 raise BundleError(f"{path}: variant {variant} lacks the {', '.join(missing)} graph(s) a "
                                   f"{bundle.kind} bundle runs")
@@ -63,9 +71,12 @@ class Bundle:
                     {"vae_encoder": ({"image": ("float32", ["batch", 3, h, w])}, {"latent": ("float32", latent)}),
                      "image_encoder": ({"image": ("float32", ["batch", 3, h, w])}, {}),
                      "garmnet": ({"person_latent": ("float32", latent)}, {}),
-                     "denoiser": ({"latent": ("float32", latent), "timestep": ("int64", ["batch"])},
+                     "denoiser": ({"latent": ("float32", latent), "timestep": ("int64", ["batch"]),
+                                   **({"prior": ("float32", latent)} if self.has_prior else {})},
                                   {"v": ("float32", latent)}),
                      "vae_decoder": ({"latent": ("float32", latent)}, {"image": ("float32", ["batch", 3, h, w])})})
+        if self.has_prior:
+            expected["prior"] = ({"person_latent": ("float32", latent)}, {"prior": ("float32", latent)})
         errors = []
         for graph, (inputs, outputs) in expected.items():
             spec = m["graphs"].get(graph)
@@ -99,6 +110,18 @@ class Bundle:
     @property
     def kind(self) -> str:
         return self.manifest["kind"]                        # single-call | components
+
+    @property
+    def has_prior(self) -> bool:
+        """A components bundle whose denoiser takes the aligned prior's latent (the `prior` graph's output)."""
+        return self.kind == "components" and "aligned-prior" in self.manifest.get("requires", [])
+
+    @property
+    def graph_names(self) -> tuple[str, ...]:
+        """The graphs every variant must hold and the runtime opens."""
+        if self.kind == "single-call":
+            return SINGLE_CALL_GRAPHS
+        return COMPONENT_GRAPHS + (("prior",) if self.has_prior else ())
 
     @property
     def steps(self) -> int:

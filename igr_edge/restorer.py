@@ -17,7 +17,7 @@ from PIL import Image
 
 from . import backends as _backends
 from . import images as _images
-from .bundle import COMPONENT_GRAPHS, Bundle
+from .bundle import Bundle
 from .errors import BackendUnavailableError, BundleError, IgrEdgeError
 from .noise import check_seed, normal
 
@@ -102,11 +102,12 @@ class ComponentRunner:
         person_latent = s["vae_encoder"].run(None, {"image": image})[0]                      # (N, 4, h, w)
         tokens = s["image_encoder"].run(None, {"image": image})[0]                            # (N, T, D)
         refs = s["garmnet"].run(None, {"person_latent": person_latent})                       # (N, L_i, C_i) each
-        guided = self.guidance != 1.0
-        if guided:                                                                            # unconditional half first
-            tokens = np.concatenate([np.zeros_like(tokens), tokens])
-            refs = [np.concatenate([np.zeros_like(r), r]) for r in refs]
         cond = {"image_tokens": tokens, **dict(zip(self.references, refs))}
+        if "prior" in s:                                                                      # the aligned prior's latent
+            cond["prior"] = s["prior"].run(None, {"person_latent": person_latent})[0]         # (N, 4, h, w)
+        guided = self.guidance != 1.0
+        if guided:                                                       # unconditional half first: every signal zero
+            cond = {k: np.concatenate([np.zeros_like(v), v]) for k, v in cond.items()}
 
         def predict(x: np.ndarray, t: int) -> np.ndarray:
             x_in = np.concatenate([x, x]) if guided else x
@@ -158,7 +159,7 @@ class Restorer:
     def _runner(self, impl, variant: str, threads: int | None):
         if self._bundle.kind == "single-call":
             return SingleCallRunner(impl.session(self._bundle.file(variant, "student"), threads=threads))
-        sessions = {g: impl.session(self._bundle.file(variant, g), threads=threads) for g in COMPONENT_GRAPHS}
+        sessions = {g: impl.session(self._bundle.file(variant, g), threads=threads) for g in self._bundle.graph_names}
         return ComponentRunner(sessions, self._bundle)
 
     # -- what it is ------------------------------------------------------------------------------

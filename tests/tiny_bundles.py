@@ -1,6 +1,7 @@
 """Tiny real bundles for the tests, written by the converters from tiny random-weight models (64×48 images): a
-2-step single-call student (fp32, int8 and QDQ variants) and a 4-step components teacher with classifier-free
-guidance, plus their model folders.
+2-step single-call student (fp32, int8 and QDQ variants), a 4-step components teacher with classifier-free
+guidance, and one with a zero-SNR schedule, an aligned prior and the EfficientNet image tower, plus their model
+folders.
 
 Exporting them takes ~3 minutes here, so they are kept in .cache/test-bundles/<key>/, the key hashing every
 source file that shapes them (a change to the model, the converters or this file builds them afresh).
@@ -46,7 +47,8 @@ def tiny_bundles(tmp_path_factory) -> dict[str, Path]:
         for old in root.parent.iterdir():              # bundles of older sources are not needed again
             if old != root:
                 shutil.rmtree(old, ignore_errors=True)
-    return {"student": root / "student", "teacher": root / "teacher", "models": root / "models"}
+    return {"student": root / "student", "teacher": root / "teacher", "teacher-prior": root / "teacher-prior",
+            "models": root / "models"}
 
 
 def _build(root: Path) -> None:
@@ -65,6 +67,11 @@ def _build(root: Path) -> None:
     teacher = IGRConfig.tiny().replace(guidance_scale=2.0, sampler="dpmsolver++", sample_steps=4)
     IGRModel(teacher).save_pretrained(root / "models" / "teacher")
     write_bundle(root / "models" / "teacher", root / "teacher", variants=["onnx-fp32"], gate_n=4, progress=False)
+    torch.manual_seed(2)                               # the next teacher's shape: zero SNR, aligned prior, EfficientNet
+    IGRModel(teacher.replace(zero_snr=True, aligned_prior=True, encoder={"backbone": "efficientnet-lite0"})
+             ).save_pretrained(root / "models" / "teacher-prior")
+    write_bundle(root / "models" / "teacher-prior", root / "teacher-prior", variants=["onnx-fp32"], gate_n=4,
+                 progress=False)
 
 
 if __name__ == "__main__":

@@ -216,6 +216,26 @@ def test_component_bundle_of_a_multi_step_model(tmp_path):
                [manifest["variants"]["onnx-fp32"]["parity"]["vs_torch"]["vae_encoder"]])
 
 
+def test_a_student_with_the_aligned_prior_bundles_as_one_graph_that_old_sdks_can_run(tmp_path):
+    """A 2-step student of a zero-SNR teacher with an aligned prior (the EfficientNet tower's export is tested in
+    tests/igr): the prior runs inside the single-call graph, so the bundle requires nothing of the runtime
+    beyond schema 1.0, and its batch stays dynamic."""
+    from igr_edge import Restorer
+
+    torch.manual_seed(4)
+    cfg = IGRConfig.tiny().replace(guidance_scale=1.0, sampler="ddim", sample_steps=2, zero_snr=True,
+                                   aligned_prior=True)
+    meta = {"kind": "steps", "method": "progressive", "steps": 2, "guidance_baked": 2.0}
+    IGRModel(cfg).save_pretrained(tmp_path / "s2", extra={"distill.json": json.dumps(meta)})
+    write_bundle(tmp_path / "s2", tmp_path / "b", variants=["onnx-fp32"], gate_n=3, progress=False)
+    manifest = read_manifest(tmp_path / "b")
+    assert "requires" not in manifest and set(manifest["graphs"]) == {"student"}
+    assert manifest["provenance"]["image_encoder"]["backbone"] == "clip"
+    assert manifest["variants"]["onnx-fp32"]["parity"]["vs_torch"]["garment_psnr_db"] >= 45
+    with Restorer(tmp_path / "b") as r:
+        assert r.restore_arrays(np.full((1, 64, 48, 3), 128, np.uint8), [0]).shape == (1, 64, 48, 3)
+
+
 @pytest.mark.parametrize("zero_snr", (False, True))
 def test_the_manifest_records_zero_snr_and_the_sdk_plans_what_the_graph_bakes_in(zero_snr):
     cfg = IGRConfig.tiny().replace(guidance_scale=1.0, sampler="ddim", sample_steps=2, zero_snr=zero_snr)

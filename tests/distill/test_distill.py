@@ -217,3 +217,31 @@ def test_step_counts_that_do_not_divide_the_training_timesteps_are_refused(setup
     assert core.student_plan(teacher.config, 5) == [999, 799, 599, 399, 199]
     with pytest.raises(ValueError, match="must divide 1000"):
         core.student_plan(teacher.config, 3)
+
+
+def test_a_prior_teachers_trajectories_carry_its_latent_and_the_student_keeps_it_frozen(setup, tmp_path):
+    root, teacher = setup
+    torch.manual_seed(3)
+    prior_teacher = IGRModel(teacher.config.replace(aligned_prior=True))
+    prior_teacher.transplant(teacher)                  # the cache's VAE and image tower
+    prior_teacher.eval()
+    plan = [999, 749, 499, 249]
+    traj = core.load_or_record(prior_teacher, root / "cache", tmp_path / "traj", n=6, timesteps=plan, batch=4,
+                               progress=False)
+    cache = latent_cache.LatentCache(root / "cache", (64, 48))
+    with torch.no_grad():
+        live = prior_teacher.condition_from(cache.rows["person_latent"][:6].float(), cache.rows["person_embed"][:6].float())
+    assert torch.allclose(traj["prior"], live.prior, atol=1e-5)          # recorded in batches of 4, here of 6
+    stored = core.stored_conditioning(core.trajectory_batch(traj, 0, 6, seed=0))
+    assert stored.prior is not None and stored.prior.shape == (6, 4, 8, 6)
+    meta = core.trajectory_meta(prior_teacher, plan, 6, 0)
+    assert meta["frozen"] != core.trajectory_meta(teacher, plan, 6, 0)["frozen"]      # the prior is in the digest
+    cfg = core.DistillConfig(kind="steps", steps=4, batch=4, warmup=1, student_steps=2, checkpoint_every=0)
+    core.distill_steps(prior_teacher, traj, plan, tmp_path / "s2", cfg, source_meta=meta, progress=False)
+    student = IGRModel.from_pretrained(tmp_path / "s2" / "final")
+    assert all(torch.equal(a, b) for a, b in zip(student.prior.state_dict().values(),
+                                                 prior_teacher.prior.state_dict().values()))
+    with torch.no_grad():
+        next(student.prior.parameters()).add_(1.0)
+    with pytest.raises(ValueError, match="differ from the trajectories' source"):
+        core.distill_steps(student, traj, plan, tmp_path / "s2b", cfg, source_meta=meta, progress=False)

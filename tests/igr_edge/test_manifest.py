@@ -63,3 +63,16 @@ def test_the_zero_snr_flag_survives_a_manifest_round_trip(bundle, zero_snr):
     schedule = NoiseSchedule.from_manifest(section)
     assert schedule.zero_snr is bool(zero_snr)
     assert bool(schedule.alphas_cumprod()[-1] == 0.0) is bool(zero_snr)  # zero terminal SNR: ᾱ_T = 0
+
+
+def test_a_bundle_that_requires_what_this_sdk_lacks_is_refused_by_name(bundle):
+    from igr_edge.bundle import FEATURES, Bundle
+
+    _edit(bundle, lambda m: m.update(requires=["zero-snr", "warp-drive"]))
+    with pytest.raises(BundleError, match=r"requires warp-drive, which igr-edge .* does not implement.*upgrade"):
+        Bundle.load(bundle, verify=False)
+    _edit(bundle, lambda m: m.update(requires=list(FEATURES)))
+    assert Bundle.load(bundle, verify=False).manifest["requires"] == list(FEATURES)   # single-call: no prior graph
+    _edit(bundle, lambda m: m.update(requires="zero-snr"))
+    with pytest.raises(BundleError, match="requires: expected array"):
+        Bundle.load(bundle, verify=False)

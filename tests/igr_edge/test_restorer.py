@@ -107,15 +107,18 @@ def test_eight_threads_by_fifty_calls_equal_the_serial_results(tiny_student):
     assert all(np.array_equal(results[k], serial[k]) for k in serial)
 
 
-def test_the_components_teacher_matches_the_torch_pipeline(tiny_bundles):
+@pytest.mark.parametrize("name", ["teacher", "teacher-prior"])
+def test_the_components_teacher_matches_the_torch_pipeline(tiny_bundles, name):
     torch = pytest.importorskip("torch")
     from igr.model import IGRModel
     from igr.pipeline import denoise
 
-    model = IGRModel.from_pretrained(tiny_bundles["models"] / "teacher").eval()
+    model = IGRModel.from_pretrained(tiny_bundles["models"] / name).eval()
     person = np.random.default_rng(0).integers(0, 256, (2, 64, 48, 3), dtype=np.uint8)
-    with Restorer(tiny_bundles["teacher"]) as r:
+    with Restorer(tiny_bundles[name]) as r:
         assert r.bundle.kind == "components" and r.bundle.guidance == 2.0
+        assert r.bundle.has_prior == (name == "teacher-prior")
+        assert r.bundle.manifest.get("requires", []) == ([] if name == "teacher" else ["zero-snr", "aligned-prior"])
         ours = r.restore_arrays(person, [11, 12])
         ours2 = r.restore_arrays(person, [11, 12], steps=2)
         with pytest.raises(IgrEdgeError, match="from 1 to 1000"):
