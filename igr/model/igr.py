@@ -103,7 +103,7 @@ def regress(unet: UNet2DModel, z: torch.Tensor) -> torch.Tensor:
     h, w = z.shape[-2:]
     f = 2 ** (len(unet.config.block_out_channels) - 1)                  # UNet2DModel needs multiples of f
     z = F.pad(z, (0, (-w) % f, 0, (-h) % f), mode="replicate")
-    t = torch.zeros(len(z), device=z.device)
+    t = torch.zeros_like(z[:, 0, 0, 0])                                # (B,): keeps an exported graph's batch dynamic
     return unet(z, t).sample[..., :h, :w]
 
 

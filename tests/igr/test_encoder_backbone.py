@@ -79,6 +79,24 @@ def test_save_and_load_keep_the_tower_exactly_even_in_fp16(effnet_model, wheel, 
         assert torch.equal(cells, ours) if dtype is None else torch.allclose(cells, ours, atol=1e-3)
 
 
+def test_a_folder_leaves_out_the_packaged_tower_unless_it_was_changed(effnet_model, wheel, tmp_path):
+    from safetensors import safe_open
+
+    folder = effnet_model.save_pretrained(tmp_path / "packaged", dtype=torch.float16)
+    path = folder / "image_encoder.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        assert f.metadata()["tower"] == "package" and all(k.startswith("cells.") for k in f.keys())
+    assert path.stat().st_size < 200_000                      # the projection alone, not the 13 MB tower
+    loaded = IGRModel.from_pretrained(folder)
+    assert all(torch.equal(v, wheel[k]) for k, v in loaded.image_encoder.effnet.state_dict().items())
+    changed = IGRModel.from_pretrained(folder)
+    with torch.no_grad():
+        changed.image_encoder.effnet._conv_stem.weight.add_(0.5)             # by hand: the file must keep it
+    again = IGRModel.from_pretrained(changed.save_pretrained(tmp_path / "changed"))
+    assert torch.equal(again.image_encoder.effnet._conv_stem.weight, changed.image_encoder.effnet._conv_stem.weight)
+    assert not torch.equal(again.image_encoder.effnet._conv_stem.weight, wheel["_conv_stem.weight"])
+
+
 def test_model_set_takes_dotted_names_of_nested_configs_and_refuses_unknown_ones():
     changes = _overrides(["encoder.backbone=efficientnet-lite0", "encoder.grid=[2,3]", "zero_snr=true"],
                          IGRConfig, "--model-set")
