@@ -31,6 +31,11 @@ export function checkManifest(manifest, where = MANIFEST) {
   if (major !== String(SCHEMA_MAJOR)) {
     fail(`has schema ${manifest.schema}; @igr-edge/js reads schema ${SCHEMA_MAJOR}.x (upgrade it, or convert the model again)`);
   }
+  if (manifest.requires !== undefined && (!Array.isArray(manifest.requires) || manifest.requires.length > 0)) {
+    // schema 1.1: what a runtime must implement (components bundles: zero-snr, aligned-prior); this binding runs
+    // single-call graphs, which carry their whole sampler, and implements none of them
+    fail(`requires ${JSON.stringify(manifest.requires)}, which @igr-edge/js does not implement (it runs single-call bundles)`);
+  }
   if (!Array.isArray(manifest.files) || manifest.files.length === 0) fail('has no file list');
   const listed = new Set();
   for (const f of manifest.files) {

@@ -82,6 +82,9 @@ test('schema 2.0.0 is refused; so are a missing manifest and an unknown backend'
   await assert.rejects(loadBundle(DEFAULT_BUNDLE, { backend: 'coreml' }), /no onnx variant for backend coreml/);
   const components = await copy('components', (m) => { m.kind = 'components'; });
   await assert.rejects(loadBundle(components), /single-call/);
+  const requires = await copy('requires', (m) => { m.requires = ['aligned-prior']; });
+  await assert.rejects(loadBundle(requires), (e) => e instanceof BundleError && /requires \["aligned-prior"\]/.test(e.message));
+  await loadBundle(await copy('requires-none', (m) => { m.requires = []; }));
 });
 
 test('the browser loader (fetch + crypto.subtle) verifies the same way', async (t) => {

@@ -33,6 +33,11 @@ public struct IGRBundle {
         guard let schema = manifest["schema"] as? String, schema.split(separator: ".").first == "1" else {
             throw IGREdgeError.bundle("\(folder.path) has schema \(manifest["schema"] ?? "none"); this package reads 1.x")
         }
+        // schema 1.1's `requires` names what a runtime must implement (components bundles); single-call graphs,
+        // all this package runs, carry their whole sampler: it implements none
+        if let requires = manifest["requires"], (requires as? [Any])?.isEmpty != true {
+            throw IGREdgeError.bundle("\(folder.path) requires \(requires), which this package does not implement")
+        }
         guard let noise = manifest["noise"] as? [String: Any], noise["generator"] as? String == Noise.generator else {
             throw IGREdgeError.bundle("\(folder.path) names another noise generator; this package implements \(Noise.generator)")
         }

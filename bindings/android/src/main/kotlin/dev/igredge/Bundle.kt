@@ -56,6 +56,12 @@ class Bundle private constructor(val folder: File, val manifest: JSONObject) {
             if (schema.substringBefore('.') != "1") {
                 throw BundleException("$folder has schema '$schema'; this binding reads schema 1.x")
             }
+            // schema 1.1's `requires` names what a runtime must implement (components bundles); single-call graphs,
+            // all this binding runs, carry their whole sampler: it implements none
+            val requires = manifest.opt("requires")
+            if (requires != null && !(requires is org.json.JSONArray && requires.length() == 0)) {
+                throw BundleException("$folder requires $requires, which this binding does not implement")
+            }
             val generator = manifest.getJSONObject("noise").optString("generator")
             if (generator != Noise.GENERATOR) {
                 throw BundleException("$folder names noise generator '$generator'; this binding implements ${Noise.GENERATOR}")

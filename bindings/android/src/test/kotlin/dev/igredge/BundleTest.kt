@@ -90,6 +90,7 @@ class BundleTest {
     fun anotherSchemaOrNoiseGeneratorOrBackendIsRefused() {
         refused(copy("schema2") { m -> m.put("schema", "2.0.0") }, "schema '2.0.0'")
         refused(copy("noise") { m -> m.getJSONObject("noise").put("generator", "philox") }, "noise generator 'philox'")
+        refused(copy("requires") { m -> m.put("requires", org.json.JSONArray(listOf("aligned-prior"))) }, "requires [\"aligned-prior\"]")
         refused(tmp, "no manifest.json")
         try {
             Bundle.load(bundle).studentFile(backend = "coreml")
