@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # After scripts/train-teacher-zsnr.sh: test-split evaluations of the tries and reports/teacher-zsnr.{md,json}.
 #
-#   scripts/evaluate-teacher-zsnr.sh [RUNS_DIR]
+#   scripts/evaluate-teacher-zsnr.sh [RUNS_DIR]     (ONLY_NEXT=1: the igr-prior-effnet rows alone)
 #   N (test pairs for the final rows, default 256), TRY_N (for the equal-budget tries at step 1500, default 128)
 #
 # Every model samples with its config's sampler (dpmsolver++, 50 steps, guidance 2, from teacher-small's sweep);
@@ -25,6 +25,24 @@ probe() {  # probe NAME MODEL_DIR
     [[ -f "$EVALS/probe-$1.json" && "$EVALS/probe-$1.json" -nt "$2/config.json" ]] || \
         "$PY" -m igr.probe --model "$2" --n 64 --out "$EVALS/probe-$1" > /dev/null
 }
+
+next() {   # the prior run continued with the EfficientNet extractor, beside its own prior, the prior run and the first teacher
+    local final="$RUNS/igr-prior-effnet/final"
+    "$PY" -m igr.baseline --from-prior "$final" --out "$RUNS/baseline-prior-effnet" > /dev/null
+    evaluate igr-prior-effnet "$final" "$N" --references
+    evaluate baseline-prior-effnet "$RUNS/baseline-prior-effnet" "$N"
+    probe igr-prior-effnet "$final"
+    "$PY" -m igr.compare --title "Zero-SNR teacher: aligned prior + EfficientNet tokens (3,500 + 5,000 full-size steps)" \
+        --against baseline \
+        --eval "prior+effnet=$EVALS/igr-prior-effnet.json" --eval "baseline=$EVALS/baseline-prior-effnet.json" \
+        --eval "prior-3500=$EVALS/igr-prior.json" --eval "first teacher=$EVALS/teacher-small.json" \
+        --probe "prior+effnet=$EVALS/probe-igr-prior-effnet.json" --probe "prior-3500=$EVALS/probe-igr-prior.json" \
+        --probe "first teacher=$EVALS/probe-teacher-small.json" \
+        --run "prior+effnet=$RUNS/igr-prior-effnet" --model "prior+effnet=$final" \
+        --model "baseline=$RUNS/baseline-prior-effnet" --model "first teacher=models/teacher-small" \
+        --out reports/teacher-prior-effnet
+}
+if [[ ${ONLY_NEXT:-0} == 1 ]]; then next; exit; fi     # ONLY_NEXT=1: that run's rows alone
 
 # equal budget: 1,500 full-size steps each, the same schedule and data order
 for try in igr igr-effnet igr-prior; do
@@ -55,3 +73,4 @@ probe teacher-small models/teacher-small
     --probe "igr-prior=$EVALS/probe-igr-prior.json" --probe "first teacher=$EVALS/probe-teacher-small.json" \
     --run "igr-prior=$RUNS/igr-prior" --model "igr-prior=$FINAL" --model "baseline=$RUNS/baseline-prior" \
     --model "first teacher=models/teacher-small" --out reports/teacher-zsnr
+next

@@ -6,11 +6,14 @@
 #   igr-prior    the same as igr + the aligned prior: a regression UNet (the baseline's architecture and loss,
 #                trained jointly) whose garment latent is concatenated to the denoiser's input; that UNet alone
 #                is the regression baseline at the same budget
-# All three run the STEPS-step schedule (default 4500); igr and igr-effnet stop at TRY_STEPS (default 1500,
+#   igr-prior-effnet  then: igr-prior's EMA at 3,500 steps (models/checkpoints/igr-prior, where that run stopped)
+#                with the EfficientNet extractor in place of the CLIP tokens (fresh cell tokens, the rest carried
+#                over), a NEXT_STEPS-step schedule (default 5000) of its own on the EfficientNet cache
+# The first three run the STEPS-step schedule (default 4500); igr and igr-effnet stop at TRY_STEPS (default 1500,
 # --until: the same learning rates as igr-prior's first 1500 steps) and their EMA at that step is copied to
 # RUNS/NAME-at-TRY_STEPS, as is igr-prior's, for scripts/evaluate-teacher-zsnr.sh.
 #
-#   scripts/train-teacher-zsnr.sh [RUNS_DIR]     (default runs/; re-run to resume)
+#   scripts/train-teacher-zsnr.sh [RUNS_DIR]     (default runs/; re-run to resume; ONLY_NEXT=1: igr-prior-effnet alone)
 #
 # Each run writes a compact checkpoint (its EMA in fp16, frozen parts linked to models/teacher-small) to
 # models/checkpoints/NAME at every checkpoint, overwritten: commit it, and a fresh clone's next run resumes it
@@ -48,7 +51,7 @@ run() {
     at=$(step_of "$out/checkpoint/trainer.json")
     if [[ -f "$out/final/config.json" || ( $until != 0 && $at -ge $until ) ]]; then echo "[$name] done"; else
         echo "[$name] $(date -u +%H:%M:%S) start ${resume[*]}"
-        "$PY" -m igr.train --stage coarse --preset small --init "$init" --out "$out" --steps "$STEPS" "${stop[@]}" \
+        "$PY" -m igr.train --stage coarse --preset small --init "$init" --out "$out" --steps "${RUN_STEPS:-$STEPS}" "${stop[@]}" \
             "${settings[@]}" --compact-to "$compact" "${resume[@]}" \
             --set "cache=$data" low_res_fraction=0 eval_every=500 > "$RUNS/$name.out" 2>&1
         echo "[$name] $(date -u +%H:%M:%S) finished"
@@ -68,15 +71,18 @@ snapshot() {
 }
 
 cache "$INIT" "$RUNS/cache"
-stream_a() {
-    run igr "$INIT" "$RUNS/cache" "$TRY_STEPS" zero_snr=true
-    snapshot igr
-    if [[ ! -f "$RUNS/effnet-init/config.json" ]]; then   # teacher-small with the pretrained extractor (fresh tokens)
+effnet_cache() {   # teacher-small with the pretrained extractor (fresh tokens), and the cache made with it
+    if [[ ! -f "$RUNS/effnet-init/config.json" ]]; then
         "$PY" -c 'import sys; from igr.train.trainer import build_model
 build_model("small", sys.argv[1], 0, model_changes={"zero_snr": True, "encoder": {"backbone": "efficientnet-lite0"}}
             ).save_pretrained(sys.argv[2])' "$INIT" "$RUNS/effnet-init"
     fi
     cache "$RUNS/effnet-init" "$RUNS/cache-effnet"
+}
+stream_a() {
+    run igr "$INIT" "$RUNS/cache" "$TRY_STEPS" zero_snr=true
+    snapshot igr
+    effnet_cache
     run igr-effnet "$RUNS/effnet-init" "$RUNS/cache-effnet" "$TRY_STEPS"
     snapshot igr-effnet
 }
@@ -85,10 +91,17 @@ stream_b() {
     run igr-prior "$INIT" "$RUNS/cache" 0 zero_snr=true aligned_prior=true
     wait $s
 }
+next() {   # the prior run's EMA at 3,500 steps with the EfficientNet extractor (needs the EfficientNet cache)
+    effnet_cache
+    RUN_STEPS=${NEXT_STEPS:-5000} run igr-prior-effnet models/checkpoints/igr-prior/ema "$RUNS/cache-effnet" 0 \
+        encoder.backbone=efficientnet-lite0
+}
+if [[ ${ONLY_NEXT:-0} == 1 ]]; then next; exit; fi     # ONLY_NEXT=1: this run alone
 stream_a & a=$!
 stream_b & b=$!
 rc=0
 wait $a || rc=1
 wait $b || rc=1
 if [[ $rc != 0 ]]; then echo "a run failed: see $RUNS/*.out" >&2; exit 1; fi
+next
 echo "all runs finished under $RUNS"
