@@ -4,14 +4,18 @@
 # the default bundle is copied into igr_edge/bundles/default (committed, <= 10 MB).
 #
 #   scripts/convert-bundles.sh [STUDENT...]      default: student-2 (the default bundle's source)
+#   TAG: the students' folders are models/STUDENT-TAG (default small; the next teacher's: zsnr), their evaluations
+#   reports/eval[-TAG]/STUDENT.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 VARIANTS=onnx-fp32,onnx-int8,onnx-qdq,onnx-w8,onnx-fp16,ort,coreml-fp16,coreml-8bit,coreml-6bit
 STUDENTS=("${@:-student-2}")
+TAG=${TAG:-small}
+EVAL=reports/eval$([[ $TAG == small ]] || echo "-$TAG")
 for s in "${STUDENTS[@]}"; do
-    "$PY" -m convert bundle --model "models/$s-small" --out "bundles/$s" --variants "$VARIANTS" \
-        --quality "reports/eval/$s.json" --skip-failing --overwrite
+    "$PY" -m convert bundle --model "models/$s-$TAG" --out "bundles/$s" --variants "$VARIANTS" \
+        --quality "$EVAL/$s.json" --skip-failing --overwrite
 done
 "$PY" -m convert default --bundle "bundles/${STUDENTS[0]}"
 "$PY" -m convert report "${STUDENTS[@]/#/bundles/}" --out reports/convert

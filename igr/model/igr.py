@@ -62,6 +62,15 @@ def component_file(folder: str | Path, name: str) -> Path:
     return linked
 
 
+def _linkable(folder: str | Path, name: str) -> Path | None:
+    """`folder`'s file of component `name`, following its own link (a student shares with a teacher whose VAE
+    is itself linked); None where it has none."""
+    try:
+        return component_file(folder, name)
+    except (FileNotFoundError, ConfigError):
+        return None
+
+
 def build_vae(cfg: VAEConfig) -> AutoencoderKL:
     n = len(cfg.channels)
     return AutoencoderKL(
@@ -494,8 +503,8 @@ class IGRModel(nn.Module):
                     state = {k: v for k, v in state.items() if k not in shipped}
                     if shipped:
                         metadata["tower"] = PACKAGE_TOWER
-                base = Path(share_with) / f"{name}.safetensors" if share_with is not None else None
-                if base is not None and base.is_file() and _same_state(state, load_file(str(base))):
+                base = _linkable(share_with, name) if share_with is not None else None
+                if base is not None and _same_state(state, load_file(str(base))):
                     links[name] = {"path": os.path.relpath(base.resolve(), folder.resolve().parent / folder.name),
                                    "sha256": sha256_file(base)}
                     continue

@@ -205,6 +205,10 @@ def test_a_changed_linked_file_is_refused(setup, tmp_path):
     teacher.save_pretrained(tmp_path / "copy", share_with=tmp_path / "base")
     assert not (tmp_path / "copy" / "vae.safetensors").exists()
     IGRModel.from_pretrained(tmp_path / "copy")
+    teacher.save_pretrained(tmp_path / "student", share_with=tmp_path / "copy")    # a link through a link
+    links = json.loads((tmp_path / "student" / "shared.json").read_text())
+    assert links and all((tmp_path / "student" / link["path"]).resolve().parent == (tmp_path / "base").resolve()
+                         for link in links.values())                           # copy's links followed to base
     data = bytearray((tmp_path / "base" / "vae.safetensors").read_bytes())
     data[-1] ^= 1
     (tmp_path / "base" / "vae.safetensors").write_bytes(bytes(data))
