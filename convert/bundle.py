@@ -18,7 +18,7 @@ import numpy as np
 from igr_edge.manifest import MANIFEST, read_manifest, sha256_file, validation_errors, variant_bytes
 
 from . import onnx_export
-from .gates import GateError, check_fp32, check_variant, run, session, gate_images
+from .gates import GateError, check_fp32, check_graph, check_variant, run, session, gate_images
 from .specs import component_graphs, specs_for
 
 SCHEMA_VERSION = "1.1.0"           # 1.1: `requires`
@@ -150,6 +150,7 @@ def write_bundle(model_dir: str | Path, out: str | Path, *, variants: list[str],
         for g in graphs:
             bar.set_postfix_str(f"onnx-fp32 {g}")
             path = onnx_export.export_fp32(specs[g], model, staging / "onnx-fp32" / f"{g}.onnx")
+            check_graph(f"{g} onnx-fp32", path)
             inputs = None
             if single_call:
                 import torch
@@ -191,6 +192,8 @@ def write_bundle(model_dir: str | Path, out: str | Path, *, variants: list[str],
                     accept(variant, {"student": made}, parity, minimum_deployment_target=parity["minimum_deployment_target"])
                 else:
                     made = _onnx_variant(variant, fp32["student"], staging / variant, model, calibration_n)
+                    if VARIANTS[variant].format == "onnx":
+                        check_graph(variant, made["student"])
                     garments = run(session(made["student"]), specs["student"].input_names, (persons, noise))[0]
                     parity = check_variant(variant, garments, reference, truth)
                     accept(variant, made, parity)

@@ -27,6 +27,23 @@ class GateError(RuntimeError):
         self.variant, self.figure, self.value, self.bound = variant, figure, value, bound
 
 
+class GraphCheckError(GateError):
+    """An ONNX graph that ONNX's own checker or strict shape inference refuses: no runtime is promised to load it."""
+
+    def __init__(self, variant: str, errors: list[str]) -> None:
+        RuntimeError.__init__(self, f"{variant}: {'; '.join(errors)}; not written")
+        self.variant, self.figure, self.value, self.bound = variant, "ONNX checker errors", len(errors), "= 0"
+
+
+def check_graph(variant: str, path: Path) -> None:
+    """`onnx.checker` full check and strict shape inference on an ONNX file; raises GraphCheckError."""
+    from .onnx_export import graph_errors
+
+    errors = graph_errors(path)
+    if errors:
+        raise GraphCheckError(variant, errors)
+
+
 def psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(peak ** 2 / mse)

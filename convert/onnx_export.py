@@ -258,8 +258,35 @@ def convert_fp16(src: Path, dst: Path) -> Path:
 
     proto = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True, op_block_list=FP32_OPS)
     toposort(proto.graph)                    # the converter appends its input casts after their users
+    _drop_initializer_value_info(proto.graph)
     clean(proto)
     return save(proto, dst)
+
+
+def _drop_initializer_value_info(graph: onnx.GraphProto) -> None:
+    """Remove value_info entries that describe initializers: the converter keeps the weights of blocked ops
+    (LayerNormalization's scale, ...) in float32 but relabels their value_info FLOAT16, which the full checker
+    and ORT's make_dynamic_shape_fixed refuse. An initializer carries its own type and shape."""
+    inits = {i.name for i in graph.initializer}
+    kept = [v for v in graph.value_info if v.name not in inits]
+    del graph.value_info[:]
+    graph.value_info.extend(kept)
+
+
+def graph_errors(path: str | Path) -> list[str]:
+    """What ONNX's own tools say against a graph: `onnx.checker.check_model(full_check=True)` and strict shape
+    inference with type checks and data propagation (empty when it passes both)."""
+    proto = onnx.load(str(path))
+    errors = []
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        errors.append(f"onnx.checker full check: {str(e).strip().splitlines()[0][:300]}")
+    try:
+        onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
+    except onnx.shape_inference.InferenceError as e:
+        errors.append(f"strict shape inference: {str(e).strip().splitlines()[0][:300]}")
+    return errors
 
 
 _TO_ORT = """

@@ -135,6 +135,50 @@ def test_a_failing_variant_leaves_no_bundle_or_is_listed_as_rejected(bundle, stu
     assert manifest["rejected"][0]["variant"] == "onnx-int8" and manifest["rejected"][0]["bound"] == ">= 30.0"
 
 
+def test_every_onnx_variant_passes_the_full_checker_and_ort_can_fix_its_batch(bundle, tmp_path):
+    """onnx.checker's full check, strict shape inference, and ORT's make_dynamic_shape_fixed (batch 1), which
+    crashed on onnx-fp16's float32 weights labelled FLOAT16 in its value_info."""
+    from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_dim_param_fixed
+
+    from convert.onnx_export import graph_errors
+
+    manifest = read_manifest(bundle)
+    onnx_variants = [v for v, spec in manifest["variants"].items() if spec["format"] == "onnx"]
+    assert set(onnx_variants) == set(ONNX_VARIANTS) - {"ort"}
+    for v in onnx_variants:
+        path = bundle / manifest["variants"][v]["files"]["student"]
+        assert graph_errors(path) == [], v
+        proto = onnx.load(str(path))
+        make_dim_param_fixed(proto.graph, "batch", 1)
+        fix_output_shapes(proto)
+        assert [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim] == [1, 64, 48, 3], v
+
+
+def test_a_graph_the_checker_refuses_is_not_written(bundle, student_dir, tmp_path, monkeypatch):
+    from convert import onnx_export
+
+    good = bundle / "onnx-fp32" / "student.onnx"
+
+    def stale_fp16(src, dst):                  # what the fp16 converter used to write: a float32 weight labelled fp16
+        proto = onnx.load(str(src))
+        init = next(i for i in proto.graph.initializer if i.data_type == onnx.TensorProto.FLOAT)
+        proto.graph.value_info.append(onnx.helper.make_tensor_value_info(init.name, onnx.TensorProto.FLOAT16,
+                                                                         list(init.dims)))
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(proto, str(dst))
+        return dst
+
+    monkeypatch.setattr(onnx_export, "export_fp32", lambda spec, model, path: _copy(good, path))
+    monkeypatch.setattr(onnx_export, "convert_fp16", stale_fp16)
+    write_bundle(student_dir, tmp_path / "partial", variants=["onnx-fp32", "onnx-fp16"], gate_n=2,
+                 skip_failing=True, progress=False)
+    manifest = read_manifest(tmp_path / "partial")
+    assert set(manifest["variants"]) == {"onnx-fp32"} and not (tmp_path / "partial" / "onnx-fp16").exists()
+    (rejected,) = manifest["rejected"]
+    assert rejected["variant"] == "onnx-fp16" and rejected["figure"] == "ONNX checker errors"
+    assert "onnx.checker full check" in rejected["reason"] and "elem type" in rejected["reason"]
+
+
 def _copy(src, dst):
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dst)
