@@ -21,7 +21,7 @@ from . import onnx_export
 from .gates import GateError, check_fp32, check_graph, check_variant, run, session, gate_images
 from .specs import component_graphs, specs_for
 
-SCHEMA_VERSION = "1.1.0"           # 1.1: `requires`
+SCHEMA_VERSION = "1.2.0"           # 1.1: `requires`; 1.2: variants' `mobile` (ORT's mobile usability check)
 BUNDLE_VERSION = "0.1.0"
 
 
@@ -178,6 +178,10 @@ def write_bundle(model_dir: str | Path, out: str | Path, *, variants: list[str],
                 rel[g] = f"{variant}/{f.name}"
             records[variant] = {"format": VARIANTS[variant].format, "precision": VARIANTS[variant].precision,
                                 "files": rel, "backends": list(VARIANTS[variant].backends), "parity": parity, **extra}
+            if VARIANTS[variant].format == "onnx":       # per graph: the nodes NNAPI and the Core ML EP take
+                from .mobile import mobile_usability
+
+                records[variant]["mobile"] = {g: mobile_usability(f) for g, f in files.items()}
 
         for variant in variants:
             bar.set_postfix_str(variant)

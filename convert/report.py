@@ -44,6 +44,8 @@ def build(bundles: list[Path], *, runs: int = 20, threads: int | None = None) ->
 
         for v, spec in sorted(manifest["variants"].items(), key=lambda kv: list(VARIANTS).index(kv[0])):
             row = {"format": spec["format"], "precision": spec["precision"], "bytes": sizes[v], "parity": spec["parity"]}
+            if "mobile" in spec:
+                row["mobile"] = spec["mobile"]
             if v in times:
                 med = statistics.median(times[v])
                 row.update(p50_ms=med * 1e3, p90_ms=statistics.quantiles(times[v], n=10)[-1] * 1e3,
@@ -82,8 +84,40 @@ def markdown(rep: dict[str, Any]) -> str:
         for r in b["rejected"]:
             lines.append(f"\nRejected by its gate: {r['reason']}")
         lines.append("")
+        lines += mobile_table(b["variants"])
     lines += ["Made by: `" + rep.get("command", "python -m convert report") + "`", ""]
     return "\n".join(lines)
+
+
+EP_LABELS = {"nnapi": "NNAPI", "coreml-mlprogram": "Core ML ML Program", "coreml-neuralnetwork": "Core ML NeuralNetwork"}
+
+
+def mobile_table(variants: dict[str, Any]) -> list[str]:
+    """Per ONNX variant and graph, from its manifest: nodes each mobile EP takes, in how many partitions, ORT's
+    verdict and the ops it refuses (ORT's mobile usability check, fixed input sizes required)."""
+    rows = [(v, g, m) for v, r in variants.items() for g, m in r.get("mobile", {}).items()]
+    if not rows:
+        return []
+    seen = {ep for _, _, m in rows for ep in m["eps"]}
+    eps = [ep for ep in EP_LABELS if ep in seen] + sorted(seen - set(EP_LABELS))     # NNAPI first, as ORT prints
+    lines = ["ONNX Runtime Mobile's usability check (`python -m onnxruntime.tools.check_onnx_model_mobile_usability`, "
+             "as run by `python -m convert bundle`): nodes each execution provider takes after ORT's basic "
+             "optimizations, in how many partitions, and ORT's verdict; ops it refuses below.", "",
+             "| variant | graph | " + " | ".join(EP_LABELS.get(ep, ep) for ep in eps) + " | dynamic-shape values |",
+             "|---|---|" + "---|" * len(eps) + "---|"]
+    refused = []
+    for v, g, m in rows:
+        cells = []
+        for ep in eps:
+            e = m["eps"].get(ep)
+            cells.append("–" if e is None else
+                         f"{e['supported_nodes']}/{e['nodes']} ({e['supported_nodes'] / max(e['nodes'], 1):.1%}), "
+                         f"{e['partitions']} partitions, {e.get('verdict', '–')}")
+            if e and e.get("unsupported_ops"):
+                refused.append(f"- {v} {g}, {EP_LABELS.get(ep, ep)}: "
+                               + ", ".join(op.removeprefix("ai.onnx:") for op in e["unsupported_ops"]))
+        lines.append(f"| {v} | {g} | " + " | ".join(cells) + f" | {m['dynamic_values']} |")
+    return lines + ([""] + refused if refused else []) + [""]
 
 
 def write(rep: dict[str, Any], out: Path) -> list[Path]:

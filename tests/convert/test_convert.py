@@ -2,6 +2,7 @@
 conversion (predictions need macOS: those tests carry the coreml marker), real bundle files."""
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -152,6 +153,55 @@ def test_every_onnx_variant_passes_the_full_checker_and_ort_can_fix_its_batch(bu
         make_dim_param_fixed(proto.graph, "batch", 1)
         fix_output_shapes(proto)
         assert [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim] == [1, 64, 48, 3], v
+
+
+def test_each_onnx_variant_records_what_nnapi_and_core_ml_take_as_orts_own_checker_counts(bundle):
+    import re
+    import subprocess
+    import sys
+
+    from convert.report import mobile_table
+
+    manifest = read_manifest(bundle)
+    assert "mobile" not in manifest["variants"]["ort"]
+    for v in set(ONNX_VARIANTS) - {"ort"}:
+        eps = manifest["variants"][v]["mobile"]["student"]["eps"]
+        assert set(eps) == {"nnapi", "coreml-mlprogram", "coreml-neuralnetwork"}, v
+        assert all(0 <= e["supported_nodes"] <= e["nodes"] and e["partitions"] >= 0 for e in eps.values()), v
+    # the same figures as the tool a mobile team runs (its first analysis per EP: fixed input sizes required)
+    fp32 = bundle / manifest["variants"]["onnx-fp32"]["files"]["student"]
+    done = subprocess.run([sys.executable, "-m", "onnxruntime.tools.check_onnx_model_mobile_usability", str(fp32)],
+                          capture_output=True, text=True, check=True)
+    printed, if_fixed = {}, {}
+    for parts, taken, nodes, ep in re.findall(r"(\d+) partitions with a total of (\d+)/(\d+) nodes can be handled by "
+                                             r"the (NNAPI|CoreML MLProgram|CoreML NeuralNetwork) EP", done.stdout + done.stderr):
+        (if_fixed if ep in printed else printed).setdefault(ep, (int(taken), int(nodes), int(parts)))
+    recorded = manifest["variants"]["onnx-fp32"]["mobile"]["student"]["eps"]
+    names = (("NNAPI", "nnapi"), ("CoreML MLProgram", "coreml-mlprogram"), ("CoreML NeuralNetwork", "coreml-neuralnetwork"))
+    assert printed == {name: (recorded[ep]["supported_nodes"], recorded[ep]["nodes"], recorded[ep]["partitions"])
+                       for name, ep in names}
+    assert if_fixed == {name: (recorded[ep]["if_shapes_fixed"]["supported_nodes"], recorded[ep]["nodes"],
+                               recorded[ep]["if_shapes_fixed"]["partitions"]) for name, ep in names}
+    table = "\n".join(mobile_table(manifest["variants"]))
+    nnapi = recorded["nnapi"]
+    assert f"| onnx-fp32 | student | {nnapi['supported_nodes']}/{nnapi['nodes']} " in table
+    assert "| ort |" not in table
+
+
+def test_manifests_without_mobile_figures_stay_valid_and_malformed_ones_are_refused(bundle):
+    default = read_manifest(Path(__file__).resolve().parents[2] / "igr_edge" / "bundles" / "default")
+    assert default["schema"].split(".")[0] == "1" and "mobile" not in default["variants"][default["default_variant"]]
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["schema"] == "1.2.0"
+    old = json.loads(json.dumps(manifest))
+    old["schema"] = "1.1.0"
+    for spec in old["variants"].values():
+        spec.pop("mobile", None)
+    assert validation_errors(old) == []
+    manifest["variants"]["onnx-fp32"]["mobile"]["student"]["eps"]["nnapi"]["verdict"] = "perhaps"
+    del manifest["variants"]["onnx-fp32"]["mobile"]["student"]["eps"]["coreml-mlprogram"]["partitions"]
+    errors = validation_errors(manifest)
+    assert any("verdict" in e and "perhaps" in e for e in errors) and any("'partitions'" in e for e in errors)
 
 
 def test_a_graph_the_checker_refuses_is_not_written(bundle, student_dir, tmp_path, monkeypatch):
