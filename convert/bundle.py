@@ -40,6 +40,9 @@ VARIANTS = {
     "onnx-w8": Variant("onnx", "int8 weights (per channel) dequantized in the graph, fp32 compute: the same pixels "
                        "on every ONNX Runtime build", ("cpu", "cuda")),
     "onnx-fp16": Variant("onnx", "fp16 (normalizations, softmax and reductions fp32)", ("cuda",)),
+    # listed for no backend until the manifest can say its batch is fixed at 1 (an SDK would feed it batches)
+    "onnx-mobile": Variant("onnx", "fp32, batch fixed at 1 and every shape static, constant-folded (for ORT Mobile's "
+                           "NNAPI and Core ML EPs)", ()),
     "ort": Variant("ort", "the onnx-int8 graph in ORT format (ORT Mobile)", ("cpu",)),
     "coreml-fp16": Variant("mlpackage", "fp16 ML Program", ("coreml",)),
     "coreml-8bit": Variant("mlpackage", "8-bit linear weights (fp16 compute)", ("coreml",)),
@@ -198,7 +201,8 @@ def write_bundle(model_dir: str | Path, out: str | Path, *, variants: list[str],
                     made = _onnx_variant(variant, fp32["student"], staging / variant, model, calibration_n)
                     if VARIANTS[variant].format == "onnx":
                         check_graph(variant, made["student"])
-                    garments = run(session(made["student"]), specs["student"].input_names, (persons, noise))[0]
+                    garments = run(session(made["student"]), specs["student"].input_names, (persons, noise),
+                                   batch=1 if variant == "onnx-mobile" else 8)[0]
                     parity = check_variant(variant, garments, reference, truth)
                     accept(variant, made, parity)
             except GateError as e:
@@ -256,6 +260,8 @@ def _onnx_variant(variant: str, fp32: Path, folder: Path, model, calibration_n: 
         return {"student": onnx_export.quantize_int8_qdq(fp32, folder / "student.onnx", calib)}
     if variant == "onnx-w8":
         return {"student": onnx_export.quantize_weights_int8(fp32, folder / "student.onnx")}
+    if variant == "onnx-mobile":
+        return {"student": onnx_export.fix_batch(fp32, folder / "student.onnx")}
     if variant == "onnx-fp16":
         return {"student": onnx_export.convert_fp16(fp32, folder / "student.onnx")}
     if variant == "ort":

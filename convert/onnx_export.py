@@ -289,6 +289,25 @@ def graph_errors(path: str | Path) -> list[str]:
     return errors
 
 
+def fix_batch(src: Path, dst: Path, *, batch: int = 1) -> Path:
+    """The graph with its batch fixed at `batch` and every shape static, then constant-folded (onnxscript's
+    optimizer): the Shape/Slice/Concat chains a dynamic batch needs fold away, so NNAPI and the Core ML EP, which
+    refuse dynamic shapes, can take the nodes. Same ops and arithmetic otherwise."""
+    import onnxscript.optimizer
+    from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_dim_param_fixed
+
+    proto = onnx.load(str(src))
+    make_dim_param_fixed(proto.graph, BATCH, batch)
+    fix_output_shapes(proto)
+    proto = onnxscript.optimizer.optimize(proto)
+    dynamic = [v.name for v in [*proto.graph.input, *proto.graph.output]
+               if any(not d.HasField("dim_value") for d in v.type.tensor_type.shape.dim)]
+    if dynamic:
+        raise ValueError(f"{src}: {', '.join(dynamic)} kept a dynamic shape after fixing the batch")
+    clean(proto)
+    return save(proto, dst)
+
+
 _TO_ORT = """
 import onnxruntime as ort
 so = ort.SessionOptions()
