@@ -92,9 +92,12 @@ stream_b() {
     wait $s
 }
 next() {   # the prior run's EMA at 3,500 steps with the EfficientNet extractor (needs the EfficientNet cache)
+    if [[ -f models/teacher-zsnr/config.json ]]; then echo "[igr-prior-effnet] done: models/teacher-zsnr"; return; fi
     effnet_cache
     RUN_STEPS=${NEXT_STEPS:-5000} run igr-prior-effnet models/checkpoints/igr-prior/ema "$RUNS/cache-effnet" 0 \
         encoder.backbone=efficientnet-lite0
+    # the finished EMA ships as the next teacher (fp16; the VAE linked to teacher-small's)
+    "$PY" -m igr.model pack --from "$RUNS/igr-prior-effnet/final" --out models/teacher-zsnr --share-with "$INIT"
 }
 if [[ ${ONLY_NEXT:-0} == 1 ]]; then next; exit; fi     # ONLY_NEXT=1: this run alone
 stream_a & a=$!
