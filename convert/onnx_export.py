@@ -289,10 +289,12 @@ def graph_errors(path: str | Path) -> list[str]:
     return errors
 
 
-def fix_batch(src: Path, dst: Path, *, batch: int = 1) -> Path:
+def fix_batch(src: Path, dst: Path, *, batch: int = 1, mobile_ops: bool = False, gelu: str = "tanh") -> Path:
     """The graph with its batch fixed at `batch` and every shape static, then constant-folded (onnxscript's
     optimizer): the Shape/Slice/Concat chains a dynamic batch needs fold away, so NNAPI and the Core ML EP, which
-    refuse dynamic shapes, can take the nodes. Same ops and arithmetic otherwise."""
+    refuse dynamic shapes, can take the nodes. Same ops and arithmetic otherwise, unless `mobile_ops`: then the
+    ops that NNAPI or the Core ML EP refuse are written in ops both take (`convert.mobile_ops`; exact GELU becomes
+    its `gelu` approximation, the rest is the same arithmetic in other ops)."""
     import onnxscript.optimizer
     from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_dim_param_fixed
 
@@ -304,6 +306,10 @@ def fix_batch(src: Path, dst: Path, *, batch: int = 1) -> Path:
                if any(not d.HasField("dim_value") for d in v.type.tensor_type.shape.dim)]
     if dynamic:
         raise ValueError(f"{src}: {', '.join(dynamic)} kept a dynamic shape after fixing the batch")
+    if mobile_ops:
+        from .mobile_ops import rewrite_for_mobile
+
+        rewrite_for_mobile(proto, gelu=gelu)
     clean(proto)
     return save(proto, dst)
 
