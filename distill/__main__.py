@@ -1,10 +1,14 @@
-"""`python -m distill guidance|steps|calibrate|report`: from the teacher to few-step students.
+"""`python -m distill guidance|steps|calibrate|report|light-vae|light-sweep|light-attach`: from the teacher to few-step students.
 
   python -m distill guidance --teacher models/teacher-small --cache runs/cache --out runs/distill/guided
   python -m distill steps --from models/teacher-small --init runs/distill/guided/final --cache runs/cache \\
       --steps 4,2,1 --method progressive --out runs/distill
   python -m distill calibrate --model models/student-4-small --out runs/calib/student-4.npz
   python -m distill report --teacher models/teacher-small --rows guided=models/guided-small,... --out reports/students
+  python -m distill light-vae --vae models/teacher-small --widths 8,16,32,64 --out runs/light-vae/w8-16-32-64
+  python -m distill light-sweep --vae models/teacher-small --widths 4,8,16,32 8,16,32,64 12,24,48,64 \\
+      --runs runs/light-vae --out reports/light-vae
+  python -m distill light-attach --model models/student-2-zsnr --light runs/light-vae/w8-16-32-64/final --out DIR
 """
 from __future__ import annotations
 
@@ -124,6 +128,116 @@ def cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     return 0
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    if text in ("none", ""):
+        return ()
+    return tuple(_ints(text))
+
+
+def _blocks(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected counts of at least 0, got {text!r}")
+    return values
+
+
+def _light_setup(args: argparse.Namespace, parser: argparse.ArgumentParser):
+    """The full VAE, the training settings and the pool, shared by light-vae and light-sweep."""
+    from .light import FullVAE, LightTrainConfig, build_pool
+
+    try:
+        vae = FullVAE.from_folder(args.vae)
+        cfg = LightTrainConfig(steps=args.train_steps, batch=args.batch, lr=args.lr, seed=args.seed,
+                               edge_weight=args.edge_weight, perceptual_weight=args.perceptual_weight,
+                               checkpoint_every=args.checkpoint_every)
+        pool_dir = Path(args.pool) if args.pool else Path(args.runs if hasattr(args, "runs") else args.out) / "pool"
+        pool = build_pool(vae, pool_dir, n=args.pool_n, extra_latents=args.extra_latents)
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(str(e))
+    meta = json.loads((pool_dir / "meta.json").read_text())
+    return vae, cfg, pool, meta
+
+
+def _light_config(parser: argparse.ArgumentParser, widths, encoder_widths, blocks):
+    from igr.config import LightVAEConfig
+
+    try:
+        return LightVAEConfig(decoder=widths, encoder=widths if encoder_widths is None else encoder_widths,
+                              blocks=blocks)
+    except ValueError as e:
+        parser.error(str(e))
+
+
+def cmd_light_vae(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from igr.model.light import decoder_flops, encoder_flops
+
+    from .light import distill_light
+
+    light = _light_config(parser, args.widths, args.encoder_widths, args.blocks)
+    vae, cfg, pool, meta = _light_setup(args, parser)
+    try:
+        summary = distill_light(vae, light, pool, args.out, cfg, pool_meta=meta, source=args.vae)
+    except ValueError as e:
+        parser.error(str(e))
+    h, w = vae.config.height, vae.config.width
+    print(f"light VAE {list(light.decoder)} / {list(light.encoder) or 'full'}: decoder "
+          f"{decoder_flops(light, h, w) / 1e9:.3f} GFLOP, encoder {encoder_flops(light, h, w) / 1e9:.3f} GFLOP at "
+          f"{h}x{w}; loss {summary['first_loss']:.4f} -> {summary['final_loss_mean50']:.4f} in "
+          f"{summary['hours']:.2f} h -> {Path(args.out) / 'final'}")
+    return 0
+
+
+def cmd_light_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .light import sweep, write_report
+
+    lights = [_light_config(parser, w, args.encoder_widths, args.blocks) for w in args.widths]
+    vae, cfg, pool, meta = _light_setup(args, parser)
+    try:
+        rep, images = sweep(vae, lights, pool, args.runs, cfg, pool_meta=meta, eval_n=args.eval_n, source=args.vae)
+    except ValueError as e:
+        parser.error(str(e))
+    for path in write_report(rep, images, args.out, command="python -m distill " + " ".join(args.argv)):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_light_attach(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from igr.config import ConfigError
+    from igr.model.light import LIGHT_META, attach_light
+
+    model = _load(parser, args.model)
+    try:
+        attach_light(model, args.light)
+    except (FileNotFoundError, ConfigError) as e:
+        parser.error(str(e))
+    extra = {LIGHT_META: (Path(args.light) / LIGHT_META).read_text()}
+    for name in ("distill.json",):                     # how the student was made travels with it
+        if (Path(args.model) / name).is_file():
+            extra[name] = (Path(args.model) / name).read_text()
+    out = model.save_pretrained(args.out, share_with=args.share_with or None, extra=extra)
+    print(f"wrote {out}: {args.model} with the light parts of {args.light} (config light: true)")
+    return 0
+
+
+def _light_settings(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--vae", required=True, help="model folder whose full VAE is distilled (e.g. the teacher)")
+    p.add_argument("--encoder-widths", type=_widths,
+                   help="light encoder widths (default: the decoder's; 'none': no light encoder)")
+    p.add_argument("--blocks", type=_blocks, default=(0, 0, 1, 2), help="residual blocks per level, full size first")
+    p.add_argument("--pool", help="folder of the training pool (default OUT/pool, or RUNS/pool for a sweep)")
+    p.add_argument("--pool-n", type=int, default=512, help="train pairs in the pool (full VAE run once on each)")
+    p.add_argument("--extra-latents", help="more latents for the decoder: a safetensors file with `latent`, or "
+                   "a distillation trajectories file (its final latents)")
+    p.add_argument("--edge-weight", type=float, default=0.5)
+    p.add_argument("--perceptual-weight", type=float, default=0.0, help="EffNet-Lite0 distance weight (slow)")
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    _train_settings(p, 600, 1e-3)
+    p.set_defaults(batch=8)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m distill", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -174,6 +288,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grid-n", type=int, default=6)
     p.add_argument("--out", required=True, help="output path without suffix: OUT.md, OUT.json, OUT-grid.png")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("light-vae", help="distill a light decoder and encoder from a model's full VAE")
+    p.add_argument("--widths", type=_widths, default=(8, 16, 32, 64),
+                   help="decoder channels per level, full resolution first")
+    p.add_argument("--out", required=True, help="run folder: OUT/final (light.json + safetensors), OUT/log.jsonl")
+    _light_settings(p)
+    p.set_defaults(func=cmd_light_vae)
+
+    p = sub.add_parser("light-sweep", help="light VAEs of several widths, evaluated on the test split, one report")
+    p.add_argument("--widths", type=_widths, nargs="+", required=True, help="one decoder width list per run")
+    p.add_argument("--runs", required=True, help="one run folder per width under it (taken up again when re-run)")
+    p.add_argument("--eval-n", type=int, default=64, help="test-split pairs scored")
+    p.add_argument("--out", required=True, help="report path without suffix: OUT.json, OUT.md, OUT.png, OUT-grid.png")
+    _light_settings(p)
+    p.set_defaults(func=cmd_light_sweep)
+
+    p = sub.add_parser("light-attach", help="a model folder with light parts (config light: true)")
+    p.add_argument("--model", required=True, help="the student (or any model with the same VAE)")
+    p.add_argument("--light", required=True, help="a light-vae run's final folder")
+    p.add_argument("--out", required=True)
+    p.add_argument("--share-with", nargs="*", help="folders whose identical files are linked, not copied")
+    p.set_defaults(func=cmd_light_attach)
 
     args = parser.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])

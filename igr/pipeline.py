@@ -96,14 +96,17 @@ def prior_start(model: IGRModel, cond: Conditioning, noise: torch.Tensor, steps:
 @torch.no_grad()
 def sample(model: IGRModel, person: torch.Tensor, *, steps: int | None = None, guidance_scale: float | None = None,
            sampler: str | None = None, seed: int = 0, noise: torch.Tensor | None = None,
-           cond: Conditioning | None = None, strength: float | None = None, progress: bool = False) -> torch.Tensor:
+           cond: Conditioning | None = None, strength: float | None = None, light: bool | None = None,
+           progress: bool = False) -> torch.Tensor:
     """Restore the garment from person images in [-1, 1] (B, 3, H, W) -> garment images in [-1, 1].
 
     `strength` < 1 (models with an aligned prior): start from the prior's latent noised to strength·T
-    instead of pure noise (`prior_start`)."""
+    instead of pure noise (`prior_start`). `light`: encode the person and decode the garment with the light
+    VAE (`igr.model.light`); None uses it where the model has it (config `light`), False runs the full VAE."""
     b, _, h, w = person.shape
+    light = model.uses_light(light)
     if cond is None:
-        cond = model.condition(person)                     # once per image, not once per step
+        cond = model.condition(person, light=light)        # once per image, not once per step
     x = initial_noise(model.config, b, seed, height=h, width=w) if noise is None else noise
     x = x.to(person.device, person.dtype)
     first = None
@@ -112,7 +115,7 @@ def sample(model: IGRModel, person: torch.Tensor, *, steps: int | None = None, g
         first = plan[0]
     x = denoise(model, cond, x, steps=steps, guidance_scale=guidance_scale, sampler=sampler, from_timestep=first,
                 progress=progress)
-    return model.decode(x)
+    return model.decode(x, light=light)
 
 
 def sample_items(model: IGRModel, person: torch.Tensor, first: int, *, seed: int = 0, **kwargs) -> torch.Tensor:

@@ -16,6 +16,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from ..files import atomic_folder
 from ..config import TOWERS, ConfigError, EncoderConfig, IGRConfig, RegressionConfig, UNetConfig, VAEConfig
+from .light import build_light
 from .fusion import DecoupledCrossAttention, FusionSelfAttention, PlainAttention, ReferenceBank, \
     ReferenceWriter, bank_checkpointing, block_name
 
@@ -36,8 +37,10 @@ def _same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 
 def components_of(config: IGRConfig) -> tuple[str, ...]:
-    """The components a model of `config` has: COMPONENTS, plus the prior where `aligned_prior` adds it."""
-    return COMPONENTS + (("prior",) if config.aligned_prior else ())
+    """The components a model of `config` has: COMPONENTS, plus the prior where `aligned_prior` adds it, plus
+    the light decoder (and encoder, where its config has one) where `light` adds them."""
+    light = ("light_decoder",) + (("light_encoder",) if config.light_vae.encoder else ()) if config.light else ()
+    return COMPONENTS + (("prior",) if config.aligned_prior else ()) + light
 
 
 def folder_components(folder: str | Path) -> tuple[str, ...]:
@@ -371,24 +374,40 @@ class IGRModel(nn.Module):
         self.garmnet = GarmNet(config.unet, c)
         self.denoiser = GarmDenoiser(config.unet, c, 2 * c if config.aligned_prior else c)
         self.prior = AlignedPrior(config.prior, c) if config.aligned_prior else None
+        self.light_decoder, self.light_encoder = build_light(config.light_vae) if config.light else (None, None)
         if self.garmnet.block_names != self.denoiser.block_names:
             raise RuntimeError("GarmNet and GarmDenoiser fusion blocks do not line up")
 
     # -- latents ---------------------------------------------------------------------------------
-    def encode(self, image: torch.Tensor) -> torch.Tensor:
-        """Image in [-1, 1] (B, 3, H, W) -> scaled latent (B, 4, H/8, W/8)."""
+    def uses_light(self, light: bool | None) -> bool:
+        """Whether a restore runs the light VAE: `light` None is the model's own choice (config `light`)."""
+        if light is None:
+            return self.config.light
+        if light and not self.config.light:
+            raise ValueError("this model has no light VAE parts: distill them (python -m distill light-vae) and "
+                             "attach them (python -m distill light-attach), or sample with light=False")
+        return light
+
+    def encode(self, image: torch.Tensor, *, light: bool = False) -> torch.Tensor:
+        """Image in [-1, 1] (B, 3, H, W) -> scaled latent (B, 4, H/8, W/8); `light`: the light encoder's
+        approximation of it, where the model has one (the full encoder otherwise)."""
+        if self.uses_light(light) and self.light_encoder is not None:
+            return self.light_encoder(image)
         return self.vae.encode(image).latent_dist.mode() * self.config.vae.scaling_factor
 
-    def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        """Scaled latent (B, 4, h, w) -> image in [-1, 1] (B, 3, 8h, 8w)."""
+    def decode(self, latent: torch.Tensor, *, light: bool = False) -> torch.Tensor:
+        """Scaled latent (B, 4, h, w) -> image in [-1, 1] (B, 3, 8h, 8w); `light`: by the light decoder."""
+        if self.uses_light(light):
+            return self.light_decoder(latent).clamp(-1, 1)
         return self.vae.decode(latent / self.config.vae.scaling_factor).sample.clamp(-1, 1)
 
     # -- conditioning ----------------------------------------------------------------------------
     def condition(self, person: torch.Tensor, *, keep_low: bool | torch.Tensor = True,
-                  keep_high: bool | torch.Tensor = True) -> Conditioning:
-        """Both garment signals from the person image (B, 3, H, W); a False keep flag drops that path."""
+                  keep_high: bool | torch.Tensor = True, light: bool | None = None) -> Conditioning:
+        """Both garment signals from the person image (B, 3, H, W); a False keep flag drops that path.
+        `light`: encode the person with the light encoder (None: where the model has light parts)."""
         with torch.no_grad():
-            z = self.encode(person)                                        # (B, 4, h, w), VAE frozen
+            z = self.encode(person, light=self.uses_light(light))         # (B, 4, h, w), VAE frozen
         return self.condition_from(z, self.image_encoder.embed(person), keep_low=keep_low, keep_high=keep_high)
 
     def condition_from(self, person_latent: torch.Tensor, person_embed: torch.Tensor, *,
@@ -478,11 +497,13 @@ class IGRModel(nn.Module):
         return getattr(self, name)
 
     def save_pretrained(self, folder: str | Path, *, dtype: torch.dtype | None = None,
-                        share_with: str | Path | None = None, extra: dict[str, str] | None = None) -> Path:
+                        share_with: str | Path | list[str | Path] | None = None,
+                        extra: dict[str, str] | None = None) -> Path:
         """Write config.json + one safetensors file per component, atomically (temp folder + rename).
 
-        `share_with`: another model folder; a component whose weights equal that folder's file exactly is not
-        copied but linked in shared.json (relative path + SHA-256), e.g. a student's frozen VAE and extractors.
+        `share_with`: another model folder (or a list of them, tried in order); a component whose weights equal
+        that folder's file exactly is not copied but linked in shared.json (relative path + SHA-256), e.g. a
+        student's frozen VAE and extractors, or light parts from a distillation run's folder.
         `extra`: more text files written with the folder (file name -> text), e.g. a student's distill.json.
         `dtype` casts every floating tensor but a pretrained image tower's (`ImageEncoder.pretrained_keys`).
         A pretrained tower whose weights are its package's (it is frozen: always, unless changed by hand) is not
@@ -490,6 +511,7 @@ class IGRModel(nn.Module):
         """
         folder = Path(folder)
         links = {}
+        sharing = [] if share_with is None else [share_with] if isinstance(share_with, (str, Path)) else share_with
         with atomic_folder(folder) as tmp:
             self.config.save(tmp / "config.json")
             exact = self.image_encoder.pretrained_keys()                  # a pretrained tower: never rounded
@@ -503,8 +525,9 @@ class IGRModel(nn.Module):
                     state = {k: v for k, v in state.items() if k not in shipped}
                     if shipped:
                         metadata["tower"] = PACKAGE_TOWER
-                base = _linkable(share_with, name) if share_with is not None else None
-                if base is not None and _same_state(state, load_file(str(base))):
+                bases = (b for b in (_linkable(other, name) for other in sharing) if b is not None)
+                base = next((b for b in bases if _same_state(state, load_file(str(b)))), None)
+                if base is not None:
                     links[name] = {"path": os.path.relpath(base.resolve(), folder.resolve().parent / folder.name),
                                    "sha256": sha256_file(base)}
                     continue

@@ -1,0 +1,107 @@
+"""Light VAE distillation on a tiny model: the loss falls, a resumed run ends where an unbroken one does, a
+finished run is reused, and the sweep's report and a student with the light parts come out of the CLI."""
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from distill import light as L
+from distill.__main__ import main as distill_main
+from igr.config import IGRConfig, LightVAEConfig
+from igr.model import IGRModel
+from igr.model.light import build_light, decoder_flops, load_light
+from igr.pipeline import sample
+
+SETTINGS = dict(batch=4, lr=3e-3, warmup=2, checkpoint_every=0, log_every=5)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("light")
+    torch.manual_seed(0)
+    IGRModel(IGRConfig.tiny()).save_pretrained(root / "teacher")
+    vae = L.FullVAE.from_folder(root / "teacher")
+    pool = L.build_pool(vae, root / "pool", n=8, progress=False)
+    return root, vae, pool
+
+
+def _pool_loss(decoder, encoder, pool) -> float:
+    with torch.no_grad():
+        dec = (decoder(pool["latent"]) - pool["decoded"].float()).abs().mean()
+        enc = (encoder(L._float(pool["person"])) - pool["person_latent"]).abs().mean()
+    return float(dec + enc)
+
+
+def test_pool_holds_the_full_vaes_work_and_is_reused(setup, monkeypatch):
+    root, vae, pool = setup
+    assert pool["latent"].shape == (8, 4, 8, 6) and pool["decoded"].shape == (8, 3, 64, 48)
+    assert torch.allclose(pool["decoded"].float(), vae.decode(pool["latent"]), atol=2e-3)
+    monkeypatch.setattr(vae, "decode", lambda z: (_ for _ in ()).throw(AssertionError("pool computed again")))
+    assert torch.equal(L.build_pool(vae, root / "pool", n=8, progress=False)["latent"], pool["latent"])
+
+
+def test_training_lowers_the_loss_on_the_pool(setup, tmp_path):
+    root, vae, pool = setup
+    cfg = L.LightTrainConfig(steps=40, **SETTINGS)
+    light = LightVAEConfig.tiny()
+    torch.manual_seed(cfg.seed)
+    before = _pool_loss(*build_light(light), pool)
+    summary = L.distill_light(vae, light, pool, tmp_path / "run", cfg, progress=False)
+    _, decoder, encoder, meta = load_light(tmp_path / "run" / "final")
+    assert _pool_loss(decoder, encoder, pool) < 0.8 * before
+    assert meta["vae"] == vae.digest() and meta["flops"]["decoder"] == decoder_flops(light, 64, 48)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 5, 10, 15, 20, 25, 30, 35, 39]
+    assert {"dec_l1", "dec_edge", "enc_l1", "loss"} <= rows[0].keys()
+    assert summary["final_loss_mean50"] < summary["first_loss"]
+
+
+def test_a_resumed_run_ends_bit_exactly_where_an_unbroken_one_does(setup, tmp_path, monkeypatch):
+    root, vae, pool = setup
+    cfg = L.LightTrainConfig(steps=6, **SETTINGS)
+    light = LightVAEConfig.tiny()
+    L.distill_light(vae, light, pool, tmp_path / "straight", cfg, progress=False)
+    assert L.distill_light(vae, light, pool, tmp_path / "broken", cfg, progress=False, stop_after=3) == \
+        {"stopped_at": 3}
+    assert (tmp_path / "broken" / "checkpoint" / "trainer.json").is_file()
+    L.distill_light(vae, light, pool, tmp_path / "broken", cfg, progress=False)
+    for part in ("light_decoder", "light_encoder"):
+        a = (tmp_path / "straight" / "final" / f"{part}.safetensors").read_bytes()
+        assert a == (tmp_path / "broken" / "final" / f"{part}.safetensors").read_bytes()
+    steps = [[json.loads(line)["step"] for line in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+             for run in ("straight", "broken")]
+    assert steps[0] == steps[1] == [0, 5]
+
+    L.distill_light(vae, light, pool, tmp_path / "again", cfg, progress=False, stop_after=3)
+    with pytest.raises(ValueError, match="other settings"):          # a checkpoint of another run is not taken up
+        L.distill_light(vae, light, pool, tmp_path / "again", dataclasses.replace(cfg, lr=cfg.lr / 2), progress=False)
+    monkeypatch.setattr(L, "light_loss", lambda *a: (_ for _ in ()).throw(AssertionError("trained again")))
+    assert L.distill_light(vae, light, pool, tmp_path / "straight", cfg, progress=False)["vae"] == vae.digest()
+
+
+def test_the_sweep_reports_each_width_and_attach_gives_a_student_that_samples_light(setup, tmp_path):
+    root, vae, pool = setup
+    code = distill_main(["light-sweep", "--vae", str(root / "teacher"), "--widths", "4,8,8,8", "4,8,16,16",
+                         "--blocks", "0,1,0,1", "--runs", str(tmp_path / "runs"), "--pool", str(root / "pool"),
+                         "--pool-n", "8", "--eval-n", "4", "--train-steps", "3", "--batch", "4",
+                         "--out", str(tmp_path / "rep" / "light")])
+    assert code == 0
+    rep = json.loads((tmp_path / "rep" / "light.json").read_text())
+    assert [r["decoder_widths"] for r in rep["rows"]] == [[4, 8, 8, 8], [4, 8, 16, 16]]
+    assert rep["rows"][0]["decoder_gflop"] < rep["rows"][1]["decoder_gflop"] < rep["full"]["decoder_gflop"]
+    assert {"psnr", "ssim", "ssim_mask"} <= rep["rows"][0]["vs_full"].keys() and "encoder" in rep["rows"][0]
+    for suffix in (".md", ".png", "-grid.png"):
+        assert (tmp_path / "rep" / f"light{suffix}").is_file()
+
+    run = tmp_path / "runs" / "w4-8-8-8" / "final"
+    assert distill_main(["light-attach", "--model", str(root / "teacher"), "--light", str(run),
+                         "--out", str(tmp_path / "student")]) == 0
+    student = IGRModel.from_pretrained(tmp_path / "student")
+    assert student.config.light and (tmp_path / "student" / "light.json").is_file()
+    person = torch.rand(1, 3, 64, 48) * 2 - 1
+    _, decoder, _, _ = load_light(run)
+    out = sample(student, person, seed=0)
+    z = torch.randn(2, 4, 8, 6)
+    assert torch.equal(student.decode(z, light=True), decoder(z).clamp(-1, 1))
+    assert not torch.allclose(out, sample(student, person, seed=0, light=False))
