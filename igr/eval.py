@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sampler", choices=("ddim", "dpmsolver++"))
     p.add_argument("--strength", type=float,
                    help="models with an aligned prior: start from the prior noised to strength·T (SDEdit), not pure noise")
+    p.add_argument("--full-vae", action="store_true",
+                   help="a model with light VAE parts (config light): encode and decode with the full VAE instead")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples")
@@ -226,12 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps or cfg.sample_steps
     scale = cfg.guidance_scale if args.guidance is None else args.guidance
     sampler = args.sampler or cfg.sampler
+    light = False if baseline else model.uses_light(False if args.full_vae else None)
 
     def restore(person: torch.Tensor, first: int) -> torch.Tensor:
         if baseline:
             return model.restore(person)
         return sample_items(model, person, first, steps=steps, guidance_scale=scale, sampler=sampler, seed=args.seed,
-                            strength=args.strength)
+                            strength=args.strength, light=light)
 
     metrics = evaluate(restore, features, split=args.split, n=args.n, size=(cfg.height, cfg.width),
                        batch=args.batch, boot=args.boot, extra=extra)
@@ -240,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         "model": str(model_dir), "split": args.split, "n": args.n,
         "sampling": "one regression forward" if baseline else
                     {"sampler": sampler, "steps": steps, "guidance": scale, "seed": args.seed,
-                     **({"strength": args.strength} if args.strength is not None else {})},
+                     **({"strength": args.strength} if args.strength is not None else {}),
+                     **({"light": True} if light else {})},
         "features": f"{feat_dir} image_encoder sha256 {file_digest(feat_dir, 'image_encoder.safetensors')}",
         "metrics": metrics,
         "command": "python -m igr.eval " + " ".join(argv if argv is not None else sys.argv[1:]),

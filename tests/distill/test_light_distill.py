@@ -105,3 +105,20 @@ def test_the_sweep_reports_each_width_and_attach_gives_a_student_that_samples_li
     z = torch.randn(2, 4, 8, 6)
     assert torch.equal(student.decode(z, light=True), decoder(z).clamp(-1, 1))
     assert not torch.allclose(out, sample(student, person, seed=0, light=False))
+
+
+def test_an_evaluation_of_a_light_student_says_which_vae_it_ran(setup, tmp_path):
+    from igr.eval import main as eval_main
+    from igr.model.light import attach_light, save_light
+
+    root, vae, pool = setup
+    cfg = LightVAEConfig.tiny()
+    save_light(tmp_path / "light", cfg, *build_light(cfg), {"vae": vae.digest()})
+    attach_light(IGRModel.from_pretrained(root / "teacher"), tmp_path / "light").save_pretrained(tmp_path / "student")
+    rows = {}
+    for name, flag in (("light", []), ("full", ["--full-vae"])):
+        assert eval_main(["--model", str(tmp_path / "student"), "--n", "4", "--batch", "4", "--boot", "10",
+                          "--out", str(tmp_path / name), *flag]) == 0
+        rows[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert rows["light"]["sampling"]["light"] is True and "light" not in rows["full"]["sampling"]
+    assert rows["light"]["metrics"]["ssim"] != rows["full"]["metrics"]["ssim"]
