@@ -45,6 +45,9 @@ VARIANTS = {
     "onnx-mobile": Variant("onnx", "fp32, batch fixed at 1 and every shape static, constant-folded, in ops that "
                            "NNAPI and the Core ML EP take (GELU in its tanh form; for ORT Mobile)", ()),
     "ort": Variant("ort", "the onnx-int8 graph in ORT format (ORT Mobile)", ("cpu",)),
+    # as onnx-mobile: for NNAPI and the Core ML EP in a reduced ORT Mobile build, batch fixed at 1
+    "ort-mobile": Variant("ort", "the onnx-mobile graph in ORT format, basic optimizations only (no CPU-only fused "
+                          "ops, so NNAPI and the Core ML EP can take its nodes)", ()),
     "coreml-fp16": Variant("mlpackage", "fp16 ML Program", ("coreml",)),
     "coreml-8bit": Variant("mlpackage", "8-bit linear weights (fp16 compute)", ("coreml",)),
     "coreml-6bit": Variant("mlpackage", "6-bit palettized weights (fp16 compute)", ("coreml",)),
@@ -202,9 +205,10 @@ def write_bundle(model_dir: str | Path, out: str | Path, *, variants: list[str],
                     made = _onnx_variant(variant, fp32["student"], staging / variant, model, calibration_n)
                     if VARIANTS[variant].format == "onnx":
                         check_graph(variant, made["student"])
+                    mobile = variant in ("onnx-mobile", "ort-mobile")        # batch fixed at 1, fp32 rewritten
                     garments = run(session(made["student"]), specs["student"].input_names, (persons, noise),
-                                   batch=1 if variant == "onnx-mobile" else 8)[0]
-                    bound = FP32_REWRITE_MIN_PSNR if variant == "onnx-mobile" else VARIANT_MIN_PSNR
+                                   batch=1 if mobile else 8)[0]
+                    bound = FP32_REWRITE_MIN_PSNR if mobile else VARIANT_MIN_PSNR
                     parity = check_variant(variant, garments, reference, truth, min_psnr=bound)
                     accept(variant, made, parity)
             except GateError as e:
@@ -270,6 +274,13 @@ def _onnx_variant(variant: str, fp32: Path, folder: Path, model, calibration_n: 
         int8 = onnx_export.quantize_int8_dynamic(fp32, folder / "int8.onnx")
         made, ops = onnx_export.convert_ort(int8, folder / "student.ort")
         int8.unlink()
+        return {"student": made, "required_operators": ops}
+    if variant == "ort-mobile":
+        written = folder.parent / "onnx-mobile" / "student.onnx"         # onnx-mobile's, when the bundle has it
+        source = written if written.is_file() else onnx_export.fix_batch(fp32, folder / "mobile.onnx", mobile_ops=True)
+        made, ops = onnx_export.convert_ort(source, folder / "student.ort", level="basic")
+        if source != written:
+            source.unlink()
         return {"student": made, "required_operators": ops}
     raise ValueError(variant)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -30,8 +31,9 @@ def export_fp32(spec: ExportSpec, model, path: str | Path, *, batch: int = 2) ->
     path = Path(path)
     module = spec.build(model)
     args = spec.dummy_inputs(batch)
-    dim = torch.export.Dim(BATCH, min=1, max=1024)
-    dynamic = tuple({0: dim} if BATCH in t.shape else None for t in spec.inputs)
+    # Dim.AUTO, not a named Dim with a range: a range the model's guards narrow (the exporter suggests batch <= 63
+    # for some graphs) makes torch.onnx trace everything twice; the symbol is renamed to BATCH below
+    dynamic = tuple({0: torch.export.Dim.AUTO} if BATCH in t.shape else None for t in spec.inputs)
     params = inspect.signature(module.forward).parameters.values()
     if any(p.kind is p.VAR_POSITIONAL for p in params):    # forward(a, b, *rest): rest is one tuple to export
         named = sum(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
@@ -42,6 +44,7 @@ def export_fp32(spec: ExportSpec, model, path: str | Path, *, batch: int = 2) ->
                                     output_names=spec.output_names, dynamic_shapes=dynamic, optimize=True,
                                     verbose=False)
     proto = program.model_proto
+    _name_batch(proto, spec)
     fixed = [f"{v.name} (batch {v.type.tensor_type.shape.dim[0].dim_value})"
              for v, t in zip([*proto.graph.input, *proto.graph.output], [*spec.inputs, *spec.outputs])
              if BATCH in t.shape and not v.type.tensor_type.shape.dim[0].dim_param]
@@ -51,6 +54,19 @@ def export_fp32(spec: ExportSpec, model, path: str | Path, *, batch: int = 2) ->
     clean(proto)
     save(proto, path)
     return path
+
+
+def _name_batch(proto: onnx.ModelProto, spec: ExportSpec) -> None:
+    """Rename the exporter's symbol for the batch (s0, s81...) to BATCH in every shape of the graph."""
+    symbols = {v.type.tensor_type.shape.dim[0].dim_param for v, t in zip(proto.graph.input, spec.inputs)
+               if BATCH in t.shape} - {""}
+    if not symbols:
+        return
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, sorted(symbols))) + r")\b")
+    for v in (*proto.graph.input, *proto.graph.output, *proto.graph.value_info):
+        for d in v.type.tensor_type.shape.dim:
+            if d.dim_param:
+                d.dim_param = pattern.sub(BATCH, d.dim_param)
 
 
 def clean(proto: onnx.ModelProto) -> None:
@@ -317,7 +333,7 @@ def fix_batch(src: Path, dst: Path, *, batch: int = 1, mobile_ops: bool = False,
 _TO_ORT = """
 import onnxruntime as ort
 so = ort.SessionOptions()
-so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_{level}
 so.optimized_model_filepath = "model.ort"
 so.add_session_config_entry("session.save_model_format", "ORT")
 so.intra_op_num_threads = so.inter_op_num_threads = 1
@@ -336,9 +352,13 @@ def _no_aslr() -> list[str]:
     return [setarch, platform.machine(), "-R"] if probe.returncode == 0 else []
 
 
-def convert_ort(src: Path, dst: Path) -> tuple[Path, Path]:
-    """ORT Mobile format (.ort, extended graph optimizations fixed in, as the converter's Fixed style) and the
+def convert_ort(src: Path, dst: Path, *, level: str = "extended") -> tuple[Path, Path]:
+    """ORT Mobile format (.ort, graph optimizations at `level` fixed in, as the converter's Fixed style) and the
     required-operators config that a reduced mobile build needs.
+
+    `extended` fuses for ORT's CPU kernels (contrib ops such as FusedConv, QuickGelu, MatMulIntegerToFloat that
+    only the CPU EP runs); `basic` only folds constants and removes redundant nodes, so NNAPI and the Core ML EP can
+    still take the nodes (ORT's mobile usability checker measures the graph after exactly these optimizations).
 
     ORT's serializer orders parts of the flatbuffer by memory address, so the bytes change from run to run.
     The conversion runs in a fresh interpreter with a fixed hash seed, fixed file names, one thread and, where
@@ -350,8 +370,10 @@ def convert_ort(src: Path, dst: Path) -> tuple[Path, Path]:
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copy(src, Path(tmp) / "model.onnx")
         env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1")
-        subprocess.run([*_no_aslr(), sys.executable, "-c", _TO_ORT], cwd=tmp, env=env, check=True,
-                       capture_output=True)
+        if level not in ("basic", "extended"):
+            raise ValueError(f"level must be 'basic' or 'extended', not {level!r}")
+        subprocess.run([*_no_aslr(), sys.executable, "-c", _TO_ORT.replace("{level}", level.upper())], cwd=tmp,
+                       env=env, check=True, capture_output=True)
         from onnxruntime.tools.ort_format_model import create_config_from_models
 
         create_config_from_models([Path(tmp) / "model.ort"], Path(tmp) / "model.config", False)

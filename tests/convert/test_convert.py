@@ -204,17 +204,19 @@ def test_manifests_without_mobile_figures_stay_valid_and_malformed_ones_are_refu
     assert any("verdict" in e and "perhaps" in e for e in errors) and any("'partitions'" in e for e in errors)
 
 
-def test_the_mobile_variant_is_static_and_nnapi_and_core_ml_each_take_it_whole_within_40_db(tiny_bundles, tmp_path,
-                                                                                             monkeypatch):
+def test_the_mobile_variants_are_static_and_nnapi_and_core_ml_each_take_them_whole_within_40_db(tiny_bundles,
+                                                                                                 tmp_path, monkeypatch):
     """onnx-mobile of the tiny student (the cached tiny bundle's fp32 graph): batch 1, every shape static, and ops
     that NNAPI and the Core ML EP (ML Program) both take, as ORT's own checker counts: >= 99% of the nodes in
-    <= 3 partitions for each; within 40 dB of the fp32 graph."""
+    <= 3 partitions for each; within 40 dB of the fp32 graph. ort-mobile, the same graph in ORT format at basic
+    optimizations, needs only those ops of a reduced ORT build."""
     from convert import onnx_export
+    from convert.bundle import VARIANTS
 
     good = tiny_bundles["student"] / "onnx-fp32" / "student.onnx"
     monkeypatch.setattr(onnx_export, "export_fp32", lambda spec, model, path: _copy(good, path))
-    write_bundle(tiny_bundles["models"] / "student-2", tmp_path / "m", variants=["onnx-fp32", "onnx-mobile"], gate_n=2,
-                 progress=False)
+    write_bundle(tiny_bundles["models"] / "student-2", tmp_path / "m", variants=["onnx-fp32", "onnx-mobile", "ort-mobile"],
+                 gate_n=2, progress=False)
     manifest = read_manifest(tmp_path / "m")
     mobile = manifest["variants"]["onnx-mobile"]
     assert mobile["backends"] == [] and float(mobile["parity"]["psnr_vs_fp32_db"]) >= 40
@@ -232,6 +234,23 @@ def test_the_mobile_variant_is_static_and_nnapi_and_core_ml_each_take_it_whole_w
         taken, nodes, parts = after[ep]["supported_nodes"], after[ep]["nodes"], after[ep]["partitions"]
         assert taken >= 0.99 * nodes and parts <= 3, f"{ep}: {taken}/{nodes} in {parts}, refusing {after[ep]}"
         assert before[ep]["supported_nodes"] < 0.1 * before[ep]["nodes"] and parts < before[ep]["partitions"], ep
+    ort_mobile = manifest["variants"]["ort-mobile"]
+    assert ort_mobile["format"] == "ort" and ort_mobile["backends"] == [] and VARIANTS["ort-mobile"].backends == ()
+    assert float(ort_mobile["parity"]["psnr_vs_fp32_db"]) >= 40
+    config = (tmp_path / "m" / ort_mobile["files"]["required_operators"]).read_text().splitlines()
+    needed = {op for line in config if not line.startswith("#") for op in line.split(";")[2].split(",")}
+    assert {line.split(";")[0] for line in config if not line.startswith("#")} == {"ai.onnx"}   # no contrib ops
+    assert {"Conv", "MatMul", "ReduceMean", "Tanh"} <= needed and not needed - _ops_both_eps_take(), needed
+
+
+def _ops_both_eps_take() -> set[str]:
+    """ai.onnx ops in both ORT op lists that its mobile checker reads (NNAPI, Core ML ML Program)."""
+    import onnxruntime
+
+    folder = Path(onnxruntime.__file__).parent / "tools" / "mobile_helpers"
+    lists = [{line.split("|")[1].split(":")[1] for line in (folder / name).read_text().splitlines()
+              if line.startswith("|ai.onnx:")} for name in ("nnapi_supported_ops.md", "coreml_supported_mlprogram_ops.md")]
+    return lists[0] & lists[1]
 
 
 def test_a_graph_the_checker_refuses_is_not_written(bundle, student_dir, tmp_path, monkeypatch):
