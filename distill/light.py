@@ -385,6 +385,16 @@ def evaluate(vae: FullVAE, ref: dict[str, torch.Tensor], decoder: LightDecoder, 
     return result, decoded
 
 
+def counted_flops(fn, *args) -> int:
+    """FLOPs of `fn(*args)` as the benchmarks count them (`benchmarks.measure.flop_counter`: torch's
+    FlopCounterMode with the CPU attention kernel, which the full VAE's mid block runs, counted too)."""
+    from benchmarks.measure import flop_counter
+
+    with torch.no_grad(), flop_counter() as counter:
+        fn(*args)
+    return int(counter.get_total_flops())
+
+
 @torch.no_grad()
 def latency_ms(fn, x: torch.Tensor, *, runs: int = 5) -> float:
     """Best wall time of fn(x) over `runs` after one warm-up, in milliseconds (torch's current threads)."""
@@ -413,7 +423,7 @@ def sweep(vae: FullVAE, lights: list[LightVAEConfig], pool: dict[str, torch.Tens
     """Train (or take up, or reuse) one run per config under `runs`, evaluate each on the test split beside the
     full VAE -> (report, images for the grid)."""
     from igr.metrics import image_metrics
-    from igr.model.light import counted_flops, load_light
+    from igr.model.light import load_light
 
     runs = Path(runs)
     cfgv = vae.config

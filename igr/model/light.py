@@ -112,7 +112,8 @@ def _conv_flops(cin: int, cout: int, h: int, w: int) -> int:
 
 
 def decoder_flops(cfg: LightVAEConfig, height: int, width: int) -> int:
-    """FLOPs of one light decoding of a height×width image (what torch's FlopCounterMode counts)."""
+    """FLOPs of one light decoding of a height×width image (what torch's FlopCounterMode counts:
+    `distill.light.counted_flops`)."""
     w, f = cfg.decoder, cfg.factor
     h_, w_ = height // f, width // f
     total = _conv_flops(cfg.latent_channels, w[-1], h_, w_)
@@ -138,15 +139,6 @@ def encoder_flops(cfg: LightVAEConfig, height: int, width: int) -> int:
             h_, w_ = -(-h_ // 2), -(-w_ // 2)
             total += _conv_flops(w[level], w[level + 1], h_, w_)
     return total + _conv_flops(w[-1], cfg.latent_channels, h_, w_)
-
-
-def counted_flops(fn, *args) -> int:
-    """FLOPs of `fn(*args)` as torch's FlopCounterMode counts them (convolutions and matmuls)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        fn(*args)
-    return int(counter.get_total_flops())
 
 
 # -- a distillation run's folder ------------------------------------------------------------------------
@@ -208,4 +200,4 @@ def attach_light(model, folder: str | Path):
 
 
 __all__ = ["LIGHT_META", "LIGHT_PARTS", "Block", "LightDecoder", "LightEncoder", "attach_light", "build_light",
-           "counted_flops", "decoder_flops", "encoder_flops", "load_light", "save_light"]
+           "decoder_flops", "encoder_flops", "load_light", "save_light"]

@@ -8,7 +8,8 @@ from torch import nn
 
 from igr.config import ConfigError, IGRConfig, LightVAEConfig
 from igr.model import IGRModel
-from igr.model.light import attach_light, build_light, counted_flops, decoder_flops, encoder_flops, save_light
+from distill.light import counted_flops
+from igr.model.light import attach_light, build_light, decoder_flops, encoder_flops, save_light
 from igr.pipeline import sample
 from igr.train.cache import digest
 
