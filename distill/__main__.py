@@ -161,12 +161,12 @@ def _light_setup(args: argparse.Namespace, parser: argparse.ArgumentParser):
     return vae, cfg, pool, meta
 
 
-def _light_config(parser: argparse.ArgumentParser, widths, encoder_widths, blocks):
+def _light_config(parser: argparse.ArgumentParser, widths, encoder_widths, blocks, rgb_skip=False):
     from igr.config import LightVAEConfig
 
     try:
         return LightVAEConfig(decoder=widths, encoder=widths if encoder_widths is None else encoder_widths,
-                              blocks=blocks)
+                              blocks=blocks, rgb_skip=rgb_skip)
     except ValueError as e:
         parser.error(str(e))
 
@@ -176,7 +176,7 @@ def cmd_light_vae(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
     from .light import distill_light
 
-    light = _light_config(parser, args.widths, args.encoder_widths, args.blocks)
+    light = _light_config(parser, args.widths, args.encoder_widths, args.blocks, args.rgb_skip)
     vae, cfg, pool, meta = _light_setup(args, parser)
     try:
         summary = distill_light(vae, light, pool, args.out, cfg, pool_meta=meta, source=args.vae)
@@ -193,10 +193,11 @@ def cmd_light_vae(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 def cmd_light_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .light import sweep, write_report
 
-    lights = [_light_config(parser, w, args.encoder_widths, args.blocks) for w in args.widths]
+    lights = [_light_config(parser, w, args.encoder_widths, args.blocks, args.rgb_skip) for w in args.widths]
     vae, cfg, pool, meta = _light_setup(args, parser)
     try:
-        rep, images = sweep(vae, lights, pool, args.runs, cfg, pool_meta=meta, eval_n=args.eval_n, source=args.vae)
+        rep, images = sweep(vae, lights, pool, args.runs, cfg, pool_meta=meta, eval_n=args.eval_n, source=args.vae,
+                            student_gflop=args.student_gflop)
     except ValueError as e:
         parser.error(str(e))
     for path in write_report(rep, images, args.out, command="python -m distill " + " ".join(args.argv)):
@@ -227,6 +228,7 @@ def _light_settings(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder-widths", type=_widths,
                    help="light encoder widths (default: the decoder's; 'none': no light encoder)")
     p.add_argument("--blocks", type=_blocks, default=(0, 0, 1, 2), help="residual blocks per level, full size first")
+    p.add_argument("--rgb-skip", action="store_true", help="decoder: a 1x1 colour path from the latent to the output")
     p.add_argument("--pool", help="folder of the training pool (default OUT/pool, or RUNS/pool for a sweep)")
     p.add_argument("--pool-n", type=int, default=512, help="train pairs in the pool (full VAE run once on each)")
     p.add_argument("--extra-latents", help="more latents for the decoder: a safetensors file with `latent`, or "
@@ -300,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--widths", type=_widths, nargs="+", required=True, help="one decoder width list per run")
     p.add_argument("--runs", required=True, help="one run folder per width under it (taken up again when re-run)")
     p.add_argument("--eval-n", type=int, default=64, help="test-split pairs scored")
+    p.add_argument("--student-gflop", type=float,
+                   help="a student's GFLOP per restore with the full VAE (python -m benchmarks), to say what it becomes")
     p.add_argument("--out", required=True, help="report path without suffix: OUT.json, OUT.md, OUT.png, OUT-grid.png")
     _light_settings(p)
     p.set_defaults(func=cmd_light_sweep)

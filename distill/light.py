@@ -231,10 +231,14 @@ def _parts(decoder: nn.Module, encoder: nn.Module | None) -> dict[str, torch.Ten
     return {k: v.detach().clone().contiguous() for k, v in out.items()}
 
 
+ADDED_LATER = {"rgb_skip": False}      # LightVAEConfig fields newer than the first runs, and their defaults
+
+
 def _settings(light: LightVAEConfig, cfg: LightTrainConfig, vae: FullVAE, pool_meta: dict) -> dict[str, Any]:
-    """What a run's result depends on, as its JSON reads back (tuples become lists)."""
-    return json.loads(json.dumps({"light": dataclasses.asdict(light), "train": cfg.to_dict(), "vae": vae.digest(),
-                                  "pool": pool_meta}))
+    """What a run's result depends on, as its JSON reads back (tuples become lists). A field added later is left
+    out at its default, so a run made before it still matches."""
+    parts = {k: v for k, v in dataclasses.asdict(light).items() if ADDED_LATER.get(k, object()) != v}
+    return json.loads(json.dumps({"light": parts, "train": cfg.to_dict(), "vae": vae.digest(), "pool": pool_meta}))
 
 
 def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Tensor], out: str | Path,
@@ -358,7 +362,7 @@ def reference_set(vae: FullVAE, *, n: int, split: str = "test", batch: int = 16)
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
-def _means(m: dict[str, torch.Tensor], keys=("psnr", "ssim", "psnr_mask", "ssim_mask")) -> dict[str, float]:
+def _means(m: dict[str, torch.Tensor], keys=("psnr", "ssim", "psnr_mask", "ssim_mask", "delta_e")) -> dict[str, float]:
     return {k: round(float(m[k].mean()), 4) for k in keys}
 
 
@@ -366,7 +370,8 @@ def _means(m: dict[str, torch.Tensor], keys=("psnr", "ssim", "psnr_mask", "ssim_
 def evaluate(vae: FullVAE, ref: dict[str, torch.Tensor], decoder: LightDecoder, encoder: LightEncoder | None, *,
              batch: int = 16) -> tuple[dict[str, Any], torch.Tensor]:
     """The light decoder alone on the true garments' latents, against the full decoder's images and against the
-    true garments (PSNR, SSIM, both whole and inside the garment mask); the light encoder against the full one
+    true garments (PSNR, SSIM, both whole and inside the garment mask, and the colour error ΔE76 inside the
+    mask); the light encoder against the full one
     on the persons (relative L1 of the latents, and PSNR of their full decodings). -> (figures, the light
     decoder's images)."""
     from igr.metrics import image_metrics
@@ -410,7 +415,8 @@ def latency_ms(fn, x: torch.Tensor, *, runs: int = 5) -> float:
 # -- the sweep and its report --------------------------------------------------------------------------------
 def run_name(light: LightVAEConfig) -> str:
     return "w" + "-".join(map(str, light.decoder)) + ("" if light.encoder == light.decoder else
-                                                      "_e" + ("-".join(map(str, light.encoder)) or "none"))
+                                                      "_e" + ("-".join(map(str, light.encoder)) or "none")) \
+        + ("_rgb" if light.rgb_skip else "")
 
 
 def file_kb(folder: Path) -> dict[str, float]:
@@ -419,9 +425,10 @@ def file_kb(folder: Path) -> dict[str, float]:
 
 def sweep(vae: FullVAE, lights: list[LightVAEConfig], pool: dict[str, torch.Tensor], runs: str | Path,
           cfg: LightTrainConfig, *, pool_meta: dict, eval_n: int, source: str = "", grid_n: int = 6,
-          progress: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+          student_gflop: float | None = None, progress: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train (or take up, or reuse) one run per config under `runs`, evaluate each on the test split beside the
-    full VAE -> (report, images for the grid)."""
+    full VAE -> (report, images for the grid). `student_gflop`: a student's restore with the full VAE (from the
+    benchmarks), to say what it becomes with each row's parts."""
     from igr.metrics import image_metrics
     from igr.model.light import load_light
 
@@ -453,7 +460,7 @@ def sweep(vae: FullVAE, lights: list[LightVAEConfig], pool: dict[str, torch.Tens
             "folder": str(runs / name / "final")})
     report = {"tool": "python -m distill light-sweep", "vae": source, "vae_digest": vae.digest(), "size": [h, w],
               "eval": {"split": "test", "n": eval_n}, "train": cfg.to_dict(), "pool": pool_meta,
-              "threads": torch.get_num_threads(), "full": full, "rows": rows_out}
+              "threads": torch.get_num_threads(), "full": full, "rows": rows_out, "student_gflop": student_gflop}
     return report, images
 
 
@@ -477,11 +484,11 @@ def markdown(rep: dict[str, Any], command: str) -> str:
         f"of this shared CPU, so read them as ratios.", "",
         "| decoder widths | encoder widths | blocks | dec GFLOP | enc GFLOP | dec ms | PSNR vs full | SSIM vs full "
         "| SSIM mask vs full | PSNR vs true | SSIM vs true | SSIM mask vs true | enc latent rel. L1 | enc→full-dec PSNR "
-        "| size KB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| ΔE mask vs full | ΔE mask vs true | size KB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         f"| full VAE | full VAE | – | {f['decoder_gflop']:.2f} | {f['encoder_gflop']:.2f} | {f['decoder_ms']:.1f} "
         f"| – | – | – | {f['vs_true']['psnr']:.2f} | {f['vs_true']['ssim']:.4f} | {f['vs_true']['ssim_mask']:.4f} "
-        f"| – | – | – |"]
+        f"| – | – | – | {f['vs_true']['delta_e']:.1f} | – |"]
     for r in rep["rows"]:
         enc = r.get("encoder") or {}
         lines.append(
@@ -490,11 +497,17 @@ def markdown(rep: dict[str, Any], command: str) -> str:
             f"| {r['decoder_ms']:.1f} | {r['vs_full']['psnr']:.2f} | {r['vs_full']['ssim']:.4f} "
             f"| {r['vs_full']['ssim_mask']:.4f} | {r['vs_true']['psnr']:.2f} | {r['vs_true']['ssim']:.4f} "
             f"| {r['vs_true']['ssim_mask']:.4f} | {_g(enc.get('latent_rel_l1'), '.4f')} "
-            f"| {_g(enc.get('decoded_psnr'), '.2f')} | {sum(r['files_kb'].values()):.0f} |")
+            f"| {_g(enc.get('decoded_psnr'), '.2f')} | {r['vs_full']['delta_e']:.1f} | {r['vs_true']['delta_e']:.1f} "
+            f"| {sum(r['files_kb'].values()):.0f} |")
     lines += ["", "Per restore, the light parts replace the full decoder and encoder: "
               + "; ".join(f"{r['name']} saves {f['decoder_gflop'] + f['encoder_gflop'] - r['decoder_gflop'] - r['encoder_gflop']:.2f}"
                           f" GFLOP ({f['decoder_gflop'] + f['encoder_gflop']:.2f} -> "
                           f"{r['decoder_gflop'] + r['encoder_gflop']:.2f})" for r in rep["rows"]) + ".", ""]
+    if rep.get("student_gflop"):
+        g = rep["student_gflop"]
+        lines += [f"A student restore of {g:.2f} GFLOP with the full VAE (the benchmarks' figure) becomes "
+                  + "; ".join(f"{g - f['decoder_gflop'] - f['encoder_gflop'] + r['decoder_gflop'] + r['encoder_gflop']:.2f}"
+                              f" with {r['name']}" for r in rep["rows"]) + ".", ""]
     return "\n".join(lines)
 
 
@@ -503,6 +516,7 @@ def plot(rep: dict[str, Any], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     rows_ = rep["rows"]
     x = [r["decoder_gflop"] for r in rows_]
@@ -517,6 +531,8 @@ def plot(rep: dict[str, Any], path: Path) -> Path:
     axes[1].legend(fontsize=8)
     for ax, y in zip(axes, ys):
         ax.set_xscale("log")
+        ax.set_xticks(x, [f"{v:.2g}" for v in x])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("light decoder GFLOP at {}×{}".format(*rep["size"]))
         ax.grid(alpha=0.3)
         for r, xi, yi in zip(rows_, x, y):

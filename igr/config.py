@@ -59,6 +59,7 @@ class LightVAEConfig:
     encoder: tuple[int, ...] = (8, 16, 32, 64)      # (): no light encoder, the full VAE encodes the person
     blocks: tuple[int, ...] = (0, 0, 1, 2)          # residual blocks (two convolutions each) per level
     latent_channels: int = 4
+    rgb_skip: bool = False     # decoder: + a 1×1 convolution of the latent to RGB, bilinearly upsampled (colour path)
 
     def __post_init__(self) -> None:
         levels = len(self.decoder)

@@ -9,6 +9,8 @@ ONNX or Core ML converter has to special-case. Widths per level come from `Light
 Decoder, coarse to fine: conv(4 -> w_L), then per level its residual blocks, and between levels
 conv(w_l -> w_{l-1}) at the coarse size, nearest ×2, conv(w_{l-1} -> w_{l-1}) (so the full-resolution work is
 one w_0 -> w_0 convolution plus the output convolution when that level has no blocks); conv(w_0 -> 3).
+With `rgb_skip`, a 1×1 convolution of the latent to RGB, upsampled bilinearly, is added to the output: a path
+for colour that does not squeeze through the narrow full-resolution levels (one Resize, linear, more).
 Encoder, fine to coarse: conv(3 -> w_0), per level its blocks, a stride-2 conv(w_l -> w_{l+1}) between levels,
 conv(w_L -> 4).
 
@@ -65,6 +67,8 @@ class LightDecoder(nn.Module):
                 parts.narrow, parts.after_up = _conv(w[level], w[level - 1]), _conv(w[level - 1], w[level - 1])
             self.levels.append(parts)
         self.conv_out = _conv(w[0], 3)
+        self.factor = cfg.factor
+        self.rgb = nn.Conv2d(cfg.latent_channels, 3, 1) if cfg.rgb_skip else None
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.conv_in(latent))                             # (B, w_L, h, w)
@@ -73,7 +77,11 @@ class LightDecoder(nn.Module):
             if hasattr(parts, "narrow"):
                 x = F.interpolate(F.relu(parts.narrow(x)), scale_factor=2.0, mode="nearest")   # (B, w_l-1, 2·, 2·)
                 x = F.relu(parts.after_up(x))
-        return self.conv_out(x)                                      # (B, 3, f·h, f·w)
+        out = self.conv_out(x)                                       # (B, 3, f·h, f·w)
+        if self.rgb is not None:
+            out = out + F.interpolate(self.rgb(latent), scale_factor=float(self.factor), mode="bilinear",
+                                      align_corners=False)
+        return out
 
 
 class LightEncoder(nn.Module):
@@ -123,7 +131,8 @@ def decoder_flops(cfg: LightVAEConfig, height: int, width: int) -> int:
             total += _conv_flops(w[level], w[level - 1], h_, w_)
             h_, w_ = h_ * 2, w_ * 2
             total += _conv_flops(w[level - 1], w[level - 1], h_, w_)
-    return total + _conv_flops(w[0], 3, h_, w_)
+    skip = 2 * cfg.latent_channels * 3 * (height // f) * (width // f) if cfg.rgb_skip else 0   # the 1×1 colour path
+    return total + _conv_flops(w[0], 3, h_, w_) + skip
 
 
 def encoder_flops(cfg: LightVAEConfig, height: int, width: int) -> int:

@@ -15,8 +15,8 @@ from igr.train.cache import digest
 
 
 @pytest.mark.parametrize("cfg, size", [(LightVAEConfig.tiny(), (64, 48)), (LightVAEConfig(), (256, 192)),
-                                       (LightVAEConfig(decoder=(4, 8, 16, 32), encoder=(), blocks=(1, 0, 2, 1)),
-                                        (64, 48))])
+                                       (LightVAEConfig(decoder=(4, 8, 16, 32), encoder=(), blocks=(1, 0, 2, 1),
+                                                       rgb_skip=True), (64, 48))])
 def test_flops_formula_is_what_torch_counts(cfg, size):
     decoder, encoder = build_light(cfg)
     h, w = size
