@@ -35,14 +35,30 @@ def _load_eval(path: Path) -> dict:
 
 
 def targets(teacher: dict, student: dict, steps: int | None) -> dict[str, Any]:
-    """The issue's bounds for a k-step student: SSIM drop and relative FD_garm increase versus the teacher."""
-    drop = teacher["metrics"]["ssim"]["mean"] - student["metrics"]["ssim"]["mean"]
-    fd_ratio = student["metrics"]["fd"]["mean"] / teacher["metrics"]["fd"]["mean"] - 1
+    """The issue's bounds for a k-step student: SSIM drop (whole image, and inside the true garment mask, which a
+    blank image cannot win) and relative FD_garm increase versus the teacher."""
+    t, s = teacher["metrics"], student["metrics"]
+    drop = t["ssim"]["mean"] - s["ssim"]["mean"]
+    fd_ratio = s["fd"]["mean"] / t["fd"]["mean"] - 1
     out: dict[str, Any] = {"ssim_drop": drop, "fd_increase": fd_ratio}
+    if "ssim_mask" in t and "ssim_mask" in s:
+        out["ssim_mask_drop"] = t["ssim_mask"]["mean"] - s["ssim_mask"]["mean"]
     if steps in SSIM_BOUNDS:
         out.update(ssim_bound=SSIM_BOUNDS[steps], ssim_met=drop <= SSIM_BOUNDS[steps],
                    fd_bound=FD_SLACK, fd_met=fd_ratio <= FD_SLACK)
+        if "ssim_mask_drop" in out:
+            out["ssim_mask_met"] = out["ssim_mask_drop"] <= SSIM_BOUNDS[steps]
     return out
+
+
+def check_models(reports: dict[str, dict], folders: dict[str, str | Path]) -> None:
+    """Each evaluation must be of its row's model folder: a report that mixed another teacher's evaluations in
+    would compare the wrong models under the right names."""
+    wrong = [f"{name}: {reports[name]['_path']} evaluated {reports[name].get('model')}, not {folder}"
+             for name, folder in folders.items()
+             if Path(str(reports[name].get("model", ""))).resolve() != Path(folder).resolve()]
+    if wrong:
+        raise ValueError("evaluations of other models (pass --evals with this teacher's folder): " + "; ".join(wrong))
 
 
 @torch.no_grad()
@@ -90,6 +106,7 @@ def build(teacher_dir: str | Path, rows: dict[str, str | Path], *, evals: Path, 
     teacher_eval = _load_eval(evals / "teacher.json")
     reports = {"teacher": teacher_eval, **{name: _load_eval(evals / f"{name}.json") for name in rows}}
     check_comparable(reports)
+    check_models(reports, {"teacher": teacher_dir, **rows})
     models = {"teacher": IGRModel.from_pretrained(teacher_dir)}
     models.update({name: IGRModel.from_pretrained(folder) for name, folder in rows.items()})
     table = {}
@@ -132,25 +149,31 @@ def markdown(rep: dict[str, Any]) -> str:
         f"batch 1, median over {t['runs']} interleaved runs of {t['images']} images, {t['threads']} threads "
         f"(torch {t['torch']}), measured in one process; the ratio is to the teacher of the same run.",
         "",
-        "| row | sampler | denoiser calls / image | SSIM [95% CI] | SSIM mask | PSNR | FD_garm [95% CI] | KID | "
-        "s / image | time vs teacher |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| row | sampler | denoiser calls / image | SSIM mask [95% CI] | mask IoU | ΔE76 mask | FD_garm [95% CI] | "
+        "SSIM | PSNR | KID | s / image | time vs teacher |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def opt(r: dict, k: str, f: str) -> str:
+        return "–" if r.get(k) is None else f"{r[k]:{f}}"
+
     for name, r in rep["rows"].items():
         s = r["sampling"]
         lines.append(f"| {name} | {s['sampler']} {s['steps']}, guidance {s['guidance']:g} | {r['denoiser_calls']} | "
-                     f"{ci(r, 'ssim')} | {r['ssim_mask']:.4f} | {r['psnr']:.2f} | {ci(r, 'fd', '.3f')} | "
+                     f"{ci(r, 'ssim_mask')} | {opt(r, 'mask_iou', '.3f')} | {opt(r, 'delta_e', '.1f')} | "
+                     f"{ci(r, 'fd', '.3f')} | {r['ssim']:.4f} | {r['psnr']:.2f} | "
                      f"{r['kid']:.4f} | {r['timing']['seconds_per_image']:.3f} | "
                      + ("1 (itself) |" if name == "teacher" else
                         f"{r['timing']['ratio_to_teacher']:.3f} ({r['timing']['speedup']:.1f}× faster) |"))
     refs = rep.get("references") or {}
-    lines += [f"| yardstick: {k.replace('_', ' ')} | – | – | {v['ssim']:.4f} | {v['ssim_mask']:.4f} | {v['psnr']:.2f} "
-              f"| – | – | – | – |" for k, v in refs.items()]
+    lines += [f"| yardstick: {k.replace('_', ' ')} | – | – | {v['ssim_mask']:.4f} | {opt(v, 'mask_iou', '.3f')} | "
+              f"{opt(v, 'delta_e', '.1f')} | – | {v['ssim']:.4f} | {v['psnr']:.2f} | – | – | – |" for k, v in refs.items()]
     lines += ["", "## Against the teacher and the targets", "",
               "Targets (issue): SSIM at most 0.005 (4 steps), 0.01 (2 steps), 0.03 (1 step) below the teacher, "
+              "read on the whole image and inside the true garment mask, "
               f"FD_garm at most {FD_SLACK:.0%} worse. A negative drop means the student scores higher.", "",
               "| row | SSIM − teacher, paired [95% CI] | SSIM mask − teacher [95% CI] | FD_garm − teacher, paired "
-              "[95% CI] | SSIM target | FD target |", "|---|---|---|---|---|---|"]
+              "[95% CI] | SSIM target | SSIM mask target | FD target |", "|---|---|---|---|---|---|---|"]
     for name, r in rep["rows"].items():
         if name == "teacher":
             continue
@@ -165,9 +188,14 @@ def markdown(rep: dict[str, Any]) -> str:
         else:
             ssim_t = f"– (drop {tg['ssim_drop']:+.4f})"
             fd_t = f"– ({tg['fd_increase']:+.1%})"
+        if "ssim_mask_met" in tg:
+            mask_t = (f"{'met' if tg['ssim_mask_met'] else '**missed**'} (drop {tg['ssim_mask_drop']:+.4f}, "
+                      f"bound {tg['ssim_bound']})")
+        else:
+            mask_t = f"– (drop {tg['ssim_mask_drop']:+.4f})" if "ssim_mask_drop" in tg else "–"
         lines.append(f"| {name} | {v['ssim']['mean']:+.4f} [{v['ssim']['ci95'][0]:+.4f}, {v['ssim']['ci95'][1]:+.4f}] | "
                      f"{v['ssim_mask']['mean']:+.4f} [{v['ssim_mask']['ci95'][0]:+.4f}, "
-                     f"{v['ssim_mask']['ci95'][1]:+.4f}] | {fd_text} | {ssim_t} | {fd_t} |")
+                     f"{v['ssim_mask']['ci95'][1]:+.4f}] | {fd_text} | {ssim_t} | {mask_t} | {fd_t} |")
     lines += ["", "## How each student was made", "", "| row | kind | method | optimizer steps | hours (this CPU) | "
               "loss first → last 50 |", "|---|---|---|---|---|---|"]
     for name, r in rep["rows"].items():
@@ -196,4 +224,4 @@ def write(rep: dict[str, Any], out: Path, *, command: str = "python -m distill r
     return paths
 
 
-__all__ = ["FD_SLACK", "SSIM_BOUNDS", "build", "denoiser_calls", "markdown", "targets", "time_models", "write"]
+__all__ = ["FD_SLACK", "SSIM_BOUNDS", "build", "check_models", "denoiser_calls", "markdown", "targets", "time_models", "write"]

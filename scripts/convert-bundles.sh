@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-VARIANTS=onnx-fp32,onnx-int8,onnx-qdq,onnx-w8,onnx-fp16,ort,coreml-fp16,coreml-8bit,coreml-6bit
+VARIANTS=onnx-fp32,onnx-int8,onnx-qdq,onnx-w8,onnx-fp16,ort,onnx-mobile,ort-mobile,coreml-fp16,coreml-8bit,coreml-6bit
 STUDENTS=("${@:-student-2}")
 TAG=${TAG:-small}
 EVAL=reports/eval$([[ $TAG == small ]] || echo "-$TAG")

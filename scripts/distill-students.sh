@@ -44,6 +44,9 @@ EVAL=reports/eval$([[ $TAG == small ]] || echo "-$TAG")
 for name in guided student-4 student-2 student-1; do
     "$PY" -m igr.eval --model "models/$name-$TAG" --features "$FEATURES" --split test --n "$N" --out "$EVAL/$name"
 done
-OMP_NUM_THREADS=2 "$PY" -m distill report --teacher "$TEACHER" --rows guided=models/guided-$TAG \
+# the teacher's own evaluation: EVAL/teacher.json (scripts/evaluate-teacher*.sh, or igr.eval on TEACHER)
+[[ -f "$EVAL/teacher.json" ]] || "$PY" -m igr.eval --model "$TEACHER" --features "$FEATURES" --split test --n "$N" \
+    --out "$EVAL/teacher" --references
+OMP_NUM_THREADS=2 "$PY" -m distill report --teacher "$TEACHER" --evals "$EVAL" --rows guided=models/guided-$TAG \
     student-4=models/student-4-$TAG student-2=models/student-2-$TAG student-1=models/student-1-$TAG \
     --out reports/students$([[ $TAG == small ]] || echo "-$TAG")

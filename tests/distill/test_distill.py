@@ -194,7 +194,12 @@ def test_cli_end_to_end_students_evaluations_report_and_shared_files(setup, tmp_
     assert [r["denoiser_calls"] for r in rep["rows"].values()] == [16, 8, 1]
     assert rep["rows"]["teacher"]["timing"]["ratio_to_teacher"] == 1.0
     assert rep["rows"]["student-1"]["targets"]["ssim_bound"] == 0.03
+    assert isinstance(rep["rows"]["student-1"]["targets"]["ssim_mask_met"], bool)
     assert "ssim_bound" not in rep["rows"]["guided"]["targets"]
+    with pytest.raises(SystemExit):            # guided.json evaluated models/guided, not the folder named here
+        distill_main(["report", "--teacher", str(models / "teacher"), "--rows", f"guided={models / 'student-1'}",
+                      "--evals", str(evals), "--out", str(tmp_path / "wrong")])
+    assert not (tmp_path / "wrong.md").exists()
     assert "| student-1 | ddim 1, guidance 1 | 1 |" in out.with_suffix(".md").read_text()
     assert out.with_name("students-grid.png").is_file()
 
