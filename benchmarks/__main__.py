@@ -25,7 +25,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"benchmarks: {teacher} is not a model folder (pass --teacher DIR or --no-teacher)", file=sys.stderr)
         return 2
     plan = Plan(bundles=bundles, teacher=teacher, backends=args.backends.split(",") if args.backends else None,
-                threads=args.threads, models=Path(args.models))
+                threads=args.threads, models=Path(args.models),
+                features=Path(args.features) if args.features else None)
     if args.quick:
         for k, v in QUICK.items():
             setattr(plan, k, v)
@@ -120,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small counts (a smoke run, e.g. for tests)")
     p.add_argument("--bundles", nargs="*", default=None, help="bundle folders (default: bundles/*, else the SDK's default)")
     p.add_argument("--backends", default=None, help="comma list (default: every available one)")
-    p.add_argument("--teacher", default="models/teacher-small", help="the torch teacher (and quality features)")
+    p.add_argument("--teacher", default="models/teacher-zsnr", help="the torch teacher (and, without --features, "
+                   "the garment encoder of FD_garm)")
+    p.add_argument("--features", help="model folder whose garment encoder defines FD_garm (default: the teacher's; "
+                   "the reports use models/teacher-small's)")
     p.add_argument("--no-teacher", action="store_true", help="no torch rows, no quality")
     p.add_argument("--models", default="models", help="where the bundles' source models are (FLOPs, torch rows)")
     p.add_argument("--batches", default=None, help="comma list (default 1,2,4,8)")

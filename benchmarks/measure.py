@@ -73,7 +73,8 @@ def flops_per_restore(model_dir: Path, *, steps: int | None = None, guidance: fl
 
 def quality(restore: Callable[[np.ndarray, list[int]], np.ndarray], *, n: int, teacher_dir: Path,
             size: tuple[int, int], batch: int = 8) -> dict[str, Any]:
-    """SSIM (whole image) and our Fréchet distance (FD_garm, IGR's garment encoder) on the first `n` test
+    """SSIM inside the true garment mask (which a blank image cannot win), mask IoU, whole-image SSIM and our
+    Fréchet distance (FD_garm, in the garment encoder of the model folder `teacher_dir`) on the first `n` test
     persons; `restore(persons uint8 NHWC, seeds) -> garments uint8 NHWC`, seed = item index."""
     import torch
 
@@ -89,5 +90,7 @@ def quality(restore: Callable[[np.ndarray, list[int]], np.ndarray], *, n: int, t
         return torch.from_numpy(out).permute(0, 3, 1, 2).float() / 127.5 - 1
 
     result = evaluate(run, features, n=n, size=size, batch=batch, boot=200, progress=False)
-    return {"n": n, "split": "test", "ssim": result["ssim"]["mean"], "ssim_ci95": list(result["ssim"]["ci95"]),
+    return {"n": n, "split": "test", "ssim_mask": result["ssim_mask"]["mean"],
+            "ssim_mask_ci95": list(result["ssim_mask"]["ci95"]), "mask_iou": result["mask_iou"]["mean"],
+            "ssim": result["ssim"]["mean"], "ssim_ci95": list(result["ssim"]["ci95"]),
             "fd": result["fd"]["mean"], "psnr": result["psnr"]["mean"]}

@@ -37,6 +37,7 @@ class Plan:
     component_batches: tuple[int, ...] = (1,)    # a 50-step teacher call at batch 8 takes ~12 s here
     peak_n: int = 2048
     models: Path = REPO / "models"               # where the bundles' source models are (FLOPs, torch rows)
+    features: Path | None = None                 # whose garment encoder defines FD_garm (None: the teacher's)
     notes: list[str] = field(default_factory=list)
 
 
@@ -178,7 +179,7 @@ def run(plan: Plan, *, progress: bool = True) -> dict[str, Any]:
                                   threads=threads) as r:
                         size = r.bundle.size
                         quality_cache[qkey] = quality(lambda x, s: r.restore_arrays(x, s, steps=spec.get("steps")),
-                                                      n=plan.quality_n, teacher_dir=plan.teacher,
+                                                      n=plan.quality_n, teacher_dir=plan.features or plan.teacher,
                                                       size=(size[1], size[0]))
             row["quality"] = quality_cache[qkey]
         if spec.get("role") == "teacher":
@@ -219,7 +220,7 @@ def _torch_quality(model_dir: Path, steps: int | None, plan: Plan) -> dict[str, 
             out = sample(model, person, steps=steps, noise=noise)
         return ((out + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
-    return quality(restore, n=plan.quality_n, teacher_dir=plan.teacher, size=(cfg.height, cfg.width))
+    return quality(restore, n=plan.quality_n, teacher_dir=plan.features or plan.teacher, size=(cfg.height, cfg.width))
 
 
 def model_size_mb(model_dir: Path) -> float:

@@ -1,7 +1,8 @@
 """Tiny real bundles for the tests, written by the converters from tiny random-weight models (64×48 images): a
 2-step single-call student (fp32, int8 and QDQ variants), a 4-step components teacher with classifier-free
-guidance, and one with a zero-SNR schedule, an aligned prior and the EfficientNet image tower, plus their model
-folders.
+guidance, one with a zero-SNR schedule, an aligned prior and the EfficientNet image tower, and a teacher
+trained 2 steps from a tiny Stable Diffusion folder (the diffusers SD 1.5 layout, random weights; `sd`), plus their
+model folders.
 
 Exporting them takes ~3 minutes here, so they are kept in .cache/test-bundles/<key>/, the key hashing every
 source file that shapes them (a change to the model, the converters or this file builds them afresh).
@@ -17,7 +18,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = ["igr/config.py", "igr/model", "igr/pipeline.py", "convert", "distill/core.py", "igr_edge/manifest.py",
+SOURCES = ["igr/config.py", "igr/model", "igr/pipeline.py", "igr/train", "convert", "distill/core.py",
+           "igr_edge/manifest.py",
            "igr_edge/schemas/manifest-v1.schema.json",
            "tests/tiny_bundles.py"]
 
@@ -48,7 +50,18 @@ def tiny_bundles(tmp_path_factory) -> dict[str, Path]:
             if old != root:
                 shutil.rmtree(old, ignore_errors=True)
     return {"student": root / "student", "teacher": root / "teacher", "teacher-prior": root / "teacher-prior",
-            "models": root / "models"}
+            "sd": root / "sd", "models": root / "models"}
+
+
+def tiny_sd_config():
+    """The SD 1.x UNet layout at test size (attention at the upper level and in the mid block, two layers per
+    block) with a CLIP tower normalised as IP-Adapter's image encoder is."""
+    from igr.config import IGRConfig, UNetConfig
+
+    return IGRConfig.tiny().replace(
+        unet=UNetConfig(channels=(16, 32), attention=(True, False), layers_per_block=2, heads=2,
+                        cross_attention_dim=32, prompt_tokens=2, norm_groups=8, mid_attention=True),
+        encoder={"hidden_act": "gelu", "normalize": "clip"})
 
 
 def _build(root: Path) -> None:
@@ -72,6 +85,23 @@ def _build(root: Path) -> None:
              ).save_pretrained(root / "models" / "teacher-prior")
     write_bundle(root / "models" / "teacher-prior", root / "teacher-prior", variants=["onnx-fp32"], gate_n=4,
                  progress=False)
+    _build_sd(root)
+
+
+def _build_sd(root: Path) -> None:
+    """2 coarse steps from a tiny SD folder through `igr.train --pretrained`, then the components bundle."""
+    from convert.bundle import write_bundle
+    from igr.model.sd import write_sd_folder
+    from igr.train.__main__ import main as train_main
+
+    folder = write_sd_folder(tiny_sd_config(), root / "sd-folder", seed=3)
+    run = root / "sd-run"
+    assert train_main(["--stage", "coarse", "--preset", "tiny", "--pretrained", str(folder), "--out", str(run),
+                       "--steps", "2", "--gradient-checkpointing"]) == 0
+    shutil.copytree(run / "final", root / "models" / "sd")
+    shutil.rmtree(run)
+    shutil.rmtree(folder)
+    write_bundle(root / "models" / "sd", root / "sd", variants=["onnx-fp32"], gate_n=2, progress=False)
 
 
 if __name__ == "__main__":

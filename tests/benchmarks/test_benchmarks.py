@@ -62,7 +62,8 @@ def test_a_quick_run_writes_a_valid_report_table_and_plots(tiny_bundles, tmp_pat
     assert all(r["flops"] > 0 and r["peak_fraction"] > 0 and r["peak_rss_mb"] > 0 for r in rows)
     torch_rows = [r for r in rows if r["runtime"] == "torch"]
     assert {r["bundle"] for r in torch_rows} == {"teacher", "student-2"}       # the student in torch eager too
-    assert all(r["quality"]["n"] == 4 and 0 <= r["quality"]["ssim"] <= 1 for r in rows
+    assert all(r["quality"]["n"] == 4 and 0 <= r["quality"]["ssim"] <= 1 and 0 <= r["quality"]["ssim_mask"] <= 1
+               and 0 <= r["quality"]["mask_iou"] <= 1 for r in rows
                if r["batch"] == 1 and "alone" not in r["variant"])
     teacher = [r for r in rows if r["runtime"] == "torch" and r["bundle"] == "teacher" and r["steps"] == 4]
     assert teacher and teacher[0]["speedup_vs_teacher"] == pytest.approx(1.0)

@@ -9,17 +9,14 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from igr.config import IGRConfig, UNetConfig
+from igr.config import IGRConfig
 from igr.model import IGRModel
 from igr.model.igr import build_unet, build_vae, clip_vision_config
 from igr.model.sd import PretrainedFolderError, from_sd_folder, write_sd_folder
 from igr.train.__main__ import main as train_main
+from tests.tiny_bundles import tiny_sd_config
 
-# the SD 1.x layout at test size: attention at the upper level and in the mid block, two layers per block
-TINY_SD = IGRConfig.tiny().replace(
-    unet=UNetConfig(channels=(16, 32), attention=(True, False), layers_per_block=2, heads=2, cross_attention_dim=32,
-                    prompt_tokens=2, norm_groups=8, mid_attention=True),
-    encoder={"hidden_act": "gelu", "normalize": "clip"})
+TINY_SD = tiny_sd_config()
 
 # runwayml/stable-diffusion-v1-5 unet/config.json and vae/config.json, h94/IP-Adapter models/image_encoder/config.json
 SD15_UNET = {"act_fn": "silu", "attention_head_dim": 8, "block_out_channels": [320, 640, 1280, 1280],
@@ -110,19 +107,19 @@ def test_trained_from_the_folder_saves_and_reloads_bit_exactly(sd_folder, traine
             (trained / "final" / f"{name}.safetensors").read_bytes()
 
 
-@pytest.mark.slow      # the five component graphs' ONNX export: ~3 minutes on this 2-core CPU
-def test_the_trained_model_exports_and_igr_edge_restores_what_torch_samples(trained, tmp_path):
-    from convert.bundle import write_bundle
+def test_the_trained_model_exports_and_igr_edge_restores_what_torch_samples(tiny_bundles):
+    # the tiny bundles' `sd`: the same folder layout and config, trained 2 steps through the CLI, exported by
+    # convert's components path (five graphs; cached with the other tiny bundles)
     from igr.pipeline import sample
     from igr_edge import Restorer
     from igr_edge.noise import normal
 
-    bundle = write_bundle(trained / "final", tmp_path / "bundle", variants=["onnx-fp32"], gate_n=2, progress=False)
-    model = IGRModel.from_pretrained(trained / "final")
+    model = IGRModel.from_pretrained(tiny_bundles["models"] / "sd")
+    assert model.config == TINY_SD
     c, h, w = model.config.latent_shape
     rng = np.random.default_rng(0)
     person = rng.integers(0, 256, (model.config.height, model.config.width, 3), dtype=np.uint8)
-    with Restorer(bundle=bundle, backend="cpu") as restorer:
+    with Restorer(bundle=tiny_bundles["sd"], backend="cpu") as restorer:
         edge = np.asarray(restorer.restore(person, seed=7))
     x = torch.from_numpy(person).permute(2, 0, 1)[None].float() / 127.5 - 1
     noise = torch.from_numpy(normal(7, (1, c, h, w)))
