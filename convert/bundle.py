@@ -2,7 +2,8 @@
 
 Written into a temporary sibling folder and renamed at the end, so there is never a half bundle; a variant
 that fails its parity gate is never written (the whole bundle fails, or with `skip_failing` the variant is
-left out and listed under `rejected` with its figure and bound). Same inputs, same bytes.
+left out and listed under `rejected` with its figure and bound; so is a Core ML variant that coremltools cannot
+convert, with the error). Same inputs, same bytes.
 """
 from __future__ import annotations
 
@@ -198,8 +199,18 @@ def write_bundle(model_dir: str | Path, out: str | Path, *, variants: list[str],
                 elif VARIANTS[variant].format == "mlpackage":
                     from .coreml_export import convert_coreml
 
-                    made, parity = convert_coreml(specs["student"], model, staging / variant, variant,
-                                                  persons=persons, truth=truth, noise=noise, reference=reference)
+                    try:
+                        made, parity = convert_coreml(specs["student"], model, staging / variant, variant,
+                                                      persons=persons, truth=truth, noise=noise, reference=reference)
+                    except GateError:
+                        raise
+                    except Exception as e:                 # coremltools cannot convert the graph at all
+                        if not skip_failing:
+                            raise
+                        rejected.append({"variant": variant,
+                                         "reason": f"Core ML conversion failed: {type(e).__name__}: {e}"[:500]})
+                        bar.update(1)
+                        continue
                     accept(variant, {"student": made}, parity, minimum_deployment_target=parity["minimum_deployment_target"])
                 else:
                     made = _onnx_variant(variant, fp32["student"], staging / variant, model, calibration_n)

