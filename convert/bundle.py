@@ -208,7 +208,7 @@ def write_bundle(model_dir: str | Path, out: str | Path, *, variants: list[str],
                         if not skip_failing:
                             raise
                         rejected.append({"variant": variant,
-                                         "reason": f"Core ML conversion failed: {type(e).__name__}: {e}"[:500]})
+                                         "reason": f"{variant}: Core ML conversion failed: {type(e).__name__}: {e}"[:500]})
                         bar.update(1)
                         continue
                     accept(variant, {"student": made}, parity, minimum_deployment_target=parity["minimum_deployment_target"])

@@ -82,7 +82,8 @@ def markdown(rep: dict[str, Any]) -> str:
                          f"{_fmt(r.get('p50_ms'), '.1f')} | {_fmt(r.get('p90_ms'), '.1f')} | "
                          f"{_fmt(r.get('ratio_to_fp32'), '.2f')} |")
         for r in b["rejected"]:
-            lines.append(f"\nRejected: {r['reason']}")
+            reason = r["reason"] if r["reason"].startswith(r["variant"]) else f"{r['variant']}: {r['reason']}"
+            lines.append(f"\nRejected: {reason}")
         lines.append("")
         lines += mobile_table(b["variants"])
     lines += ["Made by: `" + rep.get("command", "python -m convert report") + "`", ""]
