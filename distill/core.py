@@ -299,6 +299,17 @@ def trajectory_batch(traj: dict[str, torch.Tensor], step: int, batch: int, seed:
 
 
 # -- the loop ---------------------------------------------------------------------------------------
+def optimizer_step(loss: torch.Tensor, params, opt: torch.optim.Optimizer, grad_clip: float, *, what: str,
+                   step: int) -> None:
+    """One optimizer step: refuse a non-finite loss (naming `what` and the step), backward, clip, step, zero."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"{what} loss is {float(loss)} at step {step}")
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
 def fit(student: IGRModel, cfg: DistillConfig, out: str | Path,
         next_batch: Callable[[int], dict[str, torch.Tensor]],
         loss_fn: Callable[[dict[str, torch.Tensor], torch.Generator], tuple[torch.Tensor, dict[str, float]]],
@@ -329,12 +340,7 @@ def fit(student: IGRModel, cfg: DistillConfig, out: str | Path,
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, step)
         loss, logs = loss_fn(next_batch(step), generator)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"distillation loss is {float(loss)} at step {step}")
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        optimizer_step(loss, params, opt, cfg.grad_clip, what="distillation", step=step)
         first = logs["loss"] if first is None else first
         recent = (recent + [logs["loss"]])[-50:]
         if step % cfg.log_every == 0 or step == cfg.steps - 1:

@@ -33,6 +33,8 @@ from igr.files import atomic_folder
 from igr.model.light import LightDecoder, LightEncoder, build_light, decoder_flops, encoder_flops, save_light
 from igr.train.cache import digest
 
+from .core import optimizer_step
+
 POOL = "pool.safetensors"
 
 
@@ -298,12 +300,7 @@ def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Ten
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, step)
         loss, logs = light_loss(decoder, encoder, pool, step, cfg)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"light VAE loss is {float(loss)} at step {step}")
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        optimizer_step(loss, params, opt, cfg.grad_clip, what="light VAE", step=step)
         first = logs["loss"] if first is None else first
         recent = (recent + [logs["loss"]])[-50:]
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
