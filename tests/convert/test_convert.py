@@ -189,8 +189,6 @@ def test_each_onnx_variant_records_what_nnapi_and_core_ml_take_as_orts_own_check
 
 
 def test_manifests_without_mobile_figures_stay_valid_and_malformed_ones_are_refused(bundle):
-    default = read_manifest(Path(__file__).resolve().parents[2] / "igr_edge" / "bundles" / "default")
-    assert default["schema"].split(".")[0] == "1" and "mobile" not in default["variants"][default["default_variant"]]
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["schema"] == "1.2.0"
     old = json.loads(json.dumps(manifest))
