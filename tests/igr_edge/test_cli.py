@@ -94,7 +94,7 @@ def test_info_shows_variants_and_the_hash_check(tiny_student, tmp_path, capsys):
     (copy / "onnx-fp32" / "student.onnx").write_bytes(b"changed")
     assert main(["info", str(copy)]) == 1
     assert "hash check   FAILED" in capsys.readouterr().out
-    assert main(["info"]) == 0 and "student-2-small" in capsys.readouterr().out     # the default bundle
+    assert main(["info"]) == 0 and "student-2-zsnr" in capsys.readouterr().out      # the default bundle
     m = json.loads((copy / "manifest.json").read_text())
     m["quality"] = {"ssim": 0.5, "n": 4}                    # the schema allows a partial quality row
     (copy / "manifest.json").write_text(json.dumps(m))

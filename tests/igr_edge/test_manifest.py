@@ -56,8 +56,10 @@ def test_deep_nesting_and_garbage_are_bundle_errors(bundle):
 
 @pytest.mark.parametrize("zero_snr", (True, False, None))
 def test_the_zero_snr_flag_survives_a_manifest_round_trip(bundle, zero_snr):
-    if zero_snr is not None:                 # None: a manifest written before the key, read as False
+    if zero_snr is not None:
         _edit(bundle, lambda m: m["scheduler"].update(zero_snr=zero_snr))
+    else:                                    # None: a manifest written before the key, read as False
+        _edit(bundle, lambda m: m["scheduler"].pop("zero_snr", None))
     section = read_manifest(bundle, verify=False)["scheduler"]
     assert ("zero_snr" in section) == (zero_snr is not None)
     schedule = NoiseSchedule.from_manifest(section)

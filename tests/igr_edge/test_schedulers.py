@@ -140,7 +140,7 @@ def test_zero_snr_plans_are_the_diffusers_schedules(name, steps):
 
 def test_a_manifest_without_zero_snr_is_the_schedule_it_always_was():
     section = json.loads((REPO / "igr_edge" / "bundles" / "default" / "manifest.json").read_text())["scheduler"]
-    assert "zero_snr" not in section                         # written before the key existed
+    section = {k: v for k, v in section.items() if k != "zero_snr"}     # as written before the key existed
     old = NoiseSchedule.from_manifest(section)
     assert old.zero_snr is False and old == NoiseSchedule.from_manifest({**section, "zero_snr": False})
     ref = diffusers_scheduler("ddim", old, 1)                # diffusers without the rescale
@@ -233,7 +233,9 @@ def test_the_default_bundle_plan_is_the_one_its_manifest_records():
     assert p.timesteps.tolist() == section["timesteps"]
     if section["name"] == "ddim" and "coefficients" in section:    # what the single-call graph bakes in
         alphas = [*map(float, p.alphas), float(p.alphas_prev[-1])]
-        assert [[math.sqrt(a), math.sqrt(1 - a)] for a in alphas] == section["coefficients"]
+        # the converter rescales a zero-SNR schedule in float32 (diffusers), the SDK in float64: ~3e-8 apart
+        ours = [[math.sqrt(a), math.sqrt(1 - a)] for a in alphas]
+        assert np.allclose(ours, section["coefficients"], rtol=1e-6, atol=1e-9)
 
 
 @pytest.mark.parametrize("name", SCHEDULERS)
