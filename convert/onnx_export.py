@@ -367,11 +367,11 @@ def convert_ort(src: Path, dst: Path, *, level: str = "extended") -> tuple[Path,
     import os
 
     dst.parent.mkdir(parents=True, exist_ok=True)
+    if level not in ("basic", "extended"):
+        raise ValueError(f"level must be 'basic' or 'extended', not {level!r}")
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copy(src, Path(tmp) / "model.onnx")
         env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1")
-        if level not in ("basic", "extended"):
-            raise ValueError(f"level must be 'basic' or 'extended', not {level!r}")
         subprocess.run([*_no_aslr(), sys.executable, "-c", _TO_ORT.replace("{level}", level.upper())], cwd=tmp,
                        env=env, check=True, capture_output=True)
         from onnxruntime.tools.ort_format_model import create_config_from_models

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,20 +211,6 @@ def light_loss(decoder: LightDecoder, encoder: LightEncoder | None, pool: dict[s
 
 
 # -- the run ----------------------------------------------------------------------------------------------
-def _opt_state(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    return {f"{i}.{k}": v.detach().clone() if torch.is_tensor(v) else torch.tensor(v)
-            for i, s in opt.state_dict()["state"].items() for k, v in s.items()}
-
-
-def _load_opt_state(opt: torch.optim.Optimizer, flat: dict[str, torch.Tensor]) -> None:
-    sd = opt.state_dict()
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, v in flat.items():
-        i, _, k = key.partition(".")
-        state.setdefault(int(i), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
-
-
 def _parts(decoder: nn.Module, encoder: nn.Module | None) -> dict[str, torch.Tensor]:
     out = {f"decoder.{k}": v for k, v in decoder.state_dict().items()}
     if encoder is not None:
@@ -253,7 +238,7 @@ def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Ten
     after that many steps with a checkpoint and no final (tests of the resume)."""
     from tqdm.auto import tqdm
 
-    from igr.train.trainer import learning_rate
+    from igr.train.trainer import learning_rate, load_optimizer_tensors, optimizer_tensors, truncate_log
 
     out = Path(out)
     settings = _settings(light, cfg, vae, pool_meta or {})
@@ -282,11 +267,9 @@ def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Ten
         decoder.load_state_dict({k[8:]: v for k, v in weights.items() if k.startswith("decoder.")})
         if encoder is not None:
             encoder.load_state_dict({k[8:]: v for k, v in weights.items() if k.startswith("encoder.")})
-        _load_opt_state(opt, load_file(str(ckpt / "optimizer.safetensors")))
+        load_optimizer_tensors(opt, load_file(str(ckpt / "optimizer.safetensors")), opt.state_dict()["param_groups"])
         start, spent, first, recent = state["step"], state["seconds"], state["first_loss"], state["recent"]
-        kept = [line for line in (log.read_text().splitlines() if log.is_file() else [])
-                if line.strip() and json.loads(line)["step"] < start]
-        log.write_text("".join(line + "\n" for line in kept))
+        truncate_log(log, start - 1)                   # the rows of steps the checkpoint has done
     else:
         log.write_text("")
     decoder.train()
@@ -313,7 +296,7 @@ def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Ten
                 or step + 1 == end < cfg.steps:
             with atomic_folder(ckpt) as tmp:
                 save_file(_parts(decoder, encoder), str(tmp / "parts.safetensors"))
-                save_file(_opt_state(opt), str(tmp / "optimizer.safetensors"))
+                save_file(optimizer_tensors(opt), str(tmp / "optimizer.safetensors"))
                 (tmp / "trainer.json").write_text(json.dumps({
                     "step": step + 1, "seconds": time.perf_counter() - t0, "first_loss": first, "recent": recent,
                     "settings": settings}) + "\n")
@@ -400,13 +383,9 @@ def counted_flops(fn, *args) -> int:
 @torch.no_grad()
 def latency_ms(fn, x: torch.Tensor, *, runs: int = 5) -> float:
     """Best wall time of fn(x) over `runs` after one warm-up, in milliseconds (torch's current threads)."""
-    fn(x)
-    best = math.inf
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn(x)
-        best = min(best, time.perf_counter() - t)
-    return round(best * 1e3, 2)
+    from igr_edge.bench import time_calls
+
+    return round(min(time_calls(lambda: fn(x), runs=runs, warmup=1)) * 1e3, 2)
 
 
 # -- the sweep and its report --------------------------------------------------------------------------------

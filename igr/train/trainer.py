@@ -266,7 +266,7 @@ class Trainer:
             if self.ema is not None:
                 self.ema.save_pretrained(tmp / "ema")
             opt = self.optimizer.state_dict()
-            tensors = {f"opt.{i}.{k}": v.contiguous() for i, s in opt["state"].items() for k, v in s.items()}
+            tensors = optimizer_tensors(self.optimizer, prefix="opt.")
             tensors["rng.generator"] = self.generator.get_state()
             tensors["rng.torch"] = torch.get_rng_state()
             tensors["logit_scale"] = self.loss.logit_scale.detach().clone()
@@ -338,7 +338,7 @@ class Trainer:
         self.generator.manual_seed(self.cfg.seed * 1000 + 7919 * self.step)
         torch.manual_seed(self.cfg.seed + 7919 * self.step)
         if self.acc.is_main_process:
-            _truncate_log(self.out / LOG, self.step)
+            truncate_log(self.out / LOG, self.step)
 
     def load_checkpoint(self, folder: str | Path) -> None:
         """Resume exactly where `save_checkpoint` left off."""
@@ -347,19 +347,14 @@ class Trainer:
         if meta.get("compact"):
             raise ValueError(f"{folder} is a compact checkpoint (no optimizer state): resume it with load_compact")
         tensors = load_file(str(folder / "state.safetensors"))
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for key, v in tensors.items():
-            if key.startswith("opt."):
-                _, i, k = key.split(".", 2)
-                state.setdefault(int(i), {})[k] = v
-        self.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        load_optimizer_tensors(self.optimizer, tensors, meta["param_groups"], prefix="opt.")
         self.generator.set_state(tensors["rng.generator"])
         torch.set_rng_state(tensors["rng.torch"])
         with torch.no_grad():
             self.loss.logit_scale.copy_(tensors["logit_scale"])
         self.step = int(meta["step"])
         if self.acc.is_main_process:
-            _truncate_log(self.out / LOG, self.step)
+            truncate_log(self.out / LOG, self.step)
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, *, until: int | None = None, progress: bool = True) -> TrainResult:
@@ -370,7 +365,7 @@ class Trainer:
         main, world, rank = self.acc.is_main_process, self.acc.num_processes, self.acc.process_index
         self.out.mkdir(parents=True, exist_ok=True)
         if self.step == 0 and main:
-            _truncate_log(self.out / LOG, 0)      # a fresh start: no rows of an earlier, abandoned attempt
+            truncate_log(self.out / LOG, 0)      # a fresh start: no rows of an earlier, abandoned attempt
         expect = frozen_digests(self.model) if cfg.cache is not None else None
         workers = 0 if cfg.cache is not None else cfg.workers       # cached rows are a lookup: no worker needed
         data = DataLoader(StageData(cfg, rank=rank, world=world, expect=expect),
@@ -561,7 +556,24 @@ def latent_scale(model: IGRModel, cfg: StageConfig, batches: int = 8) -> float:
     return float(1.0 / torch.cat(zs).std())
 
 
-def _truncate_log(path: Path, step: int) -> None:
+def optimizer_tensors(optimizer: torch.optim.Optimizer, *, prefix: str = "") -> dict[str, torch.Tensor]:
+    """An optimizer's per-parameter state as flat safetensors entries, PREFIX<param index>.<state name>."""
+    return {f"{prefix}{i}.{k}": (v if torch.is_tensor(v) else torch.tensor(v)).detach().contiguous()
+            for i, s in optimizer.state_dict()["state"].items() for k, v in s.items()}
+
+
+def load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                           param_groups: list[dict], *, prefix: str = "") -> None:
+    """Load what `optimizer_tensors` wrote (entries without PREFIX are skipped) with these param groups."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, v in tensors.items():
+        if key.startswith(prefix):
+            i, _, k = key[len(prefix):].partition(".")
+            state.setdefault(int(i), {})[k] = v
+    optimizer.load_state_dict({"state": state, "param_groups": param_groups})
+
+
+def truncate_log(path: Path, step: int) -> None:
     """Drop log rows past the checkpoint a run resumes from."""
     if not path.exists():
         return
