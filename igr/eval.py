@@ -1,11 +1,15 @@
 """`python -m igr.eval --model DIR --split test --n 256 --out reports/eval-NAME`: metrics with 95% intervals.
 
+On SynthGarment by default; `--data vitonhd:ROOT` or `--data dresscode:ROOT` evaluates on that data set's test pairs
+instead (all of them unless `--n`), read and letterboxed to the model's size as `igr.train --data` reads its train
+pairs, with the data set's cloth masks as the true garment masks where it has them (docs/paper-scale.md).
+
 Writes NAME.json and NAME.md. Headline metrics, judged on the garment: SSIM and PSNR inside the true garment
 mask, garment-mask IoU (output pixels with any channel below 0.9 in [0, 1], against the true mask), CIE76 ΔE
 inside the mask, FD_garm and KID in the embedding space of IGR's own garment encoder (not Inception), and our
 LPIPS-style distance on pretrained EfficientNet-Lite0 features (uniform layer weights, no learned layers: not
 LPIPS). Whole-image SSIM, MS-SSIM and PSNR beside them. Bootstrap intervals over samples; means per garment
-category.
+category (SynthGarment's, DressCode's; VITON-HD names none).
 """
 from __future__ import annotations
 
@@ -24,16 +28,43 @@ from .metrics import (HEADLINE, LABELS, PER_SAMPLE, WHITE_THRESHOLD, WHOLE_IMAGE
                       bootstrap, feature_distances, image_metrics, parse_metric_files, summarize)
 
 
-def split_batches(split: str, n: int, size: tuple[int, int], batch: int, *, categories: bool = False):
-    """(person, garment, mask) tensors of the first `n` SynthGarment items of `split`, in batches; with
-    `categories`, a fourth element: the items' garment categories (`igr.data.CATEGORIES` names)."""
-    from .data import CATEGORIES, SynthGarmentDataset
+def data_pairs(spec: str, split: str, n: int | None, size: tuple[int, int]):
+    """The `split` pairs of a data set ("vitonhd:ROOT", "dresscode:ROOT": `igr.data.real.open_data`, which
+    `igr.train --data` reads through, letterboxing to `size`): all of them, or `n` spread evenly over its pair
+    lists (DressCode's run category by category), in list order. -> (data set, pairs in its lists).
+    A missing folder, pair list or file raises `DataFolderError` naming it."""
+    from .data import DataFolderError
+    from .data.real import open_data
 
-    data = SynthGarmentDataset(split, n, size=size)
+    data = open_data(spec, split, size)
+    total = len(data)
+    if n is not None:
+        if not 0 < n <= total:
+            raise DataFolderError(f"--n {n}, but {spec} has {total} {split} pairs "
+                                  f"({', '.join(map(str, data.pair_lists))})")
+        data.records = [data.records[(2 * i + 1) * total // (2 * n)] for i in range(n)]   # the middle of n strata
+    return data, total
+
+
+def split_batches(split: str, n: int, size: tuple[int, int], batch: int, *, categories: bool = False, data=None):
+    """(person, garment, mask) tensors of the first `n` SynthGarment items of `split`, in batches; with
+    `categories`, a fourth element: the items' garment categories (`igr.data.CATEGORIES` names).
+
+    `data`: a data set from `data_pairs` instead (`split` and `n` unused): all its pairs, categories the data set's
+    own (DressCode's folders; None where it names none, as VITON-HD)."""
+    if data is None:
+        from .data import CATEGORIES, SynthGarmentDataset
+
+        data = SynthGarmentDataset(split, n, size=size)
+        category = lambda i, item: CATEGORIES[item["category"]]
+    else:
+        n, names = len(data), data.pair_categories
+        category = lambda i, item: names[i]
     for start in range(0, n, batch):
         items = [data[i] for i in range(start, min(n, start + batch))]
-        tensors = tuple(torch.stack([it[k] for it in items]) for k in ("person", "garment", "mask"))
-        yield (*tensors, [CATEGORIES[it["category"]] for it in items]) if categories else tensors
+        tensors = tuple(torch.stack([it[k] for it in items]) for k in ("person", "garment", "mask"))   # (B, C, H, W)
+        cats = [category(start + j, it) for j, it in enumerate(items)]
+        yield (*tensors, cats) if categories else tensors
 
 
 def by_category(values: dict[str, np.ndarray], categories: list[str]) -> dict[str, dict]:
@@ -46,9 +77,12 @@ def by_category(values: dict[str, np.ndarray], categories: list[str]) -> dict[st
 @torch.no_grad()
 def evaluate(restore: Callable[[torch.Tensor, int], torch.Tensor], features: GarmentFeatures, *, split: str = "test",
              n: int = 256, size: tuple[int, int] = (256, 192), batch: int = 16, boot: int = 1000,
-             extra: list[OnnxMetric] = (), progress: bool = True) -> dict:
+             extra: list[OnnxMetric] = (), progress: bool = True, data=None) -> dict:
     """Run `restore(person, first)` (person in [-1, 1] -> garment in [-1, 1]; `first`: the split index of the
     batch's first item, for per-item noise) over the split and summarize the metrics.
+
+    `data`: a data set from `data_pairs`: its pairs instead of SynthGarment's (`split` and `n` unused); means per
+    category where it names categories (DressCode), none where it does not (VITON-HD).
 
     `extra`: metrics from user-supplied ONNX files (LPIPS, DISTS, Inception-FID...), reported under their names.
     The result keeps each per-sample value under "per_sample" so that two runs can be compared pairwise.
@@ -64,9 +98,10 @@ def evaluate(restore: Callable[[torch.Tensor, int], torch.Tensor], features: Gar
     real, fake, categories = [], [], []
     ext_real: dict[str, list[torch.Tensor]] = {m.name: [] for m in embedding}
     ext_fake: dict[str, list[torch.Tensor]] = {m.name: [] for m in embedding}
+    n = n if data is None else len(data)
     t0 = time.perf_counter()
     first = 0
-    for person, garment, mask, cats in tqdm(split_batches(split, n, size, batch, categories=True),
+    for person, garment, mask, cats in tqdm(split_batches(split, n, size, batch, categories=True, data=data),
                                             total=-(-n // batch), desc=f"eval {split}", disable=not progress):
         pred = restore(person, first)
         first += len(person)
@@ -90,24 +125,29 @@ def evaluate(restore: Callable[[torch.Tensor, int], torch.Tensor], features: Gar
         result[f"fd_{m.name}"], result[f"kid_{m.name}"] = feature_distances(
             torch.cat(ext_real[m.name]), torch.cat(ext_fake[m.name]), boot=boot, space=f"embeddings of {m.path}")
     result["seconds_per_image"] = seconds / n
-    result["by_category"] = by_category({k: values[k] for k in PER_SAMPLE}, categories)
+    named = None not in categories
+    result["by_category"] = by_category({k: values[k] for k in PER_SAMPLE}, categories) if named else {}
     result["per_sample"] = {k: [round(float(x), 6) for x in v] for k, v in values.items()}
-    result["per_sample"]["category"] = categories
+    if named:
+        result["per_sample"]["category"] = categories
+    if data is not None:
+        result["per_sample"]["pair"] = data.names
     result["features"] = {"real": torch.cat(real).numpy(), "fake": torch.cat(fake).numpy()}   # for paired FD
     return result
 
 
 @torch.no_grad()
-def reference_rows(model, *, split: str, n: int, size: tuple[int, int], batch: int = 16) -> dict[str, dict]:
+def reference_rows(model, *, split: str, n: int, size: tuple[int, int], batch: int = 16,
+                   data=None) -> dict[str, dict]:
     """Three yardsticks on the same pairs: a blank (all-white) image, which scores high whole-image SSIM on these
     white backgrounds; the VAE's reconstruction of the true garment, the ceiling of any model decoding through
     it; and the ground truth itself, perfect everywhere but in mask IoU, whose value there is the ceiling of
-    the white-threshold rule (`igr.metrics.garment_region`)."""
+    the white-threshold rule (`igr.metrics.garment_region`). `data`: as in `evaluate`."""
     from .perceptual import EffNetDistance
 
     perceptual = EffNetDistance()
     per: dict[str, dict[str, list[np.ndarray]]] = {"blank": {}, "vae_reconstruction": {}, "ground_truth": {}}
-    for person, garment, mask in split_batches(split, n, size, batch):
+    for person, garment, mask in split_batches(split, n, size, batch, data=data):
         preds = {"blank": torch.ones_like(garment), "vae_reconstruction": model.decode(model.encode(garment)),
                  "ground_truth": garment}
         for name, pred in preds.items():
@@ -158,11 +198,17 @@ def markdown(report: dict) -> str:
     cols = (*HEADLINE, *WHOLE_IMAGE)
     head = " | ".join(LABELS[k] for k in cols)
     refs = report.get("references") or {}
+    data = report.get("data")
+    if data:
+        source = (f"Data `{data['spec']}`, split `{report['split']}`: n = {report['n']} of its {data['pairs']} pairs "
+                  f"({', '.join(f'`{p}`' for p in data['pair_lists'])}), sampling: {report['sampling']}. "
+                  f"True garment masks: {data['mask_source']}.")
+    else:
+        source = f"SynthGarment split `{report['split']}`, n = {report['n']}, sampling: {report['sampling']}."
     lines = [
         f"# Evaluation: {report['model']}",
         "",
-        f"Split `{report['split']}`, n = {report['n']}, sampling: {report['sampling']}. "
-        f"FD and KID are in the embedding space of IGR's garment encoder ({report['features']}), "
+        f"{source} FD and KID are in the embedding space of IGR's garment encoder ({report['features']}), "
         "not Inception: compare them only between runs that share that encoder.",
         "",
         NOTES,
@@ -186,8 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m igr.eval", description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="IGR model folder (config.json + safetensors)")
     p.add_argument("--features", help="model folder whose image encoder defines FD_garm (default: --model's)")
+    p.add_argument("--data", metavar="KIND:ROOT",
+                   help="evaluate on a real data set's pairs (of --split; VITON-HD and DressCode have no val): "
+                        "vitonhd:ROOT or dresscode:ROOT, as igr.train --data takes (default SynthGarment)")
     p.add_argument("--split", default="test", choices=("val", "test"))
-    p.add_argument("--n", type=int, default=256)
+    p.add_argument("--n", type=int, help="items to evaluate (default: 256 of SynthGarment; all pairs of --data)")
     p.add_argument("--steps", type=int)
     p.add_argument("--guidance", type=float)
     p.add_argument("--sampler", choices=("ddim", "dpmsolver++"))
@@ -205,8 +254,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="also score a blank image and the VAE reconstruction of the truth on the same pairs")
     p.add_argument("--out", required=True, help="output path without suffix: writes OUT.json and OUT.md")
     args = p.parse_args(argv)
-    if args.n < 2:
+    if args.n is None and args.data is None:
+        args.n = 256
+    if args.n is not None and args.n < 2:
         p.error("--n must be at least 2 (FD and KID need two samples)")
+    if args.data is not None and args.split != "test":
+        p.error(f"--data {args.data}: VITON-HD and DressCode have train and test pairs, no {args.split} (--split test)")
     try:
         extra = parse_metric_files(args.metric)
     except ValueError as e:
@@ -230,17 +283,39 @@ def main(argv: list[str] | None = None) -> int:
     sampler = args.sampler or cfg.sampler
     light = False if baseline else model.uses_light(False if args.full_vae else None)
 
+    from .data import DataFolderError
+
+    def refuse(e: Exception | str) -> int:              # one line that names the folder or file
+        print(f"python -m igr.eval: error: --data: {e}", file=sys.stderr)
+        return 2
+
+    data, source = None, {}
+    if args.data is not None:
+        try:
+            data, total = data_pairs(args.data, args.split, args.n, (cfg.height, cfg.width))
+        except DataFolderError as e:
+            return refuse(e)
+        if len(data) < 2:
+            return refuse(f"{args.data} has {len(data)} {args.split} pair; FD and KID need two")
+        args.n = len(data)
+        mask, mask_source = data.mask_source()
+        source = {"data": {"spec": args.data, "pairs": total, "pair_lists": [str(f) for f in data.pair_lists],
+                           "mask": mask, "mask_source": mask_source}}
+
     def restore(person: torch.Tensor, first: int) -> torch.Tensor:
         if baseline:
             return model.restore(person)
         return sample_items(model, person, first, steps=steps, guidance_scale=scale, sampler=sampler, seed=args.seed,
                             strength=args.strength, light=light)
 
-    metrics = evaluate(restore, features, split=args.split, n=args.n, size=(cfg.height, cfg.width),
-                       batch=args.batch, boot=args.boot, extra=extra)
+    try:
+        metrics = evaluate(restore, features, split=args.split, n=args.n, size=(cfg.height, cfg.width),
+                           batch=args.batch, boot=args.boot, extra=extra, data=data)
+    except DataFolderError as e:                        # a file of a pair that cannot be read
+        return refuse(e)
     feats = metrics.pop("features")
     report = {
-        "model": str(model_dir), "split": args.split, "n": args.n,
+        "model": str(model_dir), "split": args.split, "n": args.n, **source,       # source: --data's spec, pairs, masks
         "sampling": "one regression forward" if baseline else
                     {"sampler": sampler, "steps": steps, "guidance": scale, "seed": args.seed,
                      **({"strength": args.strength} if args.strength is not None else {}),
@@ -252,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.references:
         vae_owner = IGRModel.from_pretrained(feat_dir) if baseline else model
         report["references"] = reference_rows(vae_owner, split=args.split, n=args.n, size=(cfg.height, cfg.width),
-                                              batch=args.batch)
+                                              batch=args.batch, data=data)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out.with_suffix(".features.npz"), **feats)       # FD_garm features, for paired FD
@@ -262,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"SSIM mask {m['ssim_mask']['mean']:.4f}  mask IoU {m['mask_iou']['mean']:.4f}  "
           f"ΔE76 {m['delta_e']['mean']:.2f}  EffNet dist {m['effnet_dist']['mean']:.4f}  "
           f"FD_garm {m['fd']['mean']:.3f} {m['fd']['ci95']}  (whole-image SSIM {m['ssim']['mean']:.4f})  "
-          f"-> {out.with_suffix('.json')}")
+          f"-> {out.with_suffix('.json')}" + (f"  [{args.data} {args.split}, {args.n} pairs]" if data else ""))
     return 0
 
 

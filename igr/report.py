@@ -100,8 +100,9 @@ def _features(report: dict):
 
 
 def check_comparable(reports: dict[str, dict]) -> None:
-    """Evaluations compared pairwise must share split, feature space, n and sampling seed."""
-    for key in ("split", "features", "n"):
+    """Evaluations compared pairwise must share data (SynthGarment or a --data set), split, feature space, n and
+    sampling seed."""
+    for key in ("data", "split", "features", "n"):
         values = {name: r.get(key) for name, r in reports.items()}
         if len(set(map(str, values.values()))) > 1:
             raise ValueError(f"evaluations differ in {key}: {values} (re-run igr.eval with the same settings)")

@@ -28,7 +28,10 @@ def letterbox(img: Image.Image, size: tuple[int, int], *, fill, resample=Image.B
     return np.asarray(canvas)
 
 
-def white_mask(garment: np.ndarray, threshold: int = 240) -> np.ndarray:
+WHITE_MASK_THRESHOLD = 240     # of 255: an in-shop pixel with any channel below it is garment (`white_mask`)
+
+
+def white_mask(garment: np.ndarray, threshold: int = WHITE_MASK_THRESHOLD) -> np.ndarray:
     """(H, W) uint8 {0, 255}: pixels of an in-shop image that are not near-white."""
     return np.where((garment < threshold).any(-1), np.uint8(255), np.uint8(0))
 
@@ -37,6 +40,13 @@ def _dir(path: Path, what: str) -> Path:
     if not path.is_dir():
         raise DataFolderError(f"{what}: {path} is not a folder")
     return path
+
+
+def _open(path: Path, mode: str) -> Image.Image:
+    try:
+        return Image.open(path).convert(mode)
+    except OSError as e:                        # unreadable or truncated (UnidentifiedImageError is one)
+        raise DataFolderError(f"{path} cannot be read as an image ({e})") from e
 
 
 def _read_pairs(path: Path, hint: str) -> list[tuple[int, str, str]]:
@@ -61,6 +71,7 @@ class _PairFolder(Dataset):
 
     records: list[tuple[Path, Path, Path | None, int, str]]
     size: tuple[int, int]
+    pair_lists: list[Path]            # the pair-list files the records come from
 
     def __len__(self) -> int:
         return len(self.records)
@@ -69,14 +80,35 @@ class _PairFolder(Dataset):
     def names(self) -> list[str]:
         return [r[4] for r in self.records]
 
+    @property
+    def pair_categories(self) -> list[str | None]:
+        """The data set's own category of each pair (DressCode: its folder); None where it names none."""
+        return [None] * len(self.records)
+
+    def mask_source(self) -> tuple[str, str]:
+        """Where these pairs' garment masks come from: ("dataset", ...) when every pair has a cloth-mask file,
+        ("white_threshold", ...) when none has (`white_mask`), ("mixed", ...) otherwise; the second element says
+        it in words, with the folders."""
+        folders = sorted({str(r[2].parent) for r in self.records if r[2] is not None})
+        missing = sum(r[2] is None for r in self.records)
+        threshold = ("the white-background threshold (garment-image pixels with any channel below "
+                     f"{WHITE_MASK_THRESHOLD} of 255)")
+        if not missing:
+            return "dataset", f"the data set's cloth masks ({', '.join(folders)})"
+        if not folders:
+            return "white_threshold", f"{threshold}: the data set has no cloth masks"
+        pairs = lambda k: f"{k} pair{'s' if k != 1 else ''}"
+        return "mixed", (f"the data set's cloth masks ({', '.join(folders)}) for {pairs(len(self.records) - missing)}; "
+                         f"{threshold} for the other {pairs(missing)}, which have none")
+
     def __getitem__(self, index: int) -> dict:
         person_path, garment_path, mask_path, category, _ = self.records[index]
-        person = letterbox(Image.open(person_path).convert("RGB"), self.size, fill=(255, 255, 255))
-        garment = letterbox(Image.open(garment_path).convert("RGB"), self.size, fill=(255, 255, 255))
+        person = letterbox(_open(person_path, "RGB"), self.size, fill=(255, 255, 255))
+        garment = letterbox(_open(garment_path, "RGB"), self.size, fill=(255, 255, 255))
         if mask_path is None:
             mask = white_mask(garment)
         else:
-            mask = letterbox(Image.open(mask_path).convert("L"), self.size, fill=0, resample=Image.NEAREST)
+            mask = letterbox(_open(mask_path, "L"), self.size, fill=0, resample=Image.NEAREST)
             mask = np.where(mask > 127, np.uint8(255), np.uint8(0))   # VITON-HD masks are JPEGs
         return to_item(person, garment, mask, category=category, quality=1.0, seed=-1)
 
@@ -103,6 +135,7 @@ class VitonHD(_PairFolder):
         listing = {sub: {p.name for p in path.iterdir()} for sub, path in folders.items()}
         self.records = []
         pair_list = self.root / f"{split}_pairs.txt"
+        self.pair_lists = [pair_list]
         for no, person, _cloth in _read_pairs(pair_list, "one 'person.jpg cloth.jpg' per line"):
             mask = person if person in listing["cloth-mask"] else Path(person).with_suffix(".png").name
             for sub, name in (("image", person), ("cloth", person), ("cloth-mask", mask)):
@@ -133,7 +166,7 @@ class DressCode(_PairFolder):
             raise ValueError(f"DressCode categories must be among {self.CATEGORIES}, got {tuple(categories)}")
         self.root, self.size = Path(root), parse_size(size)
         _dir(self.root, "DressCode root")
-        self.records = []
+        self.records, self.pair_lists = [], []
         for cat in categories:
             base = _dir(self.root / cat, f"DressCode folder {self.root} has no {cat}/ (pass categories=... "
                                          f"to read only the ones you have)")
@@ -143,6 +176,7 @@ class DressCode(_PairFolder):
             mask_dir = next((base / m for m in ("cloth_mask", "masks") if (base / m).is_dir()), None)
             masks = {p.name for p in mask_dir.iterdir()} if mask_dir else set()
             pair_list = base / ("train_pairs.txt" if split == "train" else "test_pairs_paired.txt")
+            self.pair_lists.append(pair_list)
             index = CATEGORIES.index("dress") if cat == "dresses" else -1
             for no, person, _cloth in _read_pairs(pair_list, "one 'ID_0.jpg ID_1.jpg' per line"):
                 if not person.endswith("_0.jpg"):
@@ -161,6 +195,10 @@ class DressCode(_PairFolder):
                         raise DataFolderError(f"{mask_dir} has no mask for {garment} (expected {stem}.png)")
                     mask = mask_dir / found
                 self.records.append((images / person, images / garment, mask, index, f"{cat}/{person}"))
+
+    @property
+    def pair_categories(self) -> list[str]:
+        return [name.partition("/")[0] for name in self.names]
 
 
 def open_data(spec: str, split: str, size=(256, 192)) -> VitonHD | DressCode:

@@ -1,10 +1,14 @@
-"""VITON-HD and DressCode readers on tiny fixture folders built here."""
+"""VITON-HD and DressCode readers, and `igr.eval --data` on their test pairs, on tiny fixture folders built here."""
+import json
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
 
 from igr.data import CATEGORIES, DataFolderError, DressCode, VitonHD
+from igr.eval import main as eval_main
+from igr.metrics import PER_SAMPLE, image_metrics
 
 SIZE = (64, 48)
 RED, BLUE, GREEN, GREY = (200, 30, 30), (30, 40, 190), (40, 160, 60), (120, 120, 120)
@@ -30,15 +34,19 @@ def colour_of(t: torch.Tensor) -> torch.Tensor:
 
 @pytest.fixture
 def viton(tmp_path):
-    """ROOT/test/{image,cloth,cloth-mask} with two people; the pair list pairs them crosswise."""
+    """ROOT/test/{image,cloth,cloth-mask} with two people; the pair list pairs them crosswise. ROOT/train holds
+    three others, in green."""
     root = tmp_path / "viton"
-    for sub in ("image", "cloth", "cloth-mask"):
-        (root / "test" / sub).mkdir(parents=True)
-    for name, colour in (("000001_00.jpg", RED), ("000002_00.jpg", BLUE)):
-        Image.new("RGB", (72, 96), GREY).save(root / "test" / "image" / name)
-        garment_image(colour).save(root / "test" / "cloth" / name)
-        block_mask().save(root / "test" / "cloth-mask" / name)
+    for split, people in (("test", (("000001_00.jpg", RED), ("000002_00.jpg", BLUE))),
+                          ("train", tuple((f"00001{i}_00.jpg", GREEN) for i in range(3)))):
+        for sub in ("image", "cloth", "cloth-mask"):
+            (root / split / sub).mkdir(parents=True)
+        for name, colour in people:
+            Image.new("RGB", (72, 96), GREY).save(root / split / "image" / name)
+            garment_image(colour).save(root / split / "cloth" / name)
+            block_mask().save(root / split / "cloth-mask" / name)
     (root / "test_pairs.txt").write_text("000001_00.jpg 000002_00.jpg\n000002_00.jpg 000001_00.jpg\n")
+    (root / "train_pairs.txt").write_text("".join(f"00001{i}_00.jpg 00001{i}_00.jpg\n" for i in range(3)))
     return root
 
 
@@ -155,3 +163,103 @@ def test_dresscode_missing_pair_list_is_named(dresscode):
     (dresscode / "dresses" / "test_pairs_paired.txt").unlink()
     with pytest.raises(DataFolderError, match="test_pairs_paired.txt is missing"):
         DressCode(dresscode, "test", categories=("dresses",))
+
+
+def test_dresscode_says_where_its_masks_come_from(dresscode):
+    assert DressCode(dresscode, "test", categories=("dresses",)).mask_source()[0] == "dataset"
+    kind, words = DressCode(dresscode, "test", categories=("upper_body",)).mask_source()
+    assert kind == "white_threshold" and "below 240 of 255" in words
+    kind, words = DressCode(dresscode, "test", categories=("dresses", "upper_body")).mask_source()
+    assert kind == "mixed" and "for 2 pairs;" in words and "the other 2 pairs" in words
+
+
+# -- igr.eval --data: the same report on a data set's test pairs ---------------------------------------------------
+
+EVAL = ["--steps", "1", "--batch", "2", "--boot", "10"]
+
+
+def _eval(model, data: str, out, *extra: str) -> dict:
+    assert eval_main(["--model", str(model), "--data", data, *EVAL, "--out", str(out), *extra]) == 0
+    return json.loads(out.with_suffix(".json").read_text())
+
+
+def test_eval_on_viton_hd_reports_its_test_pairs(viton, tiny_model, tmp_path):
+    model = tiny_model.save_pretrained(tmp_path / "model")
+    out = tmp_path / "report" / "viton"
+    report = _eval(model, f"vitonhd:{viton}", out, "--references")
+    assert report["split"] == "test" and report["n"] == 2
+    data = report["data"]
+    assert data["spec"] == f"vitonhd:{viton}" and data["pairs"] == 2
+    assert data["pair_lists"] == [str(viton / "test_pairs.txt")]
+    assert data["mask"] == "dataset" and str(viton / "test" / "cloth-mask") in data["mask_source"]
+    m = report["metrics"]
+    for k in (*PER_SAMPLE, "fd", "kid"):
+        assert np.isfinite(m[k]["mean"]), k
+    per = m["per_sample"]
+    assert per["pair"] == ["000001_00.jpg", "000002_00.jpg"]          # the test list's, not the train list's
+    assert len(per["ssim_mask"]) == 2 and m["by_category"] == {} and "category" not in per   # VITON-HD names none
+    # the figures are taken against the test garments and cloth masks, letterboxed to the model's size
+    truth = VitonHD(viton, "test", size=(tiny_model.config.height, tiny_model.config.width))
+    garment = torch.stack([truth[i]["garment"] for i in range(2)])
+    mask = torch.stack([truth[i]["mask"] for i in range(2)])
+    blank = image_metrics(torch.ones_like(garment), garment, mask)
+    assert report["references"]["blank"]["delta_e"] == pytest.approx(float(blank["delta_e"].mean()), rel=1e-5)
+    assert report["references"]["ground_truth"]["mask_iou"] > 0.85
+    md = out.with_suffix(".md").read_text()
+    assert f"Data `vitonhd:{viton}`, split `test`: n = 2 of its 2 pairs" in md
+    assert "cloth-mask" in md and "| garment category |" not in md
+
+
+def test_eval_on_dresscode_spreads_n_over_its_categories(dresscode, tiny_model, tmp_path):
+    model = tiny_model.save_pretrained(tmp_path / "model")
+    out = tmp_path / "report" / "dresscode"
+    report = _eval(model, f"dresscode:{dresscode}", out, "--n", "2")
+    assert report["n"] == 2 and report["data"]["pairs"] == 4 and report["data"]["mask"] == "mixed"
+    assert report["data"]["pair_lists"] == [str(dresscode / c / "test_pairs_paired.txt")
+                                            for c in ("upper_body", "dresses")]
+    per = report["metrics"]["per_sample"]
+    # DressCode's lists run category by category: the middle pair of each half, one per category
+    assert per["pair"] == ["upper_body/020715_0.jpg", "dresses/020715_0.jpg"]
+    assert per["category"] == ["upper_body", "dresses"]
+    by = report["metrics"]["by_category"]
+    assert set(by) == {"upper_body", "dresses"} and all(v["n"] == 1 for v in by.values())
+    assert by["dresses"]["delta_e"] == pytest.approx(per["delta_e"][1], abs=1e-5)
+    md = out.with_suffix(".md").read_text()
+    assert "| dresses | 1 |" in md and "white-background threshold" in md
+
+
+def _drop_cloth(root):
+    (root / "test" / "cloth" / "000002_00.jpg").unlink()
+
+
+def _garble_image(root):
+    (root / "test" / "image" / "000001_00.jpg").write_bytes(b"not a jpeg")
+
+
+@pytest.mark.parametrize("spec, damage, args, says", [
+    ("vitonhd:{root}-moved", None, (), "viton-moved/test is not a folder"),
+    ("viton:{root}", None, (), "expected vitonhd:ROOT or dresscode:ROOT"),
+    ("vitonhd:{root}", lambda root: (root / "test_pairs.txt").unlink(), (), "test_pairs.txt is missing"),
+    ("vitonhd:{root}", _drop_cloth, (), "test/cloth/000002_00.jpg is missing"),
+    ("vitonhd:{root}", _garble_image, (), "test/image/000001_00.jpg cannot be read as an image"),
+    ("vitonhd:{root}", None, ("--n", "3"), "--n 3, but vitonhd:"),
+])
+def test_eval_on_a_bad_data_folder_says_which_file_in_one_line(viton, tiny_model, tmp_path, capsys, spec, damage,
+                                                                 args, says):
+    model = tiny_model.save_pretrained(tmp_path / "model")
+    if damage is not None:
+        damage(viton)
+    out = tmp_path / "report" / "bad"
+    capsys.readouterr()
+    assert eval_main(["--model", str(model), "--data", spec.format(root=viton), *EVAL, *args,
+                      "--out", str(out)]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("python -m igr.eval")]
+    assert len(lines) == 1 and lines[0].startswith("python -m igr.eval: error: --data: ") and says in lines[0]
+    assert not out.with_suffix(".json").exists()
+
+
+def test_eval_on_a_data_set_refuses_a_val_split(viton, tiny_model, tmp_path, capsys):
+    model = tiny_model.save_pretrained(tmp_path / "model")
+    with pytest.raises(SystemExit) as e:
+        eval_main(["--model", str(model), "--data", f"vitonhd:{viton}", "--split", "val", "--out", str(tmp_path / "r")])
+    assert e.value.code == 2 and "no val (--split test)" in capsys.readouterr().err
