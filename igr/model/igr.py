@@ -114,9 +114,12 @@ def regress(unet: UNet2DModel, z: torch.Tensor) -> torch.Tensor:
     """One regression-UNet call on a latent (B, 4, h, w) of any size (padded to the UNet's multiple, then cropped)."""
     h, w = z.shape[-2:]
     f = 2 ** (len(unet.config.block_out_channels) - 1)                  # UNet2DModel needs multiples of f
-    z = F.pad(z, (0, (-w) % f, 0, (-h) % f), mode="replicate")
+    pad_h, pad_w = (-h) % f, (-w) % f
+    if pad_h or pad_w:                       # a no-op pad or crop would export as an alias, which Core ML refuses
+        z = F.pad(z, (0, pad_w, 0, pad_h), mode="replicate")
     t = torch.zeros_like(z[:, 0, 0, 0])                                # (B,): keeps an exported graph's batch dynamic
-    return unet(z, t).sample[..., :h, :w]
+    out = unet(z, t).sample
+    return out[..., :h, :w] if pad_h or pad_w else out
 
 
 class AlignedPrior(nn.Module):

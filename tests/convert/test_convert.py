@@ -412,6 +412,23 @@ def test_a_student_with_the_aligned_prior_bundles_as_one_graph_that_old_sdks_can
         assert r.restore_arrays(np.full((1, 64, 48, 3), 128, np.uint8), [0]).shape == (1, 64, 48, 3)
 
 
+def test_the_core_ml_program_of_a_student_with_the_aligned_prior_has_no_alias_node():
+    """coremltools 9 refuses `aten.alias` ("Unsupported fx node alias"), which a no-op crop of the prior's UNet
+    output exported as when the latent needed no padding: every Core ML variant of such a student failed."""
+    from convert.coreml_export import CoreMLStudent
+
+    cfg = IGRConfig.tiny().replace(guidance_scale=1.0, sampler="ddim", sample_steps=2, zero_snr=True,
+                                   aligned_prior=True, width=64)       # an 8x8 latent: the prior's UNet needs no pad
+    model = IGRModel(cfg).eval()
+    c, h, w = cfg.latent_shape
+    module = CoreMLStudent(specs_for(cfg, student_steps=2)["student"].build(model)).eval()
+    with torch.no_grad():
+        program = torch.export.export(module, (torch.rand(1, 3, cfg.height, cfg.width) * 2 - 1,
+                                               torch.randn(1, c, h, w)), strict=False).run_decompositions({})
+    targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    assert any("conv2d" in t for t in targets) and not any("alias" in t for t in targets)
+
+
 @pytest.mark.parametrize("zero_snr", (False, True))
 def test_the_manifest_records_zero_snr_and_the_sdk_plans_what_the_graph_bakes_in(zero_snr):
     cfg = IGRConfig.tiny().replace(guidance_scale=1.0, sampler="ddim", sample_steps=2, zero_snr=zero_snr)
