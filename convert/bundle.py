@@ -7,6 +7,7 @@ convert, with the error). Same inputs, same bytes.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -89,6 +90,19 @@ def _model_files(folder: Path) -> dict[str, str]:
     from igr.model import component_file, folder_components
 
     return {name: sha256_file(component_file(folder, name)) for name in folder_components(folder)}
+
+
+def vae_provenance(model_dir: Path, config) -> dict[str, Any]:
+    """Which VAE the graphs run: `light` false (the full VAE) or the light parts' sizes and, from the model's
+    `light.json` (written by `python -m distill light-attach`), the digest of the VAE they were distilled from."""
+    if not config.light:
+        return {"light": False}
+    record: dict[str, Any] = {"light": True, **dataclasses.asdict(config.light_vae)}
+    meta = model_dir / "light.json"
+    if meta.is_file():
+        light = json.loads(meta.read_text())
+        record.update({k: light[k] for k in ("vae", "flops") if k in light})
+    return record
 
 
 def requirements(config, single_call: bool) -> list[str]:
@@ -248,7 +262,7 @@ def write_bundle(model_dir: str | Path, out: str | Path, *, variants: list[str],
             "files": [{"path": p.relative_to(tmp).as_posix(), "size": p.stat().st_size, "sha256": sha256_file(p)}
                       for p in files],
             "provenance": {"model": model_dir.name, "model_sha256": _model_files(model_dir),
-                           "image_encoder": cfg.encoder.provenance,
+                           "image_encoder": cfg.encoder.provenance, "vae": vae_provenance(model_dir, cfg),
                            "distill": distill or None, "commit": _git_commit(),
                            "exporter": {"opset": onnx_export.OPSET}},
             "quality": quality,

@@ -85,7 +85,8 @@ def ddim_plan(config, steps: int) -> tuple[list[int], list[tuple[float, float]]]
 
 class StudentGraph(nn.Module):
     """The single-call graph: uint8 person + noise -> uint8 garment. Pre-processing, both extractors (once),
-    every DDIM step unrolled with its coefficients as constants, VAE decoding and post-processing."""
+    every DDIM step unrolled with its coefficients as constants, VAE decoding and post-processing. A student with
+    light VAE parts (config `light`) encodes and decodes with them, as `igr.pipeline.sample` does."""
 
     def __init__(self, model: IGRModel, *, steps: int) -> None:
         super().__init__()
@@ -106,6 +107,6 @@ class StudentGraph(nn.Module):
             x0 = a * latent - s * v                                          # v-prediction -> x0 and eps
             eps = s * latent + a * v
             latent = a_next * x0 + s_next * eps                              # DDIM (eta = 0)
-        image = self.model.decode(latent)
+        image = self.model.decode(latent, light=self.model.config.light)     # a light student's own decoder
         garment = ((image + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
         return garment, latent
