@@ -42,6 +42,8 @@ export interface Bundle {
   readonly height: number;
   readonly latentShape: number[];
   readonly noiseGenerator: string;
+  /** 1 where the chosen variant's file fixes the batch (schema 1.3 `io`), null where it is variable */
+  readonly batch: 1 | null;
   readonly model: Uint8Array;
 }
 export interface LoadOptions {

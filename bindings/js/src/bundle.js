@@ -72,29 +72,37 @@ export function checkManifest(manifest, where = MANIFEST) {
   return manifest;
 }
 
-/** The single-call graph's contract from the manifest: sizes and the tensors this binding feeds and reads. */
-export function graphContract(manifest, where = MANIFEST) {
+/** The single-call graph's contract from the manifest: sizes and the tensors this binding feeds and reads, as the
+ * chosen variant's `io` declares them (schema 1.3), else the manifest's `graphs`. `batch`: 1 where the variant's
+ * file fixes it (this binding feeds one person a call either way), null where it is variable. */
+export function graphContract(manifest, where = MANIFEST, variant = undefined) {
   const fail = (why) => { throw new BundleError(`${where}: ${why}`); };
   if (manifest.kind !== 'single-call') {
     fail(`is a ${JSON.stringify(manifest.kind)} bundle; @igr-edge/js runs single-call bundles (convert with the single-call graph)`);
   }
   const { width, height } = manifest.resolution;
   const latent = [...manifest.latent];
-  const student = manifest.graphs?.student;
+  const declared = variant !== undefined ? manifest.variants?.[variant]?.io?.student : undefined;
+  const student = declared ?? manifest.graphs?.student;
+  const what = declared ? `variant ${variant}'s student` : 'graph student';
   const find = (list, name) => (Array.isArray(list) ? list.find((t) => isObject(t) && t.name === name) : undefined);
-  const expect = (list, name, dtype, shape) => {
+  const batches = new Set();
+  const expect = (list, name, dtype, shape, layout) => {
     const t = find(list, name);
     const ok = t && t.dtype === dtype && Array.isArray(t.shape) && t.shape.length === shape.length + 1
-      && shape.every((d, i) => t.shape[i + 1] === d);
-    if (!ok) fail(`graph student needs ${name}: ${dtype} [batch, ${shape.join(', ')}], got ${JSON.stringify(t ?? null)}`);
+      && (t.shape[0] === 'batch' || t.shape[0] === 1) && shape.every((d, i) => t.shape[i + 1] === d)
+      && (t.layout === undefined || t.layout === layout);
+    if (!ok) fail(`${what} needs ${name}: ${dtype} [batch, ${shape.join(', ')}] ${layout}, got ${JSON.stringify(t ?? null)}`);
+    batches.add(t.shape[0]);
   };
-  expect(student?.inputs, 'person', 'uint8', [height, width, 3]);
-  expect(student?.inputs, 'noise', 'float32', latent);
-  expect(student?.outputs, 'garment', 'uint8', [height, width, 3]);
+  expect(student?.inputs, 'person', 'uint8', [height, width, 3], 'NHWC');
+  expect(student?.inputs, 'noise', 'float32', latent, 'NCHW');
+  expect(student?.outputs, 'garment', 'uint8', [height, width, 3], 'NHWC');
+  if (batches.size > 1) fail(`${what} mixes a fixed and a variable batch`);
   if (Array.isArray(manifest.noise.shape) && manifest.noise.shape.join() !== latent.join()) {
     fail(`noise.shape ${JSON.stringify(manifest.noise.shape)} differs from latent ${JSON.stringify(latent)}`);
   }
-  return { width, height, latentShape: latent, noiseGenerator: manifest.noise.generator };
+  return { width, height, latentShape: latent, noiseGenerator: manifest.noise.generator, batch: batches.has(1) ? 1 : null };
 }
 
 /** The variant to run: `variant` if named, else default_variant first, then the others in manifest order; the
@@ -141,8 +149,9 @@ export async function loadBundleWith(io, { backend = 'cpu', variant } = {}) {
     throw new BundleError(`${where} is not valid JSON: ${String(e.message).slice(0, 200)}`);
   }
   checkManifest(manifest, where);
-  const contract = graphContract(manifest, where);
+  graphContract(manifest, where);                       // the bundle's graphs, whatever the variant
   const chosen = chooseVariant(manifest, { backend, variant });
+  const contract = graphContract(manifest, where, chosen);
   const files = {};
   for (const entry of variantEntries(manifest, chosen)) {
     const bytes = await io.readFile(entry.path, entry.size);

@@ -87,6 +87,21 @@ test('schema 2.0.0 is refused; so are a missing manifest and an unknown backend'
   await loadBundle(await copy('requires-none', (m) => { m.requires = []; }));
 });
 
+test("a variant's declared io is what the binding checks: a fixed batch of 1 is read, a wrong layout refused", async () => {
+  const io = (m, batch, layout = 'NHWC') => {
+    const [h, w] = [m.resolution.height, m.resolution.width];
+    m.variants[DEFAULT_VARIANT].io = { student: {
+      inputs: [{ name: 'person', dtype: 'uint8', shape: [batch, h, w, 3], layout },
+        { name: 'noise', dtype: 'float32', shape: [batch, ...m.latent], layout: 'NCHW' }],
+      outputs: [{ name: 'garment', dtype: 'uint8', shape: [batch, h, w, 3], layout: 'NHWC' }] } };
+  };
+  assert.equal((await loadBundle(await copy('io-fixed', (m) => io(m, 1)))).batch, 1);
+  assert.equal((await loadBundle(await copy('io-variable', (m) => io(m, 'batch')))).batch, null);
+  await assert.rejects(loadBundle(await copy('io-layout', (m) => io(m, 1, 'NCHW'))),
+    (e) => e instanceof BundleError && /variant .*'s student needs person: uint8 \[batch, 256, 192, 3\] NHWC/.test(e.message));
+  await assert.rejects(loadBundle(await copy('io-batch4', (m) => io(m, 4))), /needs person/);
+});
+
 test('the browser loader (fetch + crypto.subtle) verifies the same way', async (t) => {
   const ok = await serve({ bundle: DEFAULT_BUNDLE });
   t.after(() => ok.close());
