@@ -19,6 +19,21 @@ from igr.report import check_comparable, fd_compare, paired, row
 # SSIM drop allowed below the teacher, by student step count; FD_garm at most FD_SLACK worse than the teacher's
 SSIM_BOUNDS = {4: 0.005, 2: 0.01, 1: 0.03}
 FD_SLACK = 0.10
+# a light VAE (row NAME-light beside row NAME, the same student with the full VAE): masked SSIM at most this much
+# lower, FD_garm at most LIGHT_FD_SLACK worse
+LIGHT_SSIM_MASK_BOUND = 0.01
+LIGHT_FD_SLACK = 0.10
+LIGHT_SUFFIX = "-light"
+
+
+def light_targets(full: dict, light: dict) -> dict[str, Any]:
+    """A light row against its full-VAE row: paired masked-SSIM drop and FD_garm change, and the bounds."""
+    drop = -paired(light, full, "ssim_mask")["mean"]
+    fd = light["metrics"]["fd"]["mean"] / full["metrics"]["fd"]["mean"] - 1
+    return {"ssim_mask_drop": drop, "ssim_mask_bound": LIGHT_SSIM_MASK_BOUND,
+            "ssim_mask_met": drop <= LIGHT_SSIM_MASK_BOUND, "fd_increase": fd, "fd_bound": LIGHT_FD_SLACK,
+            "fd_met": fd <= LIGHT_FD_SLACK, "ssim_drop": -paired(light, full, "ssim")["mean"],
+            "fd": fd_compare(light, full)}
 
 
 def denoiser_calls(sampling: dict) -> int:
@@ -123,6 +138,15 @@ def build(teacher_dir: str | Path, rows: dict[str, str | Path], *, evals: Path, 
             entry["targets"] = targets(teacher_eval, rep, steps)
             entry["distill"] = {k: meta.get(k) for k in ("hours", "first_loss", "final_loss_mean50", "config")}
         table[name] = entry
+    for name, rep in reports.items():                     # a light row beside the same student's full-VAE row
+        full = name[:-len(LIGHT_SUFFIX)] if name.endswith(LIGHT_SUFFIX) else None
+        if full in reports and models[name].config.light and not models[full].config.light:
+            table[name]["vs_full_vae"] = light_targets(reports[full], rep)
+    from benchmarks.measure import flops_per_restore
+
+    for name in table:
+        table[name]["gflop"] = flops_per_restore(Path(table[name]["model"]))["restore"] / 1e9
+        table[name]["light"] = bool(models[name].config.light)
     timing = time_models(models, images=timing_images, runs=timing_runs)
     for name, t in timing.items():
         table[name]["timing"] = t
@@ -132,6 +156,10 @@ def build(teacher_dir: str | Path, rows: dict[str, str | Path], *, evals: Path, 
                       "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()},
            "_models": models, "_grid_n": grid_n}
     return rep
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**missed**"
 
 
 def markdown(rep: dict[str, Any]) -> str:
@@ -150,8 +178,8 @@ def markdown(rep: dict[str, Any]) -> str:
         f"(torch {t['torch']}), measured in one process; the ratio is to the teacher of the same run.",
         "",
         "| row | sampler | denoiser calls / image | SSIM mask [95% CI] | mask IoU | ΔE76 mask | FD_garm [95% CI] | "
-        "SSIM | PSNR | KID | s / image | time vs teacher |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "SSIM | PSNR | KID | GFLOP / restore | s / image | time vs teacher |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def opt(r: dict, k: str, f: str) -> str:
@@ -162,12 +190,13 @@ def markdown(rep: dict[str, Any]) -> str:
         lines.append(f"| {name} | {s['sampler']} {s['steps']}, guidance {s['guidance']:g} | {r['denoiser_calls']} | "
                      f"{ci(r, 'ssim_mask')} | {opt(r, 'mask_iou', '.3f')} | {opt(r, 'delta_e', '.1f')} | "
                      f"{ci(r, 'fd', '.3f')} | {r['ssim']:.4f} | {r['psnr']:.2f} | "
-                     f"{r['kid']:.4f} | {r['timing']['seconds_per_image']:.3f} | "
+                     f"{r['kid']:.4f} | {opt(r, 'gflop', '.2f')} | {r['timing']['seconds_per_image']:.3f} | "
                      + ("1 (itself) |" if name == "teacher" else
                         f"{r['timing']['ratio_to_teacher']:.3f} ({r['timing']['speedup']:.1f}× faster) |"))
     refs = rep.get("references") or {}
     lines += [f"| yardstick: {k.replace('_', ' ')} | – | – | {v['ssim_mask']:.4f} | {opt(v, 'mask_iou', '.3f')} | "
-              f"{opt(v, 'delta_e', '.1f')} | – | {v['ssim']:.4f} | {v['psnr']:.2f} | – | – | – |" for k, v in refs.items()]
+              f"{opt(v, 'delta_e', '.1f')} | – | {v['ssim']:.4f} | {v['psnr']:.2f} | – | – | – | – |"
+              for k, v in refs.items()]
     lines += ["", "## Against the teacher and the targets", "",
               "Targets (issue): SSIM at most 0.005 (4 steps), 0.01 (2 steps), 0.03 (1 step) below the teacher, "
               "read on the whole image and inside the true garment mask, "
@@ -196,6 +225,23 @@ def markdown(rep: dict[str, Any]) -> str:
         lines.append(f"| {name} | {v['ssim']['mean']:+.4f} [{v['ssim']['ci95'][0]:+.4f}, {v['ssim']['ci95'][1]:+.4f}] | "
                      f"{v['ssim_mask']['mean']:+.4f} [{v['ssim_mask']['ci95'][0]:+.4f}, "
                      f"{v['ssim_mask']['ci95'][1]:+.4f}] | {fd_text} | {ssim_t} | {mask_t} | {fd_t} |")
+    light = {name: r for name, r in rep["rows"].items() if "vs_full_vae" in r}
+    if light:
+        lines += ["", "## Light VAE against the full VAE", "",
+                  f"Each NAME{LIGHT_SUFFIX} row is row NAME with the light encoder and decoder (`python -m distill "
+                  f"light-attach`). Targets (issue): masked SSIM at most {LIGHT_SSIM_MASK_BOUND} lower, FD_garm at "
+                  f"most {LIGHT_FD_SLACK:.0%} worse, paired on the same test pairs. Time: the same run as above.", "",
+                  "| row | SSIM mask − full [95% CI] | SSIM − full | FD_garm − full, paired [95% CI] | SSIM mask target | "
+                  "FD target | GFLOP full → light | time light / full |", "|---|---|---|---|---|---|---|---|"]
+        for name, r in light.items():
+            full = rep["rows"][name[:-len(LIGHT_SUFFIX)]]
+            v, fd = r["vs_full_vae"], r["vs_full_vae"]["fd"]
+            fd_text = (f"{fd['diff']['mean']:+.3f} [{fd['diff']['ci95'][0]:+.3f}, {fd['diff']['ci95'][1]:+.3f}]"
+                       if "diff" in fd else f"{fd['a'] - fd['b']:+.3f} (unpaired)")
+            lines.append(f"| {name} | {-v['ssim_mask_drop']:+.4f} | {-v['ssim_drop']:+.4f} | {fd_text} | "
+                         f"{_met(v['ssim_mask_met'])} (drop {v['ssim_mask_drop']:+.4f}) | "
+                         f"{_met(v['fd_met'])} ({v['fd_increase']:+.1%}) | {full['gflop']:.2f} → {r['gflop']:.2f} | "
+                         f"{r['timing']['seconds_per_image'] / full['timing']['seconds_per_image']:.3f} |")
     lines += ["", "## How each student was made", "", "| row | kind | method | optimizer steps | hours (this CPU) | "
               "loss first → last 50 |", "|---|---|---|---|---|---|"]
     for name, r in rep["rows"].items():
@@ -224,4 +270,5 @@ def write(rep: dict[str, Any], out: Path, *, command: str = "python -m distill r
     return paths
 
 
-__all__ = ["FD_SLACK", "SSIM_BOUNDS", "build", "check_models", "denoiser_calls", "markdown", "targets", "time_models", "write"]
+__all__ = ["FD_SLACK", "LIGHT_FD_SLACK", "LIGHT_SSIM_MASK_BOUND", "SSIM_BOUNDS", "build", "check_models",
+           "denoiser_calls", "light_targets", "markdown", "targets", "time_models", "write"]

@@ -182,16 +182,33 @@ def test_cli_end_to_end_students_evaluations_report_and_shared_files(setup, tmp_
     assert set(shared) == {"vae", "image_encoder", "garmnet"}
     assert sorted(p.name for p in (models / "student-1").iterdir()) == ["config.json", "denoiser.safetensors",
                                                                        "distill.json", "shared.json"]
+    # the same student with light VAE parts: its row beside the full-VAE row
+    from igr.config import LightVAEConfig
+    from igr.model.light import build_light, save_light
+    from igr.train.cache import digest
+
+    light = LightVAEConfig.tiny()
+    save_light(tmp_path / "light", light, *build_light(light),
+               {"vae": digest(IGRModel.from_pretrained(models / "teacher").vae)})
+    assert distill_main(["light-attach", "--model", str(models / "student-1"), "--light", str(tmp_path / "light"),
+                         "--out", str(models / "student-1-light"), "--share-with", str(models / "teacher")]) == 0
     evals = tmp_path / "evals"
-    for name in ("teacher", "guided", "student-1"):
+    for name in ("teacher", "guided", "student-1", "student-1-light"):
         assert eval_main(["--model", str(models / name), "--features", str(models / "teacher"), "--n", "4",
                           "--batch", "2", "--boot", "20", "--out", str(evals / name)]) == 0
     out = tmp_path / "reports" / "students"
     assert distill_main(["report", "--teacher", str(models / "teacher"), "--rows", f"guided={models / 'guided'}",
-                         f"student-1={models / 'student-1'}", "--evals", str(evals), "--timing-images", "2",
-                         "--timing-runs", "1", "--grid-n", "2", "--out", str(out)]) == 0
+                         f"student-1={models / 'student-1'}", f"student-1-light={models / 'student-1-light'}",
+                         "--evals", str(evals), "--timing-images", "2", "--timing-runs", "1", "--grid-n", "2",
+                         "--out", str(out)]) == 0
     rep = json.loads(out.with_suffix(".json").read_text())
-    assert [r["denoiser_calls"] for r in rep["rows"].values()] == [16, 8, 1]
+    assert [r["denoiser_calls"] for r in rep["rows"].values()] == [16, 8, 1, 1]
+    rows = rep["rows"]
+    assert rows["student-1-light"]["light"] and not rows["student-1"]["light"] and "vs_full_vae" not in rows["student-1"]
+    assert rows["student-1-light"]["gflop"] < rows["student-1"]["gflop"] < rows["guided"]["gflop"]
+    vs_full = rows["student-1-light"]["vs_full_vae"]
+    assert vs_full["ssim_mask_bound"] == 0.01 and isinstance(vs_full["fd_met"], bool)
+    assert "## Light VAE against the full VAE" in out.with_suffix(".md").read_text()
     assert rep["rows"]["teacher"]["timing"]["ratio_to_teacher"] == 1.0
     assert rep["rows"]["student-1"]["targets"]["ssim_bound"] == 0.03
     assert isinstance(rep["rows"]["student-1"]["targets"]["ssim_mask_met"], bool)
