@@ -24,7 +24,8 @@ from .gates import (FP32_REWRITE_MIN_PSNR, VARIANT_MIN_PSNR, GateError, check_fp
                     session, gate_images)
 from .specs import component_graphs, specs_for
 
-SCHEMA_VERSION = "1.2.0"           # 1.1: `requires`; 1.2: variants' `mobile` (ORT's mobile usability check)
+SCHEMA_VERSION = "1.3.0"           # 1.1: `requires`; 1.2: variants' `mobile` (ORT's mobile usability check);
+                                   # 1.3: variants' `io` (the I/O each variant's files declare) and tensors' `layout`
 BUNDLE_VERSION = "0.1.0"
 
 
@@ -43,13 +44,14 @@ VARIANTS = {
     "onnx-w8": Variant("onnx", "int8 weights (per channel) dequantized in the graph, fp32 compute: the same pixels "
                        "on every ONNX Runtime build", ("cpu", "cuda")),
     "onnx-fp16": Variant("onnx", "fp16 (normalizations, softmax and reductions fp32)", ("cuda",)),
-    # listed for no backend until the manifest can say its batch is fixed at 1 (an SDK would feed it batches)
+    # batch fixed at 1, which `io` declares (schema 1.3) and the SDK honours image by image; gated and timed on the
+    # CPU here, NNAPI / the Core ML EP by ORT's checker (their coverage in `mobile`), not run on a phone
     "onnx-mobile": Variant("onnx", "fp32, batch fixed at 1 and every shape static, constant-folded, in ops that "
-                           "NNAPI and the Core ML EP take (GELU in its tanh form; for ORT Mobile)", ()),
+                           "NNAPI and the Core ML EP take (GELU in its tanh form; for ORT Mobile)", ("cpu",)),
     "ort": Variant("ort", "the onnx-int8 graph in ORT format (ORT Mobile)", ("cpu",)),
     # as onnx-mobile: for NNAPI and the Core ML EP in a reduced ORT Mobile build, batch fixed at 1
     "ort-mobile": Variant("ort", "the onnx-mobile graph in ORT format, basic optimizations only (no CPU-only fused "
-                          "ops, so NNAPI and the Core ML EP can take its nodes)", ()),
+                          "ops, so NNAPI and the Core ML EP can take its nodes)", ("cpu",)),
     "coreml-fp16": Variant("mlpackage", "fp16 ML Program", ("coreml",)),
     "coreml-8bit": Variant("mlpackage", "8-bit linear weights (fp16 compute)", ("coreml",)),
     "coreml-6bit": Variant("mlpackage", "6-bit palettized weights (fp16 compute)", ("coreml",)),
@@ -90,6 +92,46 @@ def _model_files(folder: Path) -> dict[str, str]:
     from igr.model import component_file, folder_components
 
     return {name: sha256_file(component_file(folder, name)) for name in folder_components(folder)}
+
+
+ORT_DTYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(int64)": "int64"}
+
+
+def _layout(name: str, shape: list) -> str | None:
+    """uint8 images are N×H×W×3 (person, garment), 4-d float tensors N×C×H×W."""
+    if len(shape) != 4:
+        return None
+    return "NHWC" if name in ("person", "garment") else "NCHW"
+
+
+def file_io(path: Path) -> dict[str, list[dict[str, Any]]]:
+    """The inputs and outputs a variant's file declares: an ONNX or .ort graph as ONNX Runtime loads it (a
+    named dimension is the batch, a number is fixed), a Core ML package from its spec (images are `image`)."""
+    if path.suffix == ".mlpackage":
+        import coremltools as ct
+
+        desc = ct.models.MLModel(str(path), skip_model_load=True).get_spec().description
+
+        def tensor(f) -> dict[str, Any]:
+            kind = f.type.WhichOneof("Type")
+            if kind == "imageType":
+                return {"name": f.name, "dtype": "uint8", "shape": [1, f.type.imageType.height,
+                                                                      f.type.imageType.width, 3], "layout": "image"}
+            shape = [int(d) for d in f.type.multiArrayType.shape]
+            return {"name": f.name, "dtype": "float32", "shape": shape, **({"layout": "NCHW"} if len(shape) == 4
+                                                                            else {})}
+        return {"inputs": [tensor(f) for f in desc.input], "outputs": [tensor(f) for f in desc.output]}
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL      # only the I/O is read
+    sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def tensor(arg) -> dict[str, Any]:
+        shape = [d if isinstance(d, int) else "batch" for d in arg.shape]
+        layout = _layout(arg.name, shape)
+        return {"name": arg.name, "dtype": ORT_DTYPES[arg.type], "shape": shape, **({"layout": layout} if layout else {})}
+    return {"inputs": [tensor(a) for a in sess.get_inputs()], "outputs": [tensor(a) for a in sess.get_outputs()]}
 
 
 def vae_provenance(model_dir: Path, config) -> dict[str, Any]:
@@ -199,7 +241,8 @@ def write_bundle(model_dir: str | Path, out: str | Path, *, variants: list[str],
                     shutil.copyfile(f, target)
                 rel[g] = f"{variant}/{f.name}"
             records[variant] = {"format": VARIANTS[variant].format, "precision": VARIANTS[variant].precision,
-                                "files": rel, "backends": list(VARIANTS[variant].backends), "parity": parity, **extra}
+                                "files": rel, "backends": list(VARIANTS[variant].backends), "parity": parity,
+                                "io": {g: file_io(dest / f.name) for g, f in files.items() if g in graphs}, **extra}
             if VARIANTS[variant].format == "onnx":       # per graph: the nodes NNAPI and the Core ML EP take
                 from .mobile import mobile_usability
 

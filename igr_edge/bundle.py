@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BundleError
-from .manifest import confined, read_manifest
+from .manifest import confined, read_manifest, variant_batch
 
 DEFAULT_BUNDLE = Path(__file__).parent / "bundles" / "default"
 SINGLE_CALL_GRAPHS = ("student",)
@@ -156,6 +156,15 @@ class Bundle:
             names.insert(0, first)
         return {v: (self.manifest["variants"][v]["format"], tuple(self.manifest["variants"][v]["backends"]))
                 for v in names}
+
+    def batch(self, variant: str) -> int | None:
+        """The batch `variant`'s files take: 1 where its declared `io` fixes it (schema 1.3: the mobile and Core ML
+        variants), None where any batch runs (or, in older manifests, where nothing is declared)."""
+        return variant_batch(self.manifest, variant)
+
+    def io(self, variant: str, graph: str) -> dict[str, Any]:
+        """The inputs and outputs of `graph` as `variant`'s file declares them, else as the manifest's `graphs`."""
+        return self.manifest["variants"][variant].get("io", {}).get(graph) or self.manifest["graphs"][graph]
 
     def file(self, variant: str, graph: str) -> Path:
         """The file (or .mlpackage folder) of `graph` in `variant`, confined to the bundle."""

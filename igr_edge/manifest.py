@@ -94,7 +94,31 @@ def consistency_errors(manifest: dict[str, Any]) -> list[str]:
         errors.append("latent must be (channels, height, width) and equal noise.shape")
     if "default_variant" in manifest and manifest["default_variant"] not in manifest["variants"]:
         errors.append(f"default_variant {manifest['default_variant']!r} is not one of the variants")
+    for variant, record in manifest["variants"].items():             # schema 1.3: the I/O each variant declares
+        for graph, io in record.get("io", {}).items():
+            spec = manifest["graphs"].get(graph)
+            if spec is None or graph not in record["files"]:
+                errors.append(f"variants.{variant}.io names graph {graph}, which the variant does not run")
+                continue
+            names = [t["name"] for t in io["inputs"]]
+            if sorted(names) != sorted(t["name"] for t in spec["inputs"]):
+                errors.append(f"variants.{variant}.io.{graph} inputs {names} differ from graphs.{graph}'s")
+            extra = {t["name"] for t in io["outputs"]} - {t["name"] for t in spec["outputs"]}
+            if extra or not io["outputs"]:
+                errors.append(f"variants.{variant}.io.{graph} outputs {sorted(extra) or 'none'} are not graphs.{graph}'s")
+            batches = {t["shape"][0] for t in io["inputs"] + io["outputs"] if t["shape"]}
+            if len(batches) > 1 or batches - {"batch", 1}:
+                errors.append(f"variants.{variant}.io.{graph}: the batch must be 'batch' or 1 in every tensor, "
+                              f"got {sorted(map(str, batches))}")
     return errors
+
+
+def variant_batch(manifest: dict[str, Any], variant: str) -> int | None:
+    """The batch a variant's graphs take: 1 where its `io` fixes it (mobile and Core ML variants), None (any) where
+    it is variable or, before schema 1.3, undeclared."""
+    fixed = {t["shape"][0] for io in manifest["variants"][variant].get("io", {}).values()
+             for t in io["inputs"] if t["shape"] and isinstance(t["shape"][0], int)}
+    return min(fixed) if fixed else None
 
 
 def variant_files(manifest: dict[str, Any], variant: str) -> list[dict[str, Any]]:

@@ -155,6 +155,27 @@ def test_every_onnx_variant_passes_the_full_checker_and_ort_can_fix_its_batch(bu
         assert [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim] == [1, 64, 48, 3], v
 
 
+def test_each_variant_declares_the_io_its_file_has(bundle):
+    """Schema 1.3: `variants.<v>.io` is what ONNX Runtime reads from each file (names, dtypes, layouts, a named
+    batch), so a runtime need not assume the graphs' section holds for every variant."""
+    from igr_edge.manifest import consistency_errors, variant_batch
+
+    manifest = read_manifest(bundle)
+    assert manifest["schema"] == "1.3.0"
+    person = {"name": "person", "dtype": "uint8", "shape": ["batch", 64, 48, 3], "layout": "NHWC"}
+    for v, spec in manifest["variants"].items():
+        io = spec["io"]["student"]
+        assert io["inputs"][0] == person and io["inputs"][1]["layout"] == "NCHW", v
+        assert [t["name"] for t in io["outputs"]] == ["garment", "latent"], v
+        assert variant_batch(manifest, v) is None, v
+    broken = json.loads(json.dumps(manifest))
+    broken["variants"]["onnx-int8"]["io"]["student"]["inputs"][0]["name"] = "image"
+    broken["variants"]["onnx-w8"]["io"]["student"]["outputs"][0]["shape"][0] = 2
+    errors = consistency_errors(broken)
+    assert any("onnx-int8.io.student inputs" in e for e in errors)
+    assert any("onnx-w8.io.student: the batch" in e for e in errors), errors
+
+
 def test_each_onnx_variant_records_what_nnapi_and_core_ml_take_as_orts_own_checker_counts(bundle):
     import re
     import subprocess
@@ -210,6 +231,7 @@ def test_the_mobile_variants_are_static_and_nnapi_and_core_ml_each_take_them_who
     optimizations, needs only those ops of a reduced ORT build."""
     from convert import onnx_export
     from convert.bundle import VARIANTS
+    from igr_edge.manifest import variant_batch
 
     good = tiny_bundles["student"] / "onnx-fp32" / "student.onnx"
     monkeypatch.setattr(onnx_export, "export_fp32", lambda spec, model, path: _copy(good, path))
@@ -217,7 +239,21 @@ def test_the_mobile_variants_are_static_and_nnapi_and_core_ml_each_take_them_who
                  gate_n=2, progress=False)
     manifest = read_manifest(tmp_path / "m")
     mobile = manifest["variants"]["onnx-mobile"]
-    assert mobile["backends"] == [] and float(mobile["parity"]["psnr_vs_fp32_db"]) >= 40
+    assert mobile["backends"] == ["cpu"] and float(mobile["parity"]["psnr_vs_fp32_db"]) >= 40
+    for v in ("onnx-mobile", "ort-mobile"):                 # the manifest says what the files fix: a batch of 1
+        io = manifest["variants"][v]["io"]["student"]
+        assert io["inputs"][0] == {"name": "person", "dtype": "uint8", "shape": [1, 64, 48, 3], "layout": "NHWC"}
+        assert variant_batch(manifest, v) == 1 and variant_batch(manifest, "onnx-fp32") is None
+    from igr_edge import Restorer
+
+    persons = np.random.default_rng(0).integers(0, 256, (3, 64, 48, 3), dtype=np.uint8)
+    with Restorer(tmp_path / "m", variant="onnx-fp32") as r:
+        want = r.restore_arrays(persons, [0, 1, 2])
+    for v in ("onnx-mobile", "ort-mobile"):                  # the SDK feeds a batch of 3 one image at a time
+        with Restorer(tmp_path / "m", variant=v) as r:
+            got = r.restore_arrays(persons, [0, 1, 2])
+        mse = np.mean((got.astype(float) - want) ** 2)
+        assert got.shape == want.shape and (mse == 0 or 10 * np.log10(255 ** 2 / mse) >= 40), v
     proto = onnx.load(str(tmp_path / "m" / mobile["files"]["student"]))
     assert all(d.dim_value and not d.dim_param for v in [*proto.graph.input, *proto.graph.output]
                for d in v.type.tensor_type.shape.dim)
@@ -233,7 +269,7 @@ def test_the_mobile_variants_are_static_and_nnapi_and_core_ml_each_take_them_who
         assert taken >= 0.99 * nodes and parts <= 3, f"{ep}: {taken}/{nodes} in {parts}, refusing {after[ep]}"
         assert before[ep]["supported_nodes"] < 0.1 * before[ep]["nodes"] and parts < before[ep]["partitions"], ep
     ort_mobile = manifest["variants"]["ort-mobile"]
-    assert ort_mobile["format"] == "ort" and ort_mobile["backends"] == [] and VARIANTS["ort-mobile"].backends == ()
+    assert ort_mobile["format"] == "ort" and ort_mobile["backends"] == ["cpu"] == list(VARIANTS["ort-mobile"].backends)
     assert float(ort_mobile["parity"]["psnr_vs_fp32_db"]) >= 40
     config = (tmp_path / "m" / ort_mobile["files"]["required_operators"]).read_text().splitlines()
     needed = {op for line in config if not line.startswith("#") for op in line.split(";")[2].split(",")}
@@ -407,6 +443,7 @@ def test_a_student_with_the_aligned_prior_bundles_as_one_graph_that_old_sdks_can
     manifest = read_manifest(tmp_path / "b")
     assert "requires" not in manifest and set(manifest["graphs"]) == {"student"}
     assert manifest["provenance"]["image_encoder"]["backbone"] == "clip"
+    assert manifest["provenance"]["vae"] == {"light": False}
     assert manifest["variants"]["onnx-fp32"]["parity"]["vs_torch"]["garment_psnr_db"] >= 45
     with Restorer(tmp_path / "b") as r:
         assert r.restore_arrays(np.full((1, 64, 48, 3), 128, np.uint8), [0]).shape == (1, 64, 48, 3)
@@ -427,6 +464,35 @@ def test_the_core_ml_program_of_a_student_with_the_aligned_prior_has_no_alias_no
                                                torch.randn(1, c, h, w)), strict=False).run_decompositions({})
     targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
     assert any("conv2d" in t for t in targets) and not any("alias" in t for t in targets)
+
+
+def test_a_light_student_bundles_with_its_light_parts_and_says_so(tmp_path):
+    """A student with light VAE parts: its single-call graph encodes and decodes with them, as igr.pipeline.sample
+    does (same noise, same garment), and the manifest records which VAE it runs; a plain student says light false."""
+    from igr.config import LightVAEConfig
+    from igr.pipeline import sample
+    from igr_edge import Restorer
+
+    torch.manual_seed(5)
+    cfg = IGRConfig.tiny().replace(guidance_scale=1.0, sampler="ddim", sample_steps=2, light=True,
+                                   light_vae=LightVAEConfig.tiny())
+    model = IGRModel(cfg).eval()
+    meta = {"kind": "steps", "method": "progressive", "steps": 2, "guidance_baked": 2.0}
+    model.save_pretrained(tmp_path / "s2", extra={"distill.json": json.dumps(meta)})
+    person = torch.randint(0, 256, (2, cfg.height, cfg.width, 3), dtype=torch.uint8)
+    noise = torch.randn(2, *cfg.latent_shape)
+    with torch.no_grad():
+        garment, _ = specs_for(cfg, student_steps=2)["student"].build(model)(person, noise)
+        want = sample(model, person.permute(0, 3, 1, 2).float() / 127.5 - 1, noise=noise)
+        full = sample(model, person.permute(0, 3, 1, 2).float() / 127.5 - 1, noise=noise, light=False)
+    want = ((want + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    assert (garment.int() - want.int()).abs().max() <= 1
+    assert not torch.allclose(want.float(), ((full + 1) * 127.5).permute(0, 2, 3, 1), atol=2)
+    write_bundle(tmp_path / "s2", tmp_path / "b", variants=["onnx-fp32"], gate_n=3, progress=False)
+    vae = read_manifest(tmp_path / "b")["provenance"]["vae"]
+    assert vae["light"] is True and vae["decoder"] == list(cfg.light_vae.decoder)
+    with Restorer(tmp_path / "b") as r:
+        assert r.restore_arrays(person.numpy(), [0, 1]).shape == (2, cfg.height, cfg.width, 3)
 
 
 @pytest.mark.parametrize("zero_snr", (False, True))
@@ -457,6 +523,9 @@ def test_core_ml_packages_convert_save_and_reload_on_linux(student_dir, tmp_path
         assert parity["spec"]["outputs"] == {"garment": "imageType"}
         assert op is None or op in parity["spec"]["ops"]
         assert manifest["variants"][v]["minimum_deployment_target"] == "iOS16"
+        io = manifest["variants"][v]["io"]["student"]               # an image in and out, batch 1, no latent
+        assert io["inputs"][0] == {"name": "person", "dtype": "uint8", "shape": [1, 64, 48, 3], "layout": "image"}
+        assert [t["name"] for t in io["outputs"]] == ["garment"] and io["outputs"][0]["layout"] == "image"
 
 
 @pytest.mark.coreml
