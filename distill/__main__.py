@@ -206,6 +206,8 @@ def cmd_light_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -
 
 
 def cmd_light_attach(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import torch
+
     from igr.config import ConfigError
     from igr.model.light import LIGHT_META, attach_light
 
@@ -218,7 +220,8 @@ def cmd_light_attach(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     for name in ("distill.json",):                     # how the student was made travels with it
         if (Path(args.model) / name).is_file():
             extra[name] = (Path(args.model) / name).read_text()
-    out = model.save_pretrained(args.out, share_with=args.share_with or None, extra=extra)
+    out = model.save_pretrained(args.out, dtype={"fp16": torch.float16, "fp32": None}[args.dtype],
+                                share_with=args.share_with or None, extra=extra)
     print(f"wrote {out}: {args.model} with the light parts of {args.light} (config light: true)")
     return 0
 
@@ -313,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--light", required=True, help="a light-vae run's final folder")
     p.add_argument("--out", required=True)
     p.add_argument("--share-with", nargs="*", help="folders whose identical files are linked, not copied")
+    p.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32",
+                   help="weights as saved (fp16 links a packed student's and teacher's fp16 files)")
     p.set_defaults(func=cmd_light_attach)
 
     args = parser.parse_args(argv)

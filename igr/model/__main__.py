@@ -66,7 +66,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
     model.save_pretrained(out, dtype={"fp16": torch.float16, "fp32": None}[args.dtype], share_with=args.share_with,
                           extra=extra)
     size = sum(f.stat().st_size for f in out.iterdir())
-    shared = f", linking identical components from {args.share_with}" if (out / "shared.json").is_file() else ""
+    shared = (f", linking identical components from {', '.join(args.share_with)}" if (out / "shared.json").is_file()
+              else "")
     print(f"wrote {out}: {size / 2**20:.1f} MiB ({args.dtype}){shared}")
     return 0
 
@@ -86,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16")
     p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--share-with", metavar="DIR",
-                   help="model folder whose identical component files are linked (shared.json), not copied")
+    p.add_argument("--share-with", metavar="DIR", action="append",
+                   help="model folder whose identical component files are linked (shared.json), not copied; "
+                        "repeat it for several, tried in order")
     p.set_defaults(func=cmd_pack)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -191,7 +191,12 @@ def test_cli_end_to_end_students_evaluations_report_and_shared_files(setup, tmp_
     save_light(tmp_path / "light", light, *build_light(light),
                {"vae": digest(IGRModel.from_pretrained(models / "teacher").vae)})
     assert distill_main(["light-attach", "--model", str(models / "student-1"), "--light", str(tmp_path / "light"),
-                         "--out", str(models / "student-1-light"), "--share-with", str(models / "teacher")]) == 0
+                         "--out", str(models / "student-1-light"), "--dtype", "fp16",
+                         "--share-with", str(models / "student-1"), str(models / "teacher")]) == 0
+    shared = json.loads((models / "student-1-light" / "shared.json").read_text())    # only the light parts are new
+    assert shared["denoiser"]["path"] == "../student-1/denoiser.safetensors"
+    assert sorted(p.name for p in (models / "student-1-light").glob("*.safetensors")) == [
+        "light_decoder.safetensors", "light_encoder.safetensors"]
     evals = tmp_path / "evals"
     for name in ("teacher", "guided", "student-1", "student-1-light"):
         assert eval_main(["--model", str(models / name), "--features", str(models / "teacher"), "--n", "4",
