@@ -1,6 +1,11 @@
 """Core ML variants of a single-call student: ML Program `.mlpackage`, image in and image out, fp16, and its
 8-bit linear and 6-bit palettized weight compressions (coremltools.optimize).
 
+fp16 everywhere but the normalization statistics: GroupNorm's mean, (x − mean)², their mean, + ε, √ and the
+division by it, and the fused layer/instance norms, are computed in fp32 (coremltools' per-op precision), so a
+square of an activation above 256 cannot overflow fp16's 65,504. The package carries its author, licence, a
+description and one per input and output.
+
 `torch.export` then `ct.convert` works on Linux; predictions need macOS. So on Linux the gate reloads the
 saved package's spec and checks its inputs, outputs, types and ops (the numbers are the ONNX twin's, which is
 gated); on macOS it also runs the model and compares it with the fp32 ONNX graph on the gate images.
@@ -22,6 +27,42 @@ from .specs import ExportSpec
 
 MINIMUM_TARGET = "iOS16"          # image outputs of ML Programs need iOS 16 / macOS 13
 COMPRESSION = {"coreml-fp16": None, "coreml-8bit": "linear-int8", "coreml-6bit": "palettize-6bit"}
+AUTHOR = "IGR Edge"
+LICENCE = "Apache-2.0"            # the project's (pyproject.toml); a pretrained image tower's own is added
+
+# MIL ops of normalization statistics: coremltools writes GroupNorm as reshape, reduce_mean, sub, square, reduce_mean,
+# add ε, sqrt, real_div, and LayerNorm as one layer_norm op
+STATISTICS = frozenset({"reduce_mean", "square", "pow", "sqrt", "rsqrt", "reduce_sum_square", "reduce_l2_norm"})
+STATISTICS_OPS = STATISTICS | {"layer_norm", "instance_norm", "batch_norm", "l2_norm"}
+ELEMENTWISE_OPS = frozenset({"add", "sub", "mul", "real_div"})    # fp32 where an input is a statistic: x − mean, + ε, ÷ σ
+
+
+def fp16_op(op) -> bool:
+    """coremltools' op selector for FP16ComputePrecision: False keeps `op` in fp32. The normalization statistics stay
+    fp32: the statistics ops themselves, and an elementwise op one of whose inputs is a statistic."""
+    if op.op_type in STATISTICS_OPS:
+        return False
+    if op.op_type in ELEMENTWISE_OPS:
+        for value in op.inputs.values():
+            for var in value if isinstance(value, (list, tuple)) else (value,):
+                if var.op is not None and var.op.op_type in STATISTICS:
+                    return False
+    return True
+
+
+def describe(mlmodel, variant: str, cfg, steps: int) -> None:
+    """Author, licence, version and descriptions of the model and of each input and output."""
+    c, h, w = cfg.latent_shape
+    tower = cfg.encoder.provenance
+    licence = LICENCE + (f"; image tower weights: {tower['weights']}, {tower['licence']}" if "licence" in tower else "")
+    mlmodel.author, mlmodel.license, mlmodel.version = AUTHOR, licence, "1"
+    mlmodel.short_description = (f"IGR garment restoration, single-call {steps}-step student ({variant}): the garment a "
+                                 f"person wears, as a flat product image")
+    mlmodel.input_description["person"] = (f"Person photo, RGB {cfg.width}×{cfg.height}: the photo scaled to fit "
+                                           f"inside and centred on white")
+    mlmodel.input_description["noise"] = (f"Standard normal noise, float32 1×{c}×{h}×{w}, drawn from a seed by the "
+                                          f"splitmix64-boxmuller generator (a seed gives the same garment everywhere)")
+    mlmodel.output_description["garment"] = f"Restored garment, RGB {cfg.width}×{cfg.height}"
 
 
 class CoreMLStudent(nn.Module):
@@ -90,8 +131,59 @@ def spec_check(package: Path, spec: ExportSpec, compression: str | None = None) 
     if compression and not ops.get(COMPRESSION_OPS[compression]):
         raise GateError(package.name, f"Core ML {COMPRESSION_OPS[compression]} ops", 0.0,
                         f"> 0 for {compression} weights")
-    return {"inputs": inputs, "outputs": outputs, "ops": dict(sorted(ops.items())),
+    fp32, statistics16 = precisions(proto)
+    if statistics16:
+        raise GateError(package.name, "Core ML normalization statistics ops in fp16 "
+                        f"({', '.join(f'{k} {v}' for k, v in statistics16.items())})",
+                        float(sum(statistics16.values())), "= 0")
+    return {"inputs": inputs, "outputs": outputs, "ops": dict(sorted(ops.items())), "fp32_ops": fp32,
             "spec_version": proto.specificationVersion}
+
+
+def precisions(proto) -> tuple[dict[str, int], dict[str, int]]:
+    """A Core ML program's ops computed in fp32 (casts aside), and its normalization statistics ops computed in
+    fp16 (none, as this exporter converts), each as {op type: count}."""
+    fp32: dict[str, int] = {}
+    statistics16: dict[str, int] = {}
+    for fn in proto.mlProgram.functions.values():
+        for block in fn.block_specializations.values():
+            for op in block.operations:
+                dtype = op_dtype(op)
+                if dtype == "FLOAT32" and op.type not in ("cast", "const"):
+                    fp32[op.type] = fp32.get(op.type, 0) + 1
+                elif dtype == "FLOAT16" and op.type in STATISTICS_OPS:
+                    statistics16[op.type] = statistics16.get(op.type, 0) + 1
+    return dict(sorted(fp32.items())), dict(sorted(statistics16.items()))
+
+
+def op_dtype(op) -> str | None:
+    """The element type of a Core ML program op's first tensor output ("FLOAT16", "FLOAT32", ...), or None."""
+    from coremltools.proto import MIL_pb2
+
+    for output in op.outputs:
+        if output.type.WhichOneof("type") == "tensorType":
+            return MIL_pb2.DataType.Name(output.type.tensorType.dataType)
+    return None
+
+
+def to_mlprogram(module: nn.Module, height: int, width: int, latent_shape: tuple[int, int, int], *,
+                 compute_precision=None):
+    """`torch.export` then `ct.convert` of a (person, noise) -> garment module: an ML Program with the person image in
+    (1, 3, H, W) RGB scaled to [-1, 1], noise (1, C, h, w) float32 and the garment image out; fp16 but the
+    normalization statistics unless `compute_precision` says otherwise."""
+    import coremltools as ct
+
+    c, h, w = latent_shape
+    example = (torch.rand(1, 3, height, width) * 2 - 1, torch.randn(1, c, h, w))
+    with torch.no_grad():
+        program = torch.export.export(module, example, strict=False).run_decompositions({})
+    return ct.convert(
+        program, convert_to="mlprogram", minimum_deployment_target=getattr(ct.target, MINIMUM_TARGET),
+        compute_precision=compute_precision or ct.transform.FP16ComputePrecision(op_selector=fp16_op),
+        inputs=[ct.ImageType(name="person", shape=(1, 3, height, width), scale=1 / 127.5,
+                             bias=[-1.0, -1.0, -1.0], color_layout=ct.colorlayout.RGB),
+                ct.TensorType(name="noise", shape=(1, c, h, w), dtype=np.float32)],
+        outputs=[ct.ImageType(name="garment", color_layout=ct.colorlayout.RGB)])
 
 
 def convert_coreml(spec: ExportSpec, model, folder: Path, variant: str, *, persons: np.ndarray, truth: np.ndarray,
@@ -102,18 +194,8 @@ def convert_coreml(spec: ExportSpec, model, folder: Path, variant: str, *, perso
 
     folder.mkdir(parents=True, exist_ok=True)
     cfg = model.config
-    c, h, w = cfg.latent_shape
     module = CoreMLStudent(spec.build(model)).eval()
-    example = (torch.rand(1, 3, cfg.height, cfg.width) * 2 - 1, torch.randn(1, c, h, w))
-    with torch.no_grad():
-        program = torch.export.export(module, example, strict=False).run_decompositions({})
-    mlmodel = ct.convert(
-        program, convert_to="mlprogram", minimum_deployment_target=getattr(ct.target, MINIMUM_TARGET),
-        compute_precision=ct.precision.FLOAT16,
-        inputs=[ct.ImageType(name="person", shape=(1, 3, cfg.height, cfg.width), scale=1 / 127.5,
-                             bias=[-1.0, -1.0, -1.0], color_layout=ct.colorlayout.RGB),
-                ct.TensorType(name="noise", shape=(1, c, h, w), dtype=np.float32)],
-        outputs=[ct.ImageType(name="garment", color_layout=ct.colorlayout.RGB)])
+    mlmodel = to_mlprogram(module, cfg.height, cfg.width, cfg.latent_shape)
     mode = COMPRESSION[variant]
     if mode == "linear-int8":
         mlmodel = cto.linear_quantize_weights(mlmodel, cto.OptimizationConfig(
@@ -121,8 +203,7 @@ def convert_coreml(spec: ExportSpec, model, folder: Path, variant: str, *, perso
     elif mode == "palettize-6bit":
         mlmodel = cto.palettize_weights(mlmodel, cto.OptimizationConfig(
             global_config=cto.OpPalettizerConfig(mode="kmeans", nbits=6)))
-    mlmodel.author, mlmodel.short_description = "IGR Edge", f"IGR single-call student, {variant}"
-    mlmodel.version = "1"
+    describe(mlmodel, variant, cfg, len(module.student.plan))
     package = folder / "student.mlpackage"
     mlmodel.save(str(package))
     _canonical_manifest(package)
