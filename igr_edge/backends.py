@@ -5,6 +5,10 @@ CUDA provider, usable only when a real session gets it (onnxruntime-gpu imports 
 then silently runs on the CPU); `coreml` is, on macOS, the bundle's .mlpackage through coremltools, else ORT's
 Core ML provider (ML Program) on an ONNX variant. Choice: the argument, then IGR_EDGE_BACKEND, then
 cuda > coreml > cpu, each only if the bundle has a variant for it.
+
+Core ML compute units (which processors Core ML may use: all, cpu_and_gpu, cpu_and_ne, cpu_only) come from the
+argument, then IGR_EDGE_COMPUTE_UNITS, else all; both coreml implementations take them (coremltools'
+`compute_units`, the ORT Core ML provider's `MLComputeUnits` option), the other backends ignore them.
 """
 from __future__ import annotations
 
@@ -18,12 +22,35 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from .errors import BackendUnavailableError, BundleError
+from .errors import BackendUnavailableError, BundleError, IgrEdgeError
 
 PREFERENCE = ("cuda", "coreml", "cpu")
 ENV = "IGR_EDGE_BACKEND"
 OS_NAMES = {"Darwin": "macOS"}
 PROBE = Path(__file__).parent / "probe.onnx"      # a one-node graph: does a real session get the provider?
+
+# Core ML compute units by the SDK's names, and each as the ORT Core ML provider's `MLComputeUnits` value and as
+# coremltools' ComputeUnit member (Apple's MLComputeUnits: .all, .cpuAndGPU, .cpuAndNeuralEngine, .cpuOnly)
+COMPUTE_UNITS = ("all", "cpu_and_gpu", "cpu_and_ne", "cpu_only")
+COMPUTE_UNITS_ENV = "IGR_EDGE_COMPUTE_UNITS"
+ORT_COMPUTE_UNITS = {"all": "ALL", "cpu_and_gpu": "CPUAndGPU", "cpu_and_ne": "CPUAndNeuralEngine",
+                     "cpu_only": "CPUOnly"}
+COREMLTOOLS_COMPUTE_UNITS = {"all": "ALL", "cpu_and_gpu": "CPU_AND_GPU", "cpu_and_ne": "CPU_AND_NE",
+                             "cpu_only": "CPU_ONLY"}
+
+
+def compute_units(requested: str | None = None) -> tuple[str, str]:
+    """The Core ML compute units and where they came from: the argument ("compute_units"), else
+    IGR_EDGE_COMPUTE_UNITS, else "all" ("default"). Raises IgrEdgeError naming the allowed values."""
+    if requested is not None:
+        value, source = requested, "compute_units"
+    elif os.environ.get(COMPUTE_UNITS_ENV):
+        value, source = os.environ[COMPUTE_UNITS_ENV], COMPUTE_UNITS_ENV
+    else:
+        return "all", "default"
+    if value not in COMPUTE_UNITS:
+        raise IgrEdgeError(f"{source}={value!r}: unknown Core ML compute units (choose from {', '.join(COMPUTE_UNITS)})")
+    return value, source
 
 
 @dataclass(frozen=True)
@@ -44,7 +71,7 @@ class Backend(Protocol):
 
     def probe(self) -> str | None: ...               # None = usable here, else the reason why not
 
-    def session(self, path: Path, *, threads: int | None = None) -> Session: ...
+    def session(self, path: Path, *, threads: int | None = None, compute_units: str = "all") -> Session: ...
 
 
 class MixedBuildsWarning(RuntimeWarning):
@@ -126,9 +153,18 @@ class OrtBackend:
     provider_options: tuple[tuple[str, str], ...] = ()
     system: str | None = None                          # the OS the provider needs, if any
     providers: Callable[[], list[str]] | None = None   # tests fake the build's provider list here
+    compute_units_option: str | None = None            # the provider option that takes Core ML compute units
 
-    def _providers(self) -> list[tuple[str, dict[str, str]]]:
-        ours = (self.provider, dict(self.provider_options))
+    def options(self, compute_units: str = "all") -> dict[str, str]:
+        """The provider's options as ORT takes them: the registry's, and the Core ML compute units where the
+        provider has an option for them (e.g. {"ModelFormat": "MLProgram", "MLComputeUnits": "CPUAndNeuralEngine"})."""
+        options = dict(self.provider_options)
+        if self.compute_units_option:
+            options[self.compute_units_option] = ORT_COMPUTE_UNITS[compute_units]
+        return options
+
+    def _providers(self, compute_units: str = "all") -> list[tuple[str, dict[str, str]]]:
+        ours = (self.provider, self.options(compute_units))
         return [ours] if self.provider == "CPUExecutionProvider" else [ours, ("CPUExecutionProvider", {})]
 
     def probe(self) -> str | None:
@@ -147,14 +183,15 @@ class OrtBackend:
             return None
         return _real_session_reason(self.provider, self._providers())
 
-    def session(self, path: Path, *, threads: int | None = None) -> Session:
+    def session(self, path: Path, *, threads: int | None = None, compute_units: str = "all") -> Session:
         """An ORT session on `path` that really runs on this provider. Raises BackendUnavailableError when the
         provider is not in this build or the session drops it, BundleError when ORT cannot load the graph."""
         ort = _ort()
         if self.provider not in ort.get_available_providers():
             raise BackendUnavailableError(f"{self.name}: this onnxruntime build has no {self.provider}")
         try:
-            sess = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=self._providers())
+            sess = ort.InferenceSession(str(path), sess_options=session_options(threads),
+                                        providers=self._providers(compute_units))
         except Exception as e:                         # ORT's own exception types (InvalidProtobuf, Fail, ...)
             raise BundleError(f"onnxruntime cannot load {path.name} on {self.name}: {first_line(e)}") from None
         if self.provider not in sess.get_providers():
@@ -194,12 +231,13 @@ class MLModelSession:
     """A Core ML package run image by image through coremltools (macOS): the student's uint8 NHWC persons and
     noise in, uint8 NHWC garments out (the package's image output has no `latent`)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, compute_units: str = "all") -> None:
         import threading
 
         import coremltools as ct
 
-        self.model = ct.models.MLModel(str(path))
+        self.model = ct.models.MLModel(str(path),
+                                       compute_units=getattr(ct.ComputeUnit, COREMLTOOLS_COMPUTE_UNITS[compute_units]))
         self.lock = threading.Lock()                 # one prediction at a time per model
 
     def run(self, output_names: list[str] | None, feeds: dict[str, Any]) -> list[Any]:
@@ -229,8 +267,8 @@ class CoremltoolsBackend:
             return "coremltools is not installed (pip install 'igr-edge[coreml]')"
         return None
 
-    def session(self, path: Path, *, threads: int | None = None) -> Session:
-        return MLModelSession(path)
+    def session(self, path: Path, *, threads: int | None = None, compute_units: str = "all") -> Session:
+        return MLModelSession(path, compute_units)
 
 
 def default_registry() -> dict[str, tuple[Backend, ...]]:
@@ -239,7 +277,7 @@ def default_registry() -> dict[str, tuple[Backend, ...]]:
         "cuda": (OrtBackend("cuda", "CUDAExecutionProvider"),),
         "coreml": (CoremltoolsBackend(),
                    OrtBackend("coreml", "CoreMLExecutionProvider", provider_options=(("ModelFormat", "MLProgram"),),
-                              system="Darwin")),
+                              system="Darwin", compute_units_option="MLComputeUnits")),
         "cpu": (OrtBackend("cpu", "CPUExecutionProvider", formats=("onnx", "ort")),),
     }
 

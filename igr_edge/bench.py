@@ -104,8 +104,9 @@ def report(rows: list[dict[str, Any]], *, tool: str, device: dict[str, Any] | No
 def run_bench(*, bundle: str | os.PathLike | None = None, backend: str | None = None, variant: str | None = None,
               runs: int = 20,
               warmup: int = 3, batch: int = 1, threads: int | None = None,
-              out: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Time one bundle on one backend (in this process) and return (and with `out`, write) the report."""
+              out: str | os.PathLike | None = None, compute_units: str | None = None) -> dict[str, Any]:
+    """Time one bundle on one backend (in this process) and return (and with `out`, write) the report. On the
+    coreml backend the report's notes name the Core ML compute units it ran with."""
     from .bundle import Bundle
     from .files import atomic_write_bytes
     from .manifest import variant_bytes
@@ -115,7 +116,8 @@ def run_bench(*, bundle: str | os.PathLike | None = None, backend: str | None = 
         if not isinstance(value, int) or value < low:
             raise IgrEdgeError(f"{name} must be an integer ≥ {low}, got {value!r}")
     t0 = time.perf_counter()
-    restorer = Restorer(Bundle.load(bundle), backend=backend, threads=threads, variant=variant)
+    restorer = Restorer(Bundle.load(bundle), backend=backend, threads=threads, variant=variant,
+                        compute_units=compute_units)
     b = restorer.bundle
     width, height = b.size
     yy, xx = np.mgrid[0:height, 0:width]
@@ -134,7 +136,9 @@ def run_bench(*, bundle: str | os.PathLike | None = None, backend: str | None = 
                "latency_ms": lat, "per_image_ms": lat["p50"] / batch, "cold_start_ms": cold * 1e3,
                "peak_rss_mb": peak_rss_mb(), "size_mb": variant_bytes(b.manifest, restorer.variant) / 1e6,
                "denoiser_calls": b.steps * (2 if guided else 1), "quality": None}   # not measured here
-    result = report([row], tool="igr-edge bench")
+    notes = ([f"Core ML compute units: {restorer.compute_units} ({restorer.compute_units_source})"]
+             if restorer.backend == "coreml" else None)
+    result = report([row], tool="igr-edge bench", notes=notes)
     if out is not None:
         atomic_write_bytes((json.dumps(result, indent=1, sort_keys=True) + "\n").encode(), out)
     return result

@@ -2,7 +2,8 @@
 
     igr-edge restore photos/ -o garments/      restore files, folders or globs into a folder
     igr-edge batch INPUT OUTPUT                a whole catalog (folder, glob, list, Parquet; local or URI), resumable
-    igr-edge doctor                            Python, ONNX Runtime, each backend and why it is (not) usable
+    igr-edge doctor                            Python, ONNX Runtime, each backend and why it is (not) usable,
+                                               the Core ML compute units and where they came from
     igr-edge info [BUNDLE]                     a bundle's manifest, variants, quality and hash check
     igr-edge bench [--bundle B] [--out F]      quick latency on this device, in the benchmarks' JSON schema
 """
@@ -90,7 +91,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         return 2
     try:
         restorer = Restorer(args.bundle, backend=args.backend, threads=args.threads, variant=args.variant,
-                            max_pixels=args.max_pixels)
+                            max_pixels=args.max_pixels, compute_units=args.compute_units)
         restorer._steps(args.steps)                      # arguments checked once, not once per file
         check_seed(args.seed)
         output_size(args.size, *restorer.bundle.size)
@@ -130,7 +131,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     try:
         summary = restore_catalog(args.input, args.output, bundle=args.bundle, backend=args.backend,
-                                  variant=args.variant, seed=args.seed, steps=args.steps, size=args.size,
+                                  variant=args.variant, compute_units=args.compute_units, seed=args.seed,
+                                  steps=args.steps, size=args.size,
                                   format=args.format, manifest=args.manifest, engine=args.engine, address=args.address,
                                   workers=args.workers, threads=args.threads, batch_size=args.batch_size,
                                   column=args.column, key_column=args.key_column, retry_failed=args.retry_failed,
@@ -144,14 +146,17 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    """`igr-edge doctor`: Python, ONNX Runtime's build and providers, each backend and why."""
+    """`igr-edge doctor`: Python, ONNX Runtime's build and providers, each backend and why, the Core ML compute
+    units and where they came from."""
     import platform
     import warnings
 
     import numpy
     import PIL
 
-    from .backends import MixedBuildsWarning, available_backends, installed_builds, mixed_builds_reason
+    from .backends import (COMPUTE_UNITS_ENV, MixedBuildsWarning, available_backends, compute_units, installed_builds,
+                           mixed_builds_reason)
+    from .errors import IgrEdgeError
 
     print(f"igr-edge     {__version__}")
     print(f"python       {platform.python_version()} ({platform.system()} {platform.machine()})")
@@ -174,6 +179,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         statuses = available_backends()
     for b in statuses:
         print(f"backend      {b.name:<7} {'available' if b.available else 'unavailable: ' + str(b.reason)}")
+    try:
+        units, source = compute_units(args.compute_units)
+    except IgrEdgeError as e:
+        print(f"compute      {e}")
+        return 1
+    where = {"compute_units": "from --compute-units", "default": f"the default: {COMPUTE_UNITS_ENV} is unset"}
+    print(f"compute      Core ML compute units {units} ({where.get(source, f'from {source}')}; "
+          "the coreml backend's, the others ignore them)")
     return 1 if mixed else 0
 
 
@@ -238,7 +251,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     try:
         report = run_bench(bundle=args.bundle, backend=args.backend, variant=args.variant, runs=args.runs,
-                           warmup=args.warmup, batch=args.batch, threads=args.threads, out=args.out)
+                           warmup=args.warmup, batch=args.batch, threads=args.threads, out=args.out,
+                           compute_units=args.compute_units)
     except IgrEdgeError as e:
         print(f"igr-edge: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
@@ -256,6 +270,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .backends import COMPUTE_UNITS               # names only: backends imports no runtime
+
+    def compute_units_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--compute-units", default=None, choices=COMPUTE_UNITS,
+                       help="the processors Core ML may use on the coreml backend (default: IGR_EDGE_COMPUTE_UNITS, "
+                            "then all)")
+
     parser = argparse.ArgumentParser(prog="igr-edge", description="Garment restoration on devices.")
     parser.add_argument("--version", action="version", version=f"igr-edge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -268,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default=None, help="cpu, cuda or coreml (default: IGR_EDGE_BACKEND, then the best here)")
     p.add_argument("--bundle", default=None, help="bundle folder (default: the one shipped in the package)")
     p.add_argument("--variant", default=None, help="run this bundle variant (default: the best for the backend)")
+    compute_units_flag(p)
     p.add_argument("--size", type=parse_size, default=None, help="output size: N (height) or WxH (default the model's)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -295,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default=None, help="cpu, cuda or coreml (default: IGR_EDGE_BACKEND, then the best)")
     p.add_argument("--bundle", default=None, help="bundle folder, readable by every worker (default: the shipped one)")
     p.add_argument("--variant", default=None, help="run this bundle variant (default: the best for the backend)")
+    compute_units_flag(p)
     p.add_argument("--column", default=None, help="a Parquet INPUT's image column (default: image, bytes, path, ...)")
     p.add_argument("--key-column", default=None, help="a Parquet INPUT's identity column (default: id or key, else the "
                    "path or the row number)")
@@ -303,7 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, error lines or summary")
     p.set_defaults(func=cmd_batch)
 
-    p = sub.add_parser("doctor", help="show Python, ONNX Runtime, and each backend with why it is (not) usable")
+    p = sub.add_parser("doctor", help="show Python, ONNX Runtime, each backend with why it is (not) usable, and the "
+                       "Core ML compute units")
+    compute_units_flag(p)
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("info", help="show a bundle's manifest, variants, quality and hash check")
@@ -315,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", default=None, help="bundle folder (default: the shipped one)")
     p.add_argument("--backend", default=None, help="cpu, cuda or coreml (default: the best here)")
     p.add_argument("--variant", default=None, help="bundle variant (default: the best for the backend)")
+    compute_units_flag(p)
     p.add_argument("--runs", type=int, default=20, help="timed runs (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
     p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")

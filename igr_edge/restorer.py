@@ -124,12 +124,16 @@ class ComponentRunner:
 
 
 class Restorer:
-    """A bundle loaded on one backend. `restore(image, seed=0)` -> PIL image; safe to call from many threads."""
+    """A bundle loaded on one backend. `restore(image, seed=0)` -> PIL image; safe to call from many threads.
+
+    `compute_units` (all, cpu_and_gpu, cpu_and_ne, cpu_only; default IGR_EDGE_COMPUTE_UNITS, else all): the
+    processors Core ML may use on the coreml backend; the other backends ignore it."""
 
     def __init__(self, bundle: str | os.PathLike | Bundle | None = None, *, backend: str | None = None,
                  threads: int | None = None, variant: str | None = None,
-                 max_pixels: int = _images.MAX_PIXELS) -> None:
+                 max_pixels: int = _images.MAX_PIXELS, compute_units: str | None = None) -> None:
         threads = _threads(threads)
+        self.compute_units, self.compute_units_source = _backends.compute_units(compute_units)
         self.max_pixels = max_pixels
         self._bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
         variants = self._bundle.variants()
@@ -157,9 +161,12 @@ class Restorer:
         raise _backends.unavailable(reasons)
 
     def _runner(self, impl, variant: str, threads: int | None):
+        units = self.compute_units
         if self._bundle.kind == "single-call":
-            return SingleCallRunner(impl.session(self._bundle.file(variant, "student"), threads=threads))
-        sessions = {g: impl.session(self._bundle.file(variant, g), threads=threads) for g in self._bundle.graph_names}
+            return SingleCallRunner(impl.session(self._bundle.file(variant, "student"), threads=threads,
+                                                 compute_units=units))
+        sessions = {g: impl.session(self._bundle.file(variant, g), threads=threads, compute_units=units)
+                    for g in self._bundle.graph_names}
         return ComponentRunner(sessions, self._bundle)
 
     # -- what it is ------------------------------------------------------------------------------
@@ -172,7 +179,8 @@ class Restorer:
         return self._bundle
 
     def __repr__(self) -> str:
-        return f"Restorer(bundle={self._bundle.name!r}, variant={self.variant!r}, backend={self._backend!r})"
+        units = f", compute_units={self.compute_units!r}" if self._backend == "coreml" else ""
+        return f"Restorer(bundle={self._bundle.name!r}, variant={self.variant!r}, backend={self._backend!r}{units})"
 
     # -- restoring -------------------------------------------------------------------------------
     def _steps(self, steps: Any) -> int | None:
@@ -262,18 +270,21 @@ def clear_cache() -> None:
 
 
 def restore(image: _images.ImageInput, *, steps: int | None = None, seed: int = 0, backend: str | None = None,
-            bundle: str | os.PathLike | None = None, size: int | tuple[int, int] | None = None) -> Image.Image:
+            bundle: str | os.PathLike | None = None, size: int | tuple[int, int] | None = None,
+            compute_units: str | None = None) -> Image.Image:
     """Restore the garment worn in `image` with the default bundle (or `bundle`): an RGB PIL image.
 
-    The Restorer behind it is made once per (bundle, backend) and reused by later calls (up to CACHE_SIZE)."""
+    The Restorer behind it is made once per (bundle, backend, compute units) and reused by later calls (up to
+    CACHE_SIZE)."""
     if bundle is not None and not isinstance(bundle, (str, os.PathLike)):
         raise BundleError(f"bundle must be a folder path, got {type(bundle).__name__}")
+    units, _ = _backends.compute_units(compute_units)
     key = (os.path.realpath(bundle) if bundle is not None else None, backend,
-           os.environ.get(_backends.ENV) if backend is None else None)
+           os.environ.get(_backends.ENV) if backend is None else None, units)
     with _CACHE_LOCK:
         restorer = _CACHE.get(key)
         if restorer is None:
-            restorer = _CACHE[key] = Restorer(bundle, backend=backend)
+            restorer = _CACHE[key] = Restorer(bundle, backend=backend, compute_units=compute_units)
             while len(_CACHE) > CACHE_SIZE:
                 _CACHE.popitem(last=False)
         _CACHE.move_to_end(key)

@@ -7,7 +7,7 @@ import pytest
 import igr_edge
 from igr_edge import backends
 from igr_edge.backends import OrtBackend, available_backends, choose
-from igr_edge.errors import BackendUnavailableError
+from igr_edge.errors import BackendUnavailableError, IgrEdgeError
 
 GPU_AND_CPU = ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
@@ -170,7 +170,7 @@ def test_the_restorer_falls_back_when_a_chosen_backends_real_session_fails(tiny_
         def probe(self):
             return None
 
-        def session(self, path, *, threads=None):
+        def session(self, path, *, threads=None, compute_units="all"):
             raise BackendUnavailableError("cuda: a session on student.onnx fell back to CPUExecutionProvider")
 
     monkeypatch.setattr(backends, "REGISTRY", {"cuda": (Flaky(),), "cpu": backends.default_registry()["cpu"]})
@@ -199,3 +199,129 @@ def test_coreml_runs_the_student_for_real(tiny_student):
         assert mac.variant == "onnx-qdq"
         a, b = mac.restore_arrays(x, [0, 1]), cpu.restore_arrays(x, [0, 1])
         assert a.shape == (2, 64, 48, 3) and np.abs(a.astype(int) - b.astype(int)).mean() < 4
+
+
+# -- Core ML compute units ---------------------------------------------------------------------------------------
+UNITS_ERROR = r"unknown Core ML compute units \(choose from all, cpu_and_gpu, cpu_and_ne, cpu_only\)"
+
+
+def test_compute_units_come_from_the_argument_then_the_environment_then_all(monkeypatch):
+    assert backends.compute_units() == ("all", "default")
+    monkeypatch.setenv("IGR_EDGE_COMPUTE_UNITS", "cpu_only")
+    assert backends.compute_units() == ("cpu_only", "IGR_EDGE_COMPUTE_UNITS")
+    assert backends.compute_units("cpu_and_ne") == ("cpu_and_ne", "compute_units")
+    monkeypatch.setenv("IGR_EDGE_COMPUTE_UNITS", "gpu")
+    with pytest.raises(IgrEdgeError, match="IGR_EDGE_COMPUTE_UNITS='gpu': " + UNITS_ERROR):
+        backends.compute_units()
+    for bad in ("ALL", "cpuAndNeuralEngine", "", 3):
+        with pytest.raises(IgrEdgeError, match=f"compute_units={bad!r}: " + UNITS_ERROR):
+            backends.compute_units(bad)
+
+
+def test_the_core_ml_provider_takes_the_compute_units_as_orts_MLComputeUnits_option():
+    # ORT's Core ML provider (absent from this Linux build) reads MLComputeUnits: CPUOnly, CPUAndNeuralEngine,
+    # CPUAndGPU or ALL; the options are built here, the session that takes them runs on a Mac (marker coreml)
+    coreml = backends.default_registry()["coreml"][1]
+    assert coreml.provider == "CoreMLExecutionProvider"
+    for units, flag in (("all", "ALL"), ("cpu_and_gpu", "CPUAndGPU"), ("cpu_and_ne", "CPUAndNeuralEngine"),
+                        ("cpu_only", "CPUOnly")):
+        assert coreml.options(units) == {"ModelFormat": "MLProgram", "MLComputeUnits": flag}
+    assert coreml._providers("cpu_only") == [("CoreMLExecutionProvider", {"ModelFormat": "MLProgram",
+                                                                          "MLComputeUnits": "CPUOnly"}),
+                                             ("CPUExecutionProvider", {})]
+    cpu = backends.default_registry()["cpu"][0]
+    assert cpu.options("cpu_only") == {} and cpu._providers("cpu_only") == [("CPUExecutionProvider", {})]
+
+
+def test_an_ort_core_ml_session_is_created_with_the_compute_units(monkeypatch):
+    import onnxruntime as ort
+
+    made = []
+
+    class FakeSession:
+        """FAKED (this ORT build has no Core ML provider): records what the SDK asks ORT for."""
+
+        def __init__(self, path, sess_options=None, providers=None):
+            made.append(providers)
+
+        def get_providers(self):
+            return ["CoreMLExecutionProvider", "CPUExecutionProvider"]
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CoreMLExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", FakeSession)
+    backends.default_registry()["coreml"][1].session(backends.PROBE, compute_units="cpu_and_ne")
+    assert made == [[("CoreMLExecutionProvider", {"ModelFormat": "MLProgram", "MLComputeUnits": "CPUAndNeuralEngine"}),
+                     ("CPUExecutionProvider", {})]]
+
+
+def test_a_core_ml_package_is_loaded_with_the_compute_units(monkeypatch, tmp_path):
+    ct = pytest.importorskip("coremltools")
+    loaded = []
+
+    class FakeMLModel:
+        """FAKED (loading a package needs macOS): records what coremltools is asked for."""
+
+        def __init__(self, path, **kwargs):
+            loaded.append(kwargs)
+
+    monkeypatch.setattr(ct.models, "MLModel", FakeMLModel)
+    for units in backends.COMPUTE_UNITS:
+        backends.CoremltoolsBackend().session(tmp_path / "student.mlpackage", compute_units=units)
+    assert [k["compute_units"] for k in loaded] == [ct.ComputeUnit.ALL, ct.ComputeUnit.CPU_AND_GPU,
+                                                    ct.ComputeUnit.CPU_AND_NE, ct.ComputeUnit.CPU_ONLY]
+
+
+class RecordingCoreML:
+    """FAKED (this is not a Mac): a coreml backend that records the compute units each session is opened with and
+    runs the graph on ORT's CPU provider."""
+    name, formats = "coreml", ("onnx",)
+
+    def __init__(self):
+        self.units = []
+
+    def probe(self):
+        return None
+
+    def session(self, path, *, threads=None, compute_units="all"):
+        self.units.append(compute_units)
+        return backends.default_registry()["cpu"][0].session(path, threads=threads)
+
+
+def test_the_restorer_opens_its_core_ml_sessions_with_the_chosen_compute_units(tiny_student, monkeypatch):
+    fake = RecordingCoreML()
+    monkeypatch.setattr(backends, "REGISTRY", {"coreml": (fake,), "cpu": backends.default_registry()["cpu"]})
+    with igr_edge.Restorer(tiny_student, backend="coreml", compute_units="cpu_and_ne") as r:
+        assert (r.compute_units, r.compute_units_source) == ("cpu_and_ne", "compute_units")
+        assert "compute_units='cpu_and_ne'" in repr(r)
+    monkeypatch.setenv("IGR_EDGE_COMPUTE_UNITS", "cpu_only")
+    with igr_edge.Restorer(tiny_student, backend="coreml") as r:
+        assert (r.compute_units, r.compute_units_source) == ("cpu_only", "IGR_EDGE_COMPUTE_UNITS")
+    assert fake.units == ["cpu_and_ne", "cpu_only"]
+    with igr_edge.Restorer(tiny_student, backend="cpu") as r:         # other backends ignore them
+        assert r.backend == "cpu" and "compute_units" not in repr(r)
+    with pytest.raises(IgrEdgeError, match="compute_units='npu': " + UNITS_ERROR):
+        igr_edge.Restorer(tiny_student, compute_units="npu")
+
+
+def test_restore_keeps_one_restorer_per_compute_units(tiny_student, monkeypatch):
+    from igr_edge import restorer
+
+    fake = RecordingCoreML()
+    monkeypatch.setattr(backends, "REGISTRY", {"coreml": (fake,), "cpu": backends.default_registry()["cpu"]})
+    restorer.clear_cache()
+    person = np.full((64, 48, 3), 128, np.uint8)
+    for units in ("cpu_only", "cpu_only", "cpu_and_gpu"):
+        igr_edge.restore(person, bundle=tiny_student, backend="coreml", compute_units=units)
+    monkeypatch.setenv("IGR_EDGE_COMPUTE_UNITS", "cpu_and_gpu")
+    igr_edge.restore(person, bundle=tiny_student, backend="coreml")             # the same as the argument's
+    assert fake.units == ["cpu_only", "cpu_and_gpu"]
+    restorer.clear_cache()
+
+
+def test_bench_notes_the_compute_units_it_ran_core_ml_with(tiny_student, monkeypatch):
+    from igr_edge.bench import run_bench
+
+    monkeypatch.setattr(backends, "REGISTRY", {"coreml": (RecordingCoreML(),), "cpu": backends.default_registry()["cpu"]})
+    report = run_bench(bundle=tiny_student, backend="coreml", compute_units="cpu_and_gpu", runs=1, warmup=0)
+    assert report["notes"] == ["Core ML compute units: cpu_and_gpu (compute_units)"]
+    assert run_bench(bundle=tiny_student, backend="cpu", runs=1, warmup=0)["notes"] == []

@@ -64,6 +64,38 @@ def test_restore_with_an_unusable_backend_or_bundle_fails_clearly(photos, tmp_pa
     assert "BundleError" in capsys.readouterr().err
 
 
+def test_compute_units_are_checked_before_any_file(photos, tmp_path, tiny_student, capsys, monkeypatch):
+    out = tmp_path / "o"
+    with pytest.raises(SystemExit):
+        main(["restore", str(photos), "-o", str(out), "--bundle", str(tiny_student), "--compute-units", "gpu"])
+    assert "invalid choice: 'gpu' (choose from 'all', 'cpu_and_gpu', 'cpu_and_ne', 'cpu_only')" in capsys.readouterr().err
+    monkeypatch.setenv("IGR_EDGE_COMPUTE_UNITS", "gpu")
+    assert main(["restore", str(photos), "-o", str(out), "--bundle", str(tiny_student)]) == 2
+    assert "IGR_EDGE_COMPUTE_UNITS='gpu': unknown Core ML compute units" in capsys.readouterr().err
+    assert main(["batch", str(photos), str(tmp_path / "b"), "--bundle", str(tiny_student), "--engine", "threads",
+                 "-q"]) == 2
+    assert "IGR_EDGE_COMPUTE_UNITS='gpu'" in capsys.readouterr().err and not (tmp_path / "b").exists()
+    assert list(out.iterdir()) == []
+    assert main(["restore", str(photos / "p0.png"), "-o", str(out), "--bundle", str(tiny_student), "--backend", "cpu",
+                 "--compute-units", "cpu_only", "-q"]) == 0        # the flag beats the variable; cpu ignores it
+    assert files_in(out) == ["p0.png"]
+
+
+def test_doctor_reports_the_compute_units_and_where_they_came_from(capsys, monkeypatch):
+    assert main(["doctor"]) == 0
+    assert ("compute      Core ML compute units all (the default: IGR_EDGE_COMPUTE_UNITS is unset; the coreml "
+            "backend's, the others ignore them)") in capsys.readouterr().out
+    monkeypatch.setenv("IGR_EDGE_COMPUTE_UNITS", "cpu_and_ne")
+    assert main(["doctor"]) == 0
+    assert "Core ML compute units cpu_and_ne (from IGR_EDGE_COMPUTE_UNITS;" in capsys.readouterr().out
+    assert main(["doctor", "--compute-units", "cpu_only"]) == 0
+    assert "Core ML compute units cpu_only (from --compute-units;" in capsys.readouterr().out
+    monkeypatch.setenv("IGR_EDGE_COMPUTE_UNITS", "ane")
+    assert main(["doctor"]) == 1
+    assert ("compute      IGR_EDGE_COMPUTE_UNITS='ane': unknown Core ML compute units (choose from all, cpu_and_gpu, "
+            "cpu_and_ne, cpu_only)") in capsys.readouterr().out
+
+
 def test_bad_arguments_fail_once_before_any_file(photos, tmp_path, tiny_student, tiny_teacher, capsys):
     out = tmp_path / "o"
     assert main(["restore", str(photos), "-o", str(out), "--bundle", str(tiny_student), "--steps", "4"]) == 2

@@ -5,6 +5,8 @@ import Foundation
 /// Plain settings (as Apple's ml-stable-diffusion does): where the bundle is and what may run it.
 public struct Configuration {
     public var bundle: URL
+    /// The processors Core ML may use (`.all`, `.cpuAndGPU`, `.cpuAndNeuralEngine`, `.cpuOnly`): the Python SDK's
+    /// `compute_units` (all, cpu_and_gpu, cpu_and_ne, cpu_only), set on the model's `MLModelConfiguration`.
     public var computeUnits: MLComputeUnits = .all
 
     public init(bundle: URL, computeUnits: MLComputeUnits = .all) {
