@@ -82,7 +82,7 @@ class CoreMLStudent(nn.Module):
             a, sd = s.coef[i]
             a_next, s_next = s.coef[i + 1]
             latent = a_next * (a * latent - sd * v) + s_next * (sd * latent + a * v)
-        return ((s.model.decode(latent) + 1.0) * 127.5).round().clamp(0, 255)
+        return ((s.model.decode(latent, light=s.model.config.light) + 1.0) * 127.5).round().clamp(0, 255)
 
 
 def _canonical_manifest(package: Path) -> None:

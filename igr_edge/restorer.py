@@ -61,14 +61,19 @@ def run_graph(session, name: str, outputs: list[str] | None, feeds: dict[str, np
 
 
 class SingleCallRunner:
-    """One call of the student graph per batch."""
+    """One call of the student graph per batch, or per image where the variant's file fixes its batch at 1."""
 
-    def __init__(self, session) -> None:
+    def __init__(self, session, batch: int | None = None) -> None:
         self.session = session
+        self.batch = batch
 
     def __call__(self, persons: np.ndarray, noise: np.ndarray, steps: int | None) -> np.ndarray:
         outputs = ["garment"] if hasattr(self.session, "get_outputs") else None
-        return run_graph(self.session, "student", outputs, {"person": persons, "noise": noise})[0]
+        if self.batch is None or len(persons) <= self.batch:
+            return run_graph(self.session, "student", outputs, {"person": persons, "noise": noise})[0]
+        return np.concatenate([run_graph(self.session, "student", outputs,
+                                         {"person": persons[i:i + self.batch], "noise": noise[i:i + self.batch]})[0]
+                               for i in range(0, len(persons), self.batch)])
 
 
 class _Named:
@@ -164,7 +169,7 @@ class Restorer:
         units = self.compute_units
         if self._bundle.kind == "single-call":
             return SingleCallRunner(impl.session(self._bundle.file(variant, "student"), threads=threads,
-                                                 compute_units=units))
+                                                 compute_units=units), batch=self._bundle.batch(variant))
         sessions = {g: impl.session(self._bundle.file(variant, g), threads=threads, compute_units=units)
                     for g in self._bundle.graph_names}
         return ComponentRunner(sessions, self._bundle)
