@@ -19,5 +19,9 @@ for s in "${STUDENTS[@]}"; do
 done
 # the zero-SNR student carries the aligned prior's UNet and the EfficientNet-Lite0 tower: 16 M parameters, 17.2 MB
 # as onnx-w8 (int8 weights), over the 10 MB default; below it would take 4-bit weights or a smaller prior
-"$PY" -m convert default --bundle "bundles/${STUDENTS[0]}" --max-bytes "${DEFAULT_MAX_BYTES:-18000000}"
+# The shipped default is the light student (the full-VAE student's onnx-w8 was 17.2 MB and half as fast):
+#   python -m convert bundle --model models/student-2-zsnr-light --out bundles/student-2-light \
+#       --variants onnx-fp32,onnx-w8,onnx-mobile --quality reports/eval-zsnr/student-2-light.json --skip-failing
+#   DEFAULT=bundles/student-2-light (16.2 MB as onnx-w8)
+"$PY" -m convert default --bundle "${DEFAULT:-bundles/${STUDENTS[0]}}" --max-bytes "${DEFAULT_MAX_BYTES:-18000000}"
 "$PY" -m convert report "${STUDENTS[@]/#/bundles/}" --out reports/convert
