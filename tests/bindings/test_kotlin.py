@@ -27,4 +27,4 @@ def test_the_kotlin_noise_generator_and_bundle_loader_pass_their_junit_tests(tmp
                           f"-Digr.bundle={REPO / 'igr_edge' / 'bundles' / 'default'}", "org.junit.runner.JUnitCore",
                           "dev.igredge.NoiseTest", "dev.igredge.BundleTest"], capture_output=True, text=True,
                          timeout=300)
-    assert ran.returncode == 0 and "OK (8 tests)" in ran.stdout, ran.stdout[-3000:] + ran.stderr[-2000:]
+    assert ran.returncode == 0 and "OK (9 tests)" in ran.stdout, ran.stdout[-3000:] + ran.stderr[-2000:]

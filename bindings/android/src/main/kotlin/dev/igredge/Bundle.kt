@@ -32,6 +32,16 @@ class Bundle private constructor(val folder: File, val manifest: JSONObject) {
         throw BundleException("bundle $name has no ${formats.joinToString("/")} variant for $backend")
     }
 
+    /** The batch [variant]'s student graph takes: 1 where its declared `io` (schema 1.3) fixes it (the mobile and
+     *  Core ML variants: feed them one person a call), null where any batch runs or nothing is declared. */
+    fun batch(variant: String): Int? {
+        val io = manifest.getJSONObject("variants").getJSONObject(variant).optJSONObject("io")
+            ?.optJSONObject("student") ?: return null
+        val inputs = io.getJSONArray("inputs")
+        val first = (0 until inputs.length()).map { inputs.getJSONObject(it).getJSONArray("shape").opt(0) }
+        return if (first.any { it is Number && it.toInt() == 1 }) 1 else null
+    }
+
     private val listed: Set<String>
         get() = manifest.getJSONArray("files").let { a -> (0 until a.length()).map { a.getJSONObject(it).getString("path") }.toSet() }
 

@@ -54,6 +54,18 @@ class BundleTest {
     }
 
     @Test
+    fun aVariantsDeclaredIoFixesItsBatch() {
+        val variant = JSONObject(File(bundle, "manifest.json").readText()).getString("default_variant")
+        assertEquals(null, Bundle.load(bundle).batch(variant))
+        val fixed = copy("io-fixed") { m ->
+            val io = m.getJSONObject("variants").getJSONObject(variant).getJSONObject("io").getJSONObject("student")
+            val inputs = io.getJSONArray("inputs")
+            for (i in 0 until inputs.length()) inputs.getJSONObject(i).getJSONArray("shape").put(0, 1)
+        }
+        assertEquals(1, Bundle.load(fixed).batch(variant))
+    }
+
+    @Test
     fun aGraphTheFileListLacksIsNeverRun() {
         val folder = copy("unlisted") { m ->
             val variant = m.getString("default_variant")
