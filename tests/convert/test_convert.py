@@ -211,11 +211,12 @@ def test_each_onnx_variant_records_what_nnapi_and_core_ml_take_as_orts_own_check
 
 def test_manifests_without_mobile_figures_stay_valid_and_malformed_ones_are_refused(bundle):
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert manifest["schema"] == "1.2.0"
+    assert manifest["schema"] == "1.3.0"
     old = json.loads(json.dumps(manifest))
     old["schema"] = "1.1.0"
     for spec in old["variants"].values():
         spec.pop("mobile", None)
+        spec.pop("io", None)
     assert validation_errors(old) == []
     manifest["variants"]["onnx-fp32"]["mobile"]["student"]["eps"]["nnapi"]["verdict"] = "perhaps"
     del manifest["variants"]["onnx-fp32"]["mobile"]["student"]["eps"]["coreml-mlprogram"]["partitions"]
