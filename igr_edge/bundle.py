@@ -162,10 +162,6 @@ class Bundle:
         variants), None where any batch runs (or, in older manifests, where nothing is declared)."""
         return variant_batch(self.manifest, variant)
 
-    def io(self, variant: str, graph: str) -> dict[str, Any]:
-        """The inputs and outputs of `graph` as `variant`'s file declares them, else as the manifest's `graphs`."""
-        return self.manifest["variants"][variant].get("io", {}).get(graph) or self.manifest["graphs"][graph]
-
     def file(self, variant: str, graph: str) -> Path:
         """The file (or .mlpackage folder) of `graph` in `variant`, confined to the bundle."""
         try:
