@@ -17,7 +17,8 @@ other variant changes:
   Resize's unnamed roi / scales inputs   empty constants: ORT's checker counts an unnamed input as a dynamic
                             shape, which split the graph at every upsampling
 
-Everything else is left as it is. Ranks stay at most 4 (NNAPI's limit); every new constant is an initializer.
+Everything else is left as it is. Ranks stay at most 4 (NNAPI's limit); every new constant is an initializer, and an
+initializer that no node reads any more is dropped.
 """
 from __future__ import annotations
 
@@ -74,7 +75,24 @@ def rewrite_for_mobile(proto: onnx.ModelProto, *, gelu: str = "tanh") -> Counter
     del graph.node[:]
     graph.node.extend(nodes)
     graph.initializer.extend(new_inits)
+    # the rewritten ops' own scale / bias initializers (copied into the new constants) are read by no node now:
+    # ORT would warn about each one at every session start
+    used = _inputs_read(graph) | graph_outputs
+    unused = [i for i in graph.initializer if i.name not in used]
+    for init in unused:
+        graph.initializer.remove(init)
     return done
+
+
+def _inputs_read(graph: onnx.GraphProto) -> set[str]:
+    """Every name a node of `graph` reads, subgraphs (If / Loop bodies) included."""
+    names = set()
+    for node in graph.node:
+        names.update(node.input)
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                names |= _inputs_read(sub)
+    return names
 
 
 def _shapes(proto: onnx.ModelProto) -> dict[str, list[int]]:

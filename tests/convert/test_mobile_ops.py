@@ -39,6 +39,8 @@ def _rewritten(model, feeds, **options):
     onnx.checker.check_model(copy, full_check=True)
     ops = {n.op_type for n in copy.graph.node}
     assert ops <= BOTH, ops - BOTH
+    read = {name for n in copy.graph.node for name in n.input}
+    assert [i.name for i in copy.graph.initializer if i.name not in read] == []   # ORT warns of each at load
     return before, _run(copy, feeds), done
 
 
