@@ -1,4 +1,4 @@
-"""`python -m distill guidance|steps|calibrate|report|light-vae|light-sweep|light-attach`: from the teacher to few-step students.
+"""`python -m distill guidance|steps|calibrate|report|light-vae|light-sweep|light-attach|light-prior`: from the teacher to few-step students.
 
   python -m distill guidance --teacher models/teacher-small --cache runs/cache --out runs/distill/guided
   python -m distill steps --from models/teacher-small --init runs/distill/guided/final --cache runs/cache \\
@@ -9,6 +9,7 @@
   python -m distill light-sweep --vae models/teacher-small --widths 4,8,16,32 8,16,32,64 12,24,48,64 \\
       --runs runs/light-vae --out reports/light-vae
   python -m distill light-attach --model models/student-2-zsnr --light runs/light-vae/w8-16-32-64/final --out DIR
+  python -m distill light-prior --model models/student-2-zsnr-light --channels 32,64,96 --cache runs/cache-effnet --out DIR
 """
 from __future__ import annotations
 
@@ -226,6 +227,32 @@ def cmd_light_attach(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     return 0
 
 
+def cmd_light_prior(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import torch
+
+    from .prior import PRIOR_META, distill_prior, person_latents, write_meta
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = _load(parser, args.model)
+    try:
+        latents = person_latents(args.cache)
+        new, record = distill_prior(model, tuple(args.channels), latents, steps=args.train_steps, batch=args.batch,
+                                    lr=args.lr, holdout=args.holdout, seed=args.seed)
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(str(e))
+    extra = {PRIOR_META: write_meta(record, args.model, args.cache)}
+    for name in ("distill.json", "light.json"):        # how the student and its light parts were made travel along
+        if (Path(args.model) / name).is_file():
+            extra[name] = (Path(args.model) / name).read_text()
+    out = new.save_pretrained(args.out, dtype={"fp16": torch.float16, "fp32": None}[args.dtype],
+                              share_with=args.share_with or None, extra=extra)
+    print(f"wrote {out}: {args.model} with a {args.channels} prior ({record['gflop']['light']} GFLOP against "
+          f"{record['gflop']['full']}), relative L1 to the full prior on {args.holdout} held-out latents "
+          f"{record['relative_l1_holdout']}")
+    return 0
+
+
 def _light_settings(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vae", required=True, help="model folder whose full VAE is distilled (e.g. the teacher)")
     p.add_argument("--encoder-widths", type=_widths,
@@ -319,6 +346,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32",
                    help="weights as saved (fp16 links a packed student's and teacher's fp16 files)")
     p.set_defaults(func=cmd_light_attach)
+
+    p = sub.add_parser("light-prior", help="a model folder whose aligned prior is distilled into a narrower UNet")
+    p.add_argument("--model", required=True, help="a student (or teacher) with an aligned prior")
+    p.add_argument("--channels", type=_ints, required=True, help="the narrow prior's widths per level, e.g. 32,64,96")
+    p.add_argument("--cache", required=True, help="a latent cache (python -m igr.train.cache): its person latents")
+    p.add_argument("--holdout", type=int, default=512, help="the cache's last latents, never trained on, measured on")
+    p.add_argument("--out", required=True)
+    p.add_argument("--share-with", nargs="*", help="folders whose identical files are linked, not copied")
+    p.add_argument("--dtype", choices=("fp32", "fp16"), default="fp16", help="weights as saved")
+    _train_settings(p, 2000, 1e-3)
+    p.set_defaults(func=cmd_light_prior)
 
     args = parser.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
