@@ -55,10 +55,11 @@ def cmd_default(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
     try:
         variant, size = install_default(Path(args.bundle), Path(args.dest), max_bytes=args.max_bytes,
-                                        variant=args.variant)
+                                        variant=args.variant, also=tuple(args.also))
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
-    print(f"default bundle: {args.bundle} variant {variant} ({size / 1e6:.2f} MB) -> {args.dest}")
+    carried = "".join(f" + {v}" for v in args.also if v != variant)
+    print(f"default bundle: {args.bundle} variant {variant}{carried} ({size / 1e6:.2f} MB) -> {args.dest}")
     return 0
 
 
@@ -105,7 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bundle", required=True)
     p.add_argument("--variant", help="this variant instead of the fastest CPU variant within the size limit")
     p.add_argument("--dest", default=str(DEFAULT_DIR))
-    p.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES)
+    p.add_argument("--with", dest="also", action="append", default=[], metavar="VARIANT",
+                   help="also carry this variant (repeatable), e.g. onnx-mobile-w8 for NNAPI and the Core ML EP; "
+                        "the CPU variant stays the default_variant")
+    p.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, help="bound on all the variants together")
     p.set_defaults(func=cmd_default)
 
     p = sub.add_parser("report", help="per variant: size, parity figures, ORT CPU latency as a ratio to fp32")

@@ -1,4 +1,6 @@
-"""The SDK's default bundle: one CPU variant of the chosen student, copied into igr_edge's package data.
+"""The SDK's default bundle: one CPU variant of the chosen student, copied into igr_edge's package data, and
+optionally variants for other runtimes beside it (`also`: the mobile graph that NNAPI and the Core ML EP take);
+the CPU variant stays the manifest's `default_variant`, the one the SDK and the bindings run first.
 
 "Best" is the fastest CPU variant within the size limit among those whose output is within `MIN_PSNR_DB` of
 the fp32 graph on the gate images: the bindings promise the Python SDK's pixels within 40 dB on every runtime,
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from igr_edge.manifest import MANIFEST, read_manifest, variant_files
+from igr_edge.manifest import MANIFEST, read_manifest, variant_batch, variant_files
 
 from .bundle import latency, variant_sizes
 from .gates import gate_images
@@ -30,10 +32,12 @@ def _psnr_vs_fp32(spec: dict) -> float:
 
 def pick_cpu_variant(folder: Path, manifest: dict, max_bytes: int, runs: int = 10) -> tuple[str, dict[str, float]]:
     """The fastest CPU variant (ORT CPU, batch 1, median of `runs`, timed in this run) within `max_bytes`,
-    among those within `MIN_PSNR_DB` of fp32 if there are any."""
+    among those within `MIN_PSNR_DB` of fp32 if there are any. Only variants that take any batch: a catalog
+    restore feeds a fixed-batch one image by image."""
     sizes = variant_sizes(folder, manifest)
     fits = [v for v, spec in manifest["variants"].items()
-            if "cpu" in spec["backends"] and spec["format"] in CPU_FORMATS and sizes[v] <= max_bytes]
+            if "cpu" in spec["backends"] and spec["format"] in CPU_FORMATS and sizes[v] <= max_bytes
+            and variant_batch(manifest, v) is None]
     if not fits:
         listed = ", ".join(f"{v} {s / 1e6:.1f} MB" for v, s in sizes.items())
         raise ValueError(f"no CPU variant of {folder} fits in {max_bytes / 1e6:.1f} MB ({listed})")
@@ -50,8 +54,10 @@ def pick_cpu_variant(folder: Path, manifest: dict, max_bytes: int, runs: int = 1
     return min(fits, key=lambda v: medians[v]), medians
 
 
-def install_default(bundle: Path, dest: Path, *, max_bytes: int, variant: str | None = None) -> tuple[str, int]:
-    """Write `dest` as a bundle holding only `variant` (default: `pick_cpu_variant`) of `bundle`, atomically."""
+def install_default(bundle: Path, dest: Path, *, max_bytes: int, variant: str | None = None,
+                    also: tuple[str, ...] = ()) -> tuple[str, int]:
+    """Write `dest` as a bundle holding `variant` (default: `pick_cpu_variant`) of `bundle` and the variants
+    `also`, atomically; `max_bytes` bounds them all together. -> (the CPU variant, bytes of every variant)."""
     from igr.files import atomic_folder
 
     manifest = read_manifest(bundle)
@@ -62,11 +68,15 @@ def install_default(bundle: Path, dest: Path, *, max_bytes: int, variant: str | 
         variant, timings = pick_cpu_variant(bundle, manifest, max_bytes)
     elif variant not in manifest["variants"]:
         raise ValueError(f"{bundle} has no variant {variant} (it has {', '.join(manifest['variants'])})")
+    missing = [v for v in also if v not in manifest["variants"]]
+    if missing:
+        raise ValueError(f"{bundle} has no variant {', '.join(missing)} (it has {', '.join(manifest['variants'])})")
     spec = manifest["variants"][variant]
-    keep = variant_files(manifest, variant)
+    names = [variant, *(v for v in also if v != variant)]
+    keep = [f for v in names for f in variant_files(manifest, v)]
     size = sum(f["size"] for f in keep)
     if size > max_bytes:
-        raise ValueError(f"{variant} of {bundle} has {size / 1e6:.2f} MB, over the default bundle's "
+        raise ValueError(f"{' + '.join(names)} of {bundle} have {size / 1e6:.2f} MB, over the default bundle's "
                          f"{max_bytes / 1e6:.1f} MB")
     chosen_by = "named"
     if timings:
@@ -74,7 +84,7 @@ def install_default(bundle: Path, dest: Path, *, max_bytes: int, variant: str | 
         chosen_by = (f"fastest CPU variant within {max_bytes / 1e6:g} MB"
                      + (f" and {MIN_PSNR_DB:g} dB of fp32" if within else f" (none within {MIN_PSNR_DB:g} dB of fp32)"))
     source_sha = hashlib.sha256((bundle / MANIFEST).read_bytes()).hexdigest()
-    new = dict(manifest, variants={variant: spec}, files=keep, default_variant=variant,
+    new = dict(manifest, variants={v: manifest["variants"][v] for v in names}, files=keep, default_variant=variant,
                provenance=dict(manifest["provenance"], source_bundle={"name": manifest["name"],
                                                                        "manifest_sha256": source_sha,
                                                                        "chosen_by": chosen_by}))

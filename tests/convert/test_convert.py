@@ -18,7 +18,7 @@ from convert.specs import specs_for
 from igr.config import IGRConfig
 from igr.model import IGRModel
 from igr_edge.errors import BundleError
-from igr_edge.manifest import read_manifest, schema, validation_errors
+from igr_edge.manifest import read_manifest, schema, validation_errors, variant_bytes
 from igr_edge.schedulers import NoiseSchedule, plan
 
 ONNX_VARIANTS = ["onnx-fp32", "onnx-int8", "onnx-qdq", "onnx-w8", "onnx-fp16", "ort"]
@@ -229,19 +229,20 @@ def test_the_mobile_variants_are_static_and_nnapi_and_core_ml_each_take_them_who
     """onnx-mobile of the tiny student (the cached tiny bundle's fp32 graph): batch 1, every shape static, and ops
     that NNAPI and the Core ML EP (ML Program) both take, as ORT's own checker counts: >= 99% of the nodes in
     <= 3 partitions for each; within 40 dB of the fp32 graph. ort-mobile, the same graph in ORT format at basic
-    optimizations, needs only those ops of a reduced ORT build."""
+    optimizations, needs only those ops of a reduced ORT build. onnx-mobile-w8, the same graph with int8 weights
+    expanded in the graph, is smaller and the EPs take as much of it (ORT folds the expansion before they look)."""
     from convert import onnx_export
     from convert.bundle import VARIANTS
     from igr_edge.manifest import variant_batch
 
     good = tiny_bundles["student"] / "onnx-fp32" / "student.onnx"
     monkeypatch.setattr(onnx_export, "export_fp32", lambda spec, model, path: _copy(good, path))
-    write_bundle(tiny_bundles["models"] / "student-2", tmp_path / "m", variants=["onnx-fp32", "onnx-mobile", "ort-mobile"],
-                 gate_n=2, progress=False)
+    write_bundle(tiny_bundles["models"] / "student-2", tmp_path / "m", variants=["onnx-fp32", "onnx-mobile", "onnx-mobile-w8",
+                                                                             "ort-mobile"], gate_n=2, progress=False)
     manifest = read_manifest(tmp_path / "m")
     mobile = manifest["variants"]["onnx-mobile"]
     assert mobile["backends"] == ["cpu"] and float(mobile["parity"]["psnr_vs_fp32_db"]) >= 40
-    for v in ("onnx-mobile", "ort-mobile"):                 # the manifest says what the files fix: a batch of 1
+    for v in ("onnx-mobile", "onnx-mobile-w8", "ort-mobile"):   # what the files fix, said by the manifest: batch 1
         io = manifest["variants"][v]["io"]["student"]
         assert io["inputs"][0] == {"name": "person", "dtype": "uint8", "shape": [1, 64, 48, 3], "layout": "NHWC"}
         assert variant_batch(manifest, v) == 1 and variant_batch(manifest, "onnx-fp32") is None
@@ -250,11 +251,11 @@ def test_the_mobile_variants_are_static_and_nnapi_and_core_ml_each_take_them_who
     persons = np.random.default_rng(0).integers(0, 256, (3, 64, 48, 3), dtype=np.uint8)
     with Restorer(tmp_path / "m", variant="onnx-fp32") as r:
         want = r.restore_arrays(persons, [0, 1, 2])
-    for v in ("onnx-mobile", "ort-mobile"):                  # the SDK feeds a batch of 3 one image at a time
+    for v, bound in (("onnx-mobile", 40), ("onnx-mobile-w8", 30), ("ort-mobile", 40)):  # a batch of 3, one by one
         with Restorer(tmp_path / "m", variant=v) as r:
             got = r.restore_arrays(persons, [0, 1, 2])
         mse = np.mean((got.astype(float) - want) ** 2)
-        assert got.shape == want.shape and (mse == 0 or 10 * np.log10(255 ** 2 / mse) >= 40), v
+        assert got.shape == want.shape and (mse == 0 or 10 * np.log10(255 ** 2 / mse) >= bound), v
     proto = onnx.load(str(tmp_path / "m" / mobile["files"]["student"]))
     assert all(d.dim_value and not d.dim_param for v in [*proto.graph.input, *proto.graph.output]
                for d in v.type.tensor_type.shape.dim)
@@ -269,6 +270,11 @@ def test_the_mobile_variants_are_static_and_nnapi_and_core_ml_each_take_them_who
         taken, nodes, parts = after[ep]["supported_nodes"], after[ep]["nodes"], after[ep]["partitions"]
         assert taken >= 0.99 * nodes and parts <= 3, f"{ep}: {taken}/{nodes} in {parts}, refusing {after[ep]}"
         assert before[ep]["supported_nodes"] < 0.1 * before[ep]["nodes"] and parts < before[ep]["partitions"], ep
+    w8 = manifest["variants"]["onnx-mobile-w8"]
+    assert float(w8["parity"]["psnr_vs_fp32_db"]) >= 30 and w8["mobile"]["student"]["eps"] == after
+    assert variant_bytes(manifest, "onnx-mobile-w8") < 0.6 * variant_bytes(manifest, "onnx-mobile")
+    w8_nodes = onnx.load(str(tmp_path / "m" / w8["files"]["student"])).graph.node
+    assert {n.op_type for n in w8_nodes} == ops and len(w8_nodes) > len(proto.graph.node)  # + Cast·Mul, folded at load
     ort_mobile = manifest["variants"]["ort-mobile"]
     assert ort_mobile["format"] == "ort" and ort_mobile["backends"] == ["cpu"] == list(VARIANTS["ort-mobile"].backends)
     assert float(ort_mobile["parity"]["psnr_vs_fp32_db"]) >= 40
@@ -391,6 +397,34 @@ def test_default_bundle_holds_one_cpu_variant_within_the_size_limit(bundle, tmp_
     with pytest.raises(ValueError, match="no CPU variant"):
         install_default(bundle, tmp_path / "none", max_bytes=1000)
     assert not (tmp_path / "none").exists()
+
+
+def test_default_bundle_carries_other_variants_beside_its_cpu_variant_within_one_size_bound(bundle, tmp_path):
+    """`also` (`--with`): the mobile variant rides beside the CPU one, which stays default_variant; the bound
+    covers both; a fixed-batch variant is never the CPU pick."""
+    from convert.default import pick_cpu_variant
+
+    source = read_manifest(bundle)
+    alone, alone_size = install_default(bundle, tmp_path / "alone", max_bytes=10 * 10**6, variant="onnx-w8")
+    extra = variant_bytes(source, "onnx-fp32")
+    variant, size = install_default(bundle, tmp_path / "both", max_bytes=alone_size + extra, variant="onnx-w8",
+                                    also=("onnx-fp32",))
+    manifest = read_manifest(tmp_path / "both")
+    assert variant == alone == manifest["default_variant"] and set(manifest["variants"]) == {"onnx-w8", "onnx-fp32"}
+    assert size == alone_size + extra == sum(f["size"] for f in manifest["files"])
+    assert manifest["variants"]["onnx-fp32"] == source["variants"]["onnx-fp32"]
+    with pytest.raises(ValueError, match="over the default bundle"):
+        install_default(bundle, tmp_path / "over", max_bytes=size - 1, variant="onnx-w8", also=("onnx-fp32",))
+    with pytest.raises(ValueError, match="no variant onnx-nothing"):
+        install_default(bundle, tmp_path / "missing", max_bytes=size, also=("onnx-nothing",))
+    assert not (tmp_path / "over").exists() and not (tmp_path / "missing").exists()
+    fixed = json.loads(json.dumps(source))                 # every variant but onnx-fp32 declared at batch 1
+    for name, spec in fixed["variants"].items():
+        if name != "onnx-fp32":
+            for io in spec["io"].values():
+                for t in [*io["inputs"], *io["outputs"]]:
+                    t["shape"][0] = 1
+    assert pick_cpu_variant(bundle, fixed, max_bytes=10**9, runs=1)[0] == "onnx-fp32"
 
 
 def test_default_bundle_falls_back_to_the_fastest_when_no_variant_is_within_40_db(bundle, tmp_path):
