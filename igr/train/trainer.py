@@ -227,10 +227,8 @@ class Trainer:
         self.acc = accelerator or Accelerator(
             mixed_precision=cfg.mixed_precision, cpu=launched > 1 and not torch.cuda.is_available(),
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-        if self.acc.distributed_type.value in ("FSDP", "DEEPSPEED"):
-            raise NotImplementedError(f"{self.acc.distributed_type.value}: the trainer's EMA and checkpoints read whole "
-                                      "parameters, which sharding splits; use DDP (configs/accelerate/8gpu.yaml) with "
-                                      "--gradient-checkpointing, bf16 and --grad-accum (docs/paper-scale.md)")
+        self.fsdp = self.acc.distributed_type.value == "FSDP"
+        _check_sharding(self.acc, cfg, asked=accelerator is None)
         if accelerator is None and self.acc.num_processes != launched:
             raise RuntimeError(f"launched as {launched} processes, but accelerate runs {self.acc.num_processes}: "
                                f"check the launcher's configuration (docs/paper-scale.md)")
@@ -243,7 +241,12 @@ class Trainer:
         self.loss = StageLoss(model, cfg)
         extra = [self.loss.logit_scale] if cfg.stage == "encoder" else []
         self.optimizer = torch.optim.AdamW(self.params + extra, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.ema = _ema_copy(model) if cfg.ema > 0 else None
+        self.keeps_ema = cfg.ema > 0
+        # FSDP: the EMA is kept shard by shard beside the sharded parameters (`_ema_shards`, after prepare); rank 0
+        # keeps one unsharded copy (`_host`) that gathered weights are written from, sampled and validated with
+        self.ema = _ema_copy(model) if self.keeps_ema and not self.fsdp else None
+        self._host = _ema_copy(model) if self.fsdp and self.acc.is_main_process else None
+        self._ema_shards: list[torch.Tensor] | None = None
         if cfg.gradient_checkpointing:
             if not isinstance(model, IGRModel):
                 raise ValueError(f"gradient_checkpointing applies to IGR models (the diffusion stages), not {cfg.stage}")
@@ -253,23 +256,44 @@ class Trainer:
         self.step = 0
         self.rewarm_from: int | None = None
         self.compact_to: tuple[Path, Path | None] | None = None    # (folder, share_with): save_compact at checkpoints
-        self.wrapped, self.optimizer = self.acc.prepare(self.loss, self.optimizer)
+        # fully_shard cannot shard 0-dim parameters (the fusion scales, CLIP's temperature): under FSDP every process
+        # keeps them whole (FSDP's ignored parameters) and the trainer averages their gradients itself
+        self._whole = [p for p in self.loss.parameters() if p.dim() == 0] if self.fsdp else []
+        if self._whole:
+            with torch.no_grad():
+                for p in self._whole:
+                    p.data = p.data.to(self.acc.device)
+            self.acc.state.fsdp_plugin.ignored_modules = [nn.ParameterList(self._whole)]
+        try:
+            self.wrapped, self.optimizer = self.acc.prepare(self.loss, self.optimizer)
+        finally:
+            if self._whole:               # read by prepare alone; the plugin may prepare another trainer's model
+                self.acc.state.fsdp_plugin.ignored_modules = None
+        if self.fsdp:         # fully_shard swapped the parameters for DTensors (accelerate swapped the optimizer's)
+            self.params = [p for m in trainable_modules(model, cfg.stage) for p in m.parameters()]
+            if self.keeps_ema:
+                self._ema_shards = [p.detach().clone() for p in self.params]
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
         """OUT/checkpoint/: model/, ema/, state.safetensors (optimizer, RNG), trainer.json; atomic."""
         dest = self.out / CHECKPOINT
-        if not self.acc.is_main_process:
+        main = self.acc.is_main_process
+        if not main and not self.fsdp:
             return dest
-        with atomic_folder(dest) as tmp:
-            self.model.save_pretrained(tmp / "model")
-            if self.ema is not None:
-                self.ema.save_pretrained(tmp / "ema")
+        # under FSDP every process takes part (each gathers its shards), rank 0 alone writes
+        with atomic_folder(dest) if main else contextlib.nullcontext() as tmp:
+            self._write_weights("model", tmp and tmp / "model")
+            if self.keeps_ema:
+                self._write_weights("ema", tmp and tmp / "ema")
+            tensors = optimizer_tensors(self.optimizer, prefix="opt.", keep=main)
+            logit_scale = _full(self.loss.logit_scale)
+            if not main:
+                return dest
             opt = self.optimizer.state_dict()
-            tensors = optimizer_tensors(self.optimizer, prefix="opt.")
             tensors["rng.generator"] = self.generator.get_state()
             tensors["rng.torch"] = torch.get_rng_state()
-            tensors["logit_scale"] = self.loss.logit_scale.detach().clone()
+            tensors["logit_scale"] = logit_scale.detach().clone()
             save_file(tensors, str(tmp / "state.safetensors"))
             (tmp / "trainer.json").write_text(json.dumps(
                 {"step": self.step, "stage": self.cfg.to_dict(), "param_groups": opt["param_groups"],
@@ -281,12 +305,14 @@ class Trainer:
         EMA; components equal to `share_with`'s files linked, not copied), the step and the stage config; no
         optimizer state. `load_compact` resumes it, both the weights and the EMA from it."""
         dest = Path(dest)
-        if not self.acc.is_main_process:
+        main = self.acc.is_main_process
+        if not main and not self.fsdp:
             return dest
-        with atomic_folder(dest) as tmp:
-            kept = self.ema if self.ema is not None else self.model
-            kept.save_pretrained(tmp / ("ema" if self.ema is not None else "model"), dtype=torch.float16,
-                                 share_with=share_with)
+        with atomic_folder(dest) if main else contextlib.nullcontext() as tmp:
+            kind = "ema" if self.keeps_ema else "model"
+            self._write_weights(kind, tmp and tmp / kind, dtype=torch.float16, share_with=share_with)
+            if not main:
+                return dest
             (tmp / "trainer.json").write_text(json.dumps(
                 {"step": self.step, "stage": self.cfg.to_dict(), "compact": True,
                  "processes": self.acc.num_processes}, indent=1) + "\n")
@@ -322,8 +348,16 @@ class Trainer:
                              f"backbone) = "
                              f"{paths(saved_model.config)}, this run has {paths(self.model.config)}")
         _copy_weights(saved_model, self.model)
-        if self.ema is not None:
-            _copy_weights(load(folder / "ema") if (folder / "ema").is_dir() else saved_model, self.ema)
+        if self.keeps_ema:
+            saved_ema = load(folder / "ema") if (folder / "ema").is_dir() else saved_model
+            if self.ema is not None:
+                _copy_weights(saved_ema, self.ema)
+            if self._ema_shards is not None:
+                saved = [p for m in trainable_modules(saved_ema, self.cfg.stage) for p in m.parameters()]
+                for e, full in zip(self._ema_shards, saved, strict=True):
+                    _copy_into(e, full)
+        if self._host is not None:       # its frozen parts too are the checkpoint's
+            _copy_weights(saved_ema if self.keeps_ema else saved_model, self._host)
         return meta
 
     def load_compact(self, folder: str | Path) -> None:
@@ -347,11 +381,15 @@ class Trainer:
         if meta.get("compact"):
             raise ValueError(f"{folder} is a compact checkpoint (no optimizer state): resume it with load_compact")
         tensors = load_file(str(folder / "state.safetensors"))
+        if self.fsdp:                    # whole moments, as every layout writes them: this process's shards of them
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            tensors = {k: _shard_like(v, params[int(k[4:].partition(".")[0])]) if k.startswith("opt.") else v
+                       for k, v in tensors.items()}
         load_optimizer_tensors(self.optimizer, tensors, meta["param_groups"], prefix="opt.")
         self.generator.set_state(tensors["rng.generator"])
         torch.set_rng_state(tensors["rng.torch"])
         with torch.no_grad():
-            self.loss.logit_scale.copy_(tensors["logit_scale"])
+            _copy_into(self.loss.logit_scale, tensors["logit_scale"])
         self.step = int(meta["step"])
         if self.acc.is_main_process:
             truncate_log(self.out / LOG, self.step)
@@ -400,11 +438,20 @@ class Trainer:
                             loss, metrics = self.wrapped(batch, self.generator, t, rows)
                         self.acc.backward(loss / k if k > 1 else loss)
                     losses.append(loss.detach())
-                grad_norm = self.acc.clip_grad_norm_(self.params, cfg.grad_clip)
+                if self.fsdp:
+                    grad_norm = self._sharded_clip_grad_norm(cfg.grad_clip)
+                else:
+                    grad_norm = self.acc.clip_grad_norm_(self.params, cfg.grad_clip)
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
-                if self.ema is not None:
-                    _ema_update(self.ema, self.model, cfg.stage, min(cfg.ema, (1 + self.step) / (10 + self.step)))
+                if self.keeps_ema:
+                    decay = min(cfg.ema, (1 + self.step) / (10 + self.step))
+                    if self._ema_shards is not None:       # FSDP: each process its own shards, no communication
+                        with torch.no_grad():
+                            for e, m in zip(self._ema_shards, self.params):
+                                _local(e).lerp_(_local(m), 1 - decay)
+                    else:
+                        _ema_update(self.ema, self.model, cfg.stage, decay)
                 self.step += 1
                 loss = losses[0] if k == 1 else torch.stack(losses).mean()
                 if world > 1:                          # the global batch's mean, as one process at that batch
@@ -420,6 +467,9 @@ class Trainer:
                     t_last = now
                     log.write(json.dumps(row) + "\n")
                     log.flush()
+                if self.fsdp and ((cfg.eval_every and self.step % cfg.eval_every == 0)
+                                  or (cfg.sample_every and self.step % cfg.sample_every == 0)):
+                    self._view(self._result_kind())  # every process gathers; rank 0 validates and samples
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and main:
                     try:
                         row = self.validate()
@@ -446,6 +496,32 @@ class Trainer:
             self._checkpoints()                   # stopped early on purpose: the checkpoint holds that step
         return TrainResult(self.step, final, last)
 
+    @torch.no_grad()
+    def _sharded_clip_grad_norm(self, max_norm: float) -> torch.Tensor:
+        """FSDP: average the whole (0-dim) parameters' gradients across processes (FSDP reduces only the shards),
+        then clip as torch.nn.utils.clip_grad_norm_ does, over shards and whole parameters together."""
+        import torch.distributed as dist
+
+        world = self.acc.num_processes
+        for p in self._whole:
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad.div_(world)
+        grads = [p.grad for p in self.params if p.grad is not None]
+        sharded = [g.to_local() for g in grads if _is_sharded(g)]
+        whole = [g for g in grads if not _is_sharded(g)]
+        square = torch.zeros((), device=self.acc.device)
+        for g in sharded:
+            square += g.float().pow(2).sum()
+        dist.all_reduce(square)
+        for g in whole:
+            square += g.float().pow(2).sum()
+        total = square.sqrt()
+        coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
+        for g in sharded + whole:
+            g.mul_(coef.to(g.dtype))
+        return total
+
     def _checkpoints(self) -> None:
         """The full checkpoint, and the compact one where `compact_to` asks for it (rank 0 writes; every process
         waits until it is in place)."""
@@ -455,10 +531,48 @@ class Trainer:
         self.acc.wait_for_everyone()
 
     def result_model(self) -> IGRModel:
-        """The weights a stage hands on: EMA where kept; the VAE stage also sets the latent scale."""
+        """The weights a stage hands on: EMA where kept; the VAE stage also sets the latent scale. Under FSDP: rank 0's
+        unsharded copy, holding what the last `_view` gathered."""
+        if self.fsdp:
+            return self._host
         return self.ema if self.ema is not None else self.model
 
+    def _result_kind(self) -> str:
+        return "ema" if self.keeps_ema else "model"
+
+    def _view(self, kind: str) -> IGRModel | None:
+        """FSDP: gather the sharded "model" or "ema" weights into rank 0's unsharded copy (collective: every process
+        calls it, in the same order); the copy on rank 0, None elsewhere."""
+        if kind == "model":
+            names, tensors = zip(*self.model.state_dict().items())
+        else:
+            names, tensors = None, self._ema_shards
+        full = [_full(t).cpu() for t in tensors]              # one tensor gathered at a time
+        if self._host is None:
+            return None
+        with torch.no_grad():
+            if names is not None:
+                host = self._host.state_dict()
+                if list(host) != list(names):
+                    raise RuntimeError("the sharded model's state dict does not name what the unsharded copy's does")
+                for name, t in zip(names, full):
+                    host[name].copy_(t)
+            else:
+                kept = [p for m in trainable_modules(self._host, self.cfg.stage) for p in m.parameters()]
+                for p, t in zip(kept, full, strict=True):
+                    p.copy_(t)
+        return self._host
+
+    def _write_weights(self, kind: str, folder: Path | None, **save) -> None:
+        """save_pretrained of the raw ("model") or EMA weights into `folder` (rank 0 writes; under FSDP every
+        process calls it, to gather its shards)."""
+        model = self._view(kind) if self.fsdp else self.model if kind == "model" else self.ema
+        if self.acc.is_main_process:
+            model.save_pretrained(folder, **save)
+
     def write_final(self) -> Path | None:
+        if self.fsdp:
+            self._view(self._result_kind())
         if not self.acc.is_main_process:
             return None
         model = self.result_model()
@@ -481,9 +595,10 @@ class Trainer:
             return {}
 
         model = self.result_model().eval()
+        device = next(model.parameters()).device          # under FSDP rank 0's unsharded copy, kept on the CPU
         per: dict[str, list[torch.Tensor]] = {}
         for person, garment, mask, *_ in split_batches("val", self.cfg.eval_n, self.cfg.size, 8):
-            person, garment, mask = (x.to(self.acc.device) for x in (person, garment, mask))
+            person, garment, mask = (x.to(device) for x in (person, garment, mask))
             pred = model.restore(person) if self.cfg.stage == "baseline" else sample(model, person, seed=0)
             for k, v in image_metrics(pred.cpu(), garment.cpu(), mask.cpu()).items():
                 per.setdefault(k, []).append(v)
@@ -500,13 +615,14 @@ class Trainer:
         if self.cfg.stage == "encoder":
             return None
         model = self.result_model().eval()
+        device = next(model.parameters()).device          # under FSDP rank 0's unsharded copy, kept on the CPU
         h, w = self.cfg.size
         rows_data = [generate(seed_for("val", i), size=(h, w)) for i in range(n)]
-        person = torch.stack([to_tensor(s.person) for s in rows_data]).to(self.acc.device)
+        person = torch.stack([to_tensor(s.person) for s in rows_data]).to(device)
         (self.out / "samples").mkdir(parents=True, exist_ok=True)
         path = self.out / "samples" / f"step_{self.step:06d}.png"
         if self.cfg.stage == "vae":
-            garment = torch.stack([to_tensor(s.garment) for s in rows_data]).to(self.acc.device)
+            garment = torch.stack([to_tensor(s.garment) for s in rows_data]).to(device)
             rec_p, rec_g = (to_uint8(model.vae.decode(model.vae.encode(x).latent_dist.mode()).sample)
                             for x in (person, garment))
             rows = [[s.person, rp, s.garment, rg] for s, rp, rg in zip(rows_data, rec_p, rec_g)]
@@ -542,7 +658,76 @@ def _ema_update(ema: IGRModel, model: IGRModel, stage: str, decay: float) -> Non
 def _copy_weights(src: nn.Module, dst: nn.Module) -> None:
     with torch.no_grad():
         for (k, a), (_, b) in zip(src.state_dict().items(), dst.state_dict().items()):
-            b.copy_(a)
+            _copy_into(b, a)
+
+
+def _is_sharded(t: torch.Tensor) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(t, DTensor)
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    """This process's shard of a sharded (FSDP) tensor, in place; a plain tensor itself."""
+    return t.to_local() if _is_sharded(t) else t
+
+
+def _full(t: torch.Tensor) -> torch.Tensor:
+    """The whole of a sharded tensor (collective: every process calls it); a plain tensor itself."""
+    return t.full_tensor() if _is_sharded(t) else t
+
+
+def _shard_like(full: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`full` split as `like` is (every process holds `full`: no communication); unchanged where `like` is not
+    sharded or has another shape (AdamW's step count)."""
+    if not _is_sharded(like) or full.shape != like.shape:
+        return full
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(full.to(like.device, like.dtype), like.device_mesh, like.placements, src_data_rank=None)
+
+
+@torch.no_grad()
+def _copy_into(dst: torch.Tensor, full: torch.Tensor) -> None:
+    """dst <- full, where dst may be a shard (FSDP): its part of `full`."""
+    if _is_sharded(dst):
+        dst.to_local().copy_(_shard_like(full, dst).to_local())
+    else:
+        dst.copy_(full)
+
+
+def _check_sharding(acc, cfg: StageConfig, *, asked: bool) -> None:
+    """Refuse the sharded layouts the trainer cannot train exactly: DeepSpeed, FSDP1, FSDP2 with CPU offload or
+    the plugin's own activation checkpointing, FSDP for the non-diffusion stages."""
+    kind = acc.distributed_type.value
+    if kind == "DEEPSPEED":
+        raise NotImplementedError("DEEPSPEED: not supported by the trainer (its EMA and checkpoints handle FSDP2 "
+                                  "shards, not DeepSpeed's); use FSDP2 (configs/accelerate/fsdp.yaml) or DDP "
+                                  "(configs/accelerate/8gpu.yaml) (docs/paper-scale.md)")
+    if kind != "FSDP":
+        if asked and os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+            raise NotImplementedError(f"FSDP was asked for, but accelerate runs {kind}: accelerate turns FSDP on for "
+                                      "GPUs (and like accelerators) only, not on CPUs (docs/paper-scale.md)")
+        return
+    plugin = acc.state.fsdp_plugin
+    if plugin.fsdp_version != 2:
+        raise NotImplementedError(f"FSDP version {plugin.fsdp_version}: the trainer supports FSDP2 only "
+                                  "(fsdp_version: 2, as configs/accelerate/fsdp.yaml)")
+    from torch.distributed.fsdp import CPUOffloadPolicy
+
+    if isinstance(plugin.cpu_offload, CPUOffloadPolicy):
+        raise NotImplementedError("FSDP with fsdp_offload_params: true is not supported by the trainer (untested); "
+                                  "set it to false")
+    if plugin.ignored_modules is not None:
+        raise NotImplementedError("FSDP with fsdp_ignored_modules is not supported: the trainer sets FSDP's ignored "
+                                  "parameters itself (the 0-dim ones)")
+    if plugin.activation_checkpointing:
+        raise NotImplementedError("FSDP with fsdp_activation_checkpointing: true is not supported; set it to false "
+                                  "and pass --gradient-checkpointing (the trainer's, which restores the reference "
+                                  "banks in recomputation)")
+    if cfg.stage not in ("coarse", "hqft"):
+        raise NotImplementedError(f"FSDP: supported for the diffusion stages (coarse, hqft), not {cfg.stage!r}; "
+                                  "train it with DDP")
 
 
 @torch.no_grad()
@@ -556,10 +741,19 @@ def latent_scale(model: IGRModel, cfg: StageConfig, batches: int = 8) -> float:
     return float(1.0 / torch.cat(zs).std())
 
 
-def optimizer_tensors(optimizer: torch.optim.Optimizer, *, prefix: str = "") -> dict[str, torch.Tensor]:
-    """An optimizer's per-parameter state as flat safetensors entries, PREFIX<param index>.<state name>."""
-    return {f"{prefix}{i}.{k}": (v if torch.is_tensor(v) else torch.tensor(v)).detach().contiguous()
-            for i, s in optimizer.state_dict()["state"].items() for k, v in s.items()}
+def optimizer_tensors(optimizer: torch.optim.Optimizer, *, prefix: str = "",
+                      keep: bool = True) -> dict[str, torch.Tensor]:
+    """An optimizer's per-parameter state as flat safetensors entries, PREFIX<param index>.<state name>. Sharded
+    (FSDP) state is gathered whole: every process must call it; `keep=False` takes part and returns nothing."""
+    out = {}
+    for i, s in optimizer.state_dict()["state"].items():
+        for k, v in s.items():
+            v = v if torch.is_tensor(v) else torch.tensor(v)
+            if _is_sharded(v):
+                v = _full(v).cpu()                 # one tensor at a time, in the same order in every process
+            if keep:
+                out[f"{prefix}{i}.{k}"] = v.detach().contiguous()
+    return out
 
 
 def load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
