@@ -269,6 +269,8 @@ class Trainer:
         finally:
             if self._whole:               # read by prepare alone; the plugin may prepare another trainer's model
                 self.acc.state.fsdp_plugin.ignored_modules = None
+        if self.ema is not None:          # prepare moved the model to the accelerator's device; the EMA follows it
+            self.ema.to(self.acc.device)
         if self.fsdp:         # fully_shard swapped the parameters for DTensors (accelerate swapped the optimizer's)
             self.params = [p for m in trainable_modules(model, cfg.stage) for p in m.parameters()]
             if self.keeps_ema:

@@ -295,3 +295,14 @@ def test_until_stops_early_on_the_longer_schedule_and_resume_goes_on(tmp_path):
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert rows[-1]["lr"] == learning_rate(StageConfig.from_dict(meta["stage"]), 2)   # the 6-step schedule
     assert train_main(args + ["--resume"]) == 0 and (out / "final" / "config.json").is_file()
+
+
+@pytest.mark.cuda
+def test_the_ema_lives_on_the_accelerators_device_and_a_step_updates_it(tmp_path):
+    """On a GPU, prepare moves the model to it; the EMA must follow, or its first update mixes devices."""
+    cfg = StageConfig.preset("coarse", "tiny", steps=1, checkpoint_every=0)
+    trainer = Trainer(build_model("tiny", None, 0), cfg, tmp_path)
+    device = next(trainer.model.parameters()).device
+    assert device.type == "cuda" and {p.device for p in trainer.ema.parameters()} == {device}
+    trainer.run(progress=False)
+    assert (tmp_path / "final" / "config.json").is_file()
