@@ -1,7 +1,10 @@
 """Run under `torchrun --standalone --nproc_per_node 2 tests/igr/ddp_run.py OUT` (test_distributed.py does): the tiny
 coarse stage at batch 1 per process, 2 steps to a checkpoint, a copy of it for a 1-process resume, then a resume in
 the same 2 processes to step 4. Gradient checkpointing on, to show it under DDP too."""
+import json
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,10 +14,38 @@ from igr.train.config import StageConfig
 from igr.train.trainer import CHECKPOINT, Trainer, build_model
 
 STEPS = 4
+REPO = Path(__file__).resolve().parents[2]
 
 
 def config(batch: int, **changes) -> StageConfig:
     return StageConfig.preset("coarse", "tiny", steps=STEPS, batch=batch, log_every=1, checkpoint_every=0, **changes)
+
+
+# -- shared by test_distributed.py and test_fsdp.py -------------------------------------------------------------------
+def logged(run: Path, key: str = "loss") -> list[float]:
+    """`key` of every training row of a run's log."""
+    return [r[key] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "loss" in r]
+
+
+def max_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+
+
+def torchrun_two(script: str, out: Path, env: dict[str, str] | None = None) -> Path:
+    """`torchrun --standalone --nproc_per_node 2 tests/igr/SCRIPT OUT`, one thread a process; fails with its stderr."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(REPO / "tests/igr" / script),
+                           str(out)], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def one_process_run(out: Path) -> Path:
+    """1 process at the 2-process runs' global batch (batch 2), STEPS steps straight."""
+    Trainer(build_model("tiny", None, 0), config(2), out).run(progress=False)
+    return out
 
 
 def main(out: Path) -> None:

@@ -5,59 +5,37 @@ Tolerance: the same pairs and random draws reach both runs (`igr.model.Rows`); w
 sums (DDP averages two half-batch gradients, one process one full batch), so losses agree to 1e-5 relative and
 weights after 4 AdamW steps to 1e-4 absolute (measured here: 2e-7 and 1.1e-5)."""
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from igr.model import IGRModel
 from igr.train.trainer import CHECKPOINT, FINAL, Trainer, build_model
-from tests.igr.ddp_run import STEPS, config
+from tests.igr.ddp_run import STEPS, config, logged, max_diff, one_process_run, torchrun_two
 
 REPO = Path(__file__).resolve().parents[2]
 LOSS_RTOL, WEIGHT_ATOL = 1e-5, 1e-4
 
 
-def _losses(run: Path) -> list[float]:
-    return [r["loss"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "loss" in r]
-
-
-def _max_diff(a: dict, b: dict) -> float:
-    assert a.keys() == b.keys()
-    return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
-
-
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory) -> Path:
     """The 2-process run of ddp_run.py: OUT/run (2 steps, checkpoint, resume to 4) and OUT/copy (step 2)."""
-    out = tmp_path_factory.mktemp("ddp")
-    torchrun = Path(sys.executable).with_name("torchrun")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    done = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(REPO / "tests/igr/ddp_run.py"),
-                           str(out)], env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out
+    return torchrun_two("ddp_run.py", tmp_path_factory.mktemp("ddp"))
 
 
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory) -> Path:
-    """1 process at the 2-process run's global batch (batch 2), 4 steps straight."""
-    out = tmp_path_factory.mktemp("one")
-    Trainer(build_model("tiny", None, 0), config(2), out).run(progress=False)
-    return out
+    return one_process_run(tmp_path_factory.mktemp("one"))
 
 
 def test_two_processes_follow_the_one_process_loss_trajectory(two_processes, one_process):
-    two, one = _losses(two_processes / "run"), _losses(one_process)
+    two, one = logged(two_processes / "run"), logged(one_process)
     assert len(two) == len(one) == STEPS, "rank 0 alone writes the log, each step once (across the resume too)"
     assert two == pytest.approx(one, rel=LOSS_RTOL)
     assert len(set(one)) == STEPS, "the losses move, so agreeing means something"
     final = IGRModel.from_pretrained(two_processes / "run" / FINAL).state_dict()
-    assert _max_diff(final, IGRModel.from_pretrained(one_process / FINAL).state_dict()) < WEIGHT_ATOL
+    assert max_diff(final, IGRModel.from_pretrained(one_process / FINAL).state_dict()) < WEIGHT_ATOL
     assert not [p.name for p in (two_processes / "run").iterdir() if p.name.startswith(".")], "temporary files left"
 
 
@@ -70,8 +48,8 @@ def test_a_two_process_checkpoint_resumes_in_one_process(two_processes, one_proc
     trainer.load_checkpoint(run / CHECKPOINT)
     trainer.run(progress=False)
     resumed = IGRModel.from_pretrained(run / FINAL).state_dict()
-    assert _max_diff(resumed, IGRModel.from_pretrained(one_process / FINAL).state_dict()) < WEIGHT_ATOL
-    assert _max_diff(resumed, IGRModel.from_pretrained(two_processes / "run" / FINAL).state_dict()) < WEIGHT_ATOL
+    assert max_diff(resumed, IGRModel.from_pretrained(one_process / FINAL).state_dict()) < WEIGHT_ATOL
+    assert max_diff(resumed, IGRModel.from_pretrained(two_processes / "run" / FINAL).state_dict()) < WEIGHT_ATOL
 
 
 def test_resume_refuses_another_global_batch(two_processes, tmp_path):
@@ -83,9 +61,9 @@ def test_resume_refuses_another_global_batch(two_processes, tmp_path):
 
 def test_gradient_accumulation_equals_the_larger_batch(one_process, tmp_path):
     Trainer(build_model("tiny", None, 0), config(1, grad_accum=2), tmp_path).run(progress=False)
-    assert _losses(tmp_path) == pytest.approx(_losses(one_process), rel=LOSS_RTOL)
+    assert logged(tmp_path) == pytest.approx(logged(one_process), rel=LOSS_RTOL)
     final = IGRModel.from_pretrained(tmp_path / FINAL).state_dict()
-    assert _max_diff(final, IGRModel.from_pretrained(one_process / FINAL).state_dict()) < WEIGHT_ATOL
+    assert max_diff(final, IGRModel.from_pretrained(one_process / FINAL).state_dict()) < WEIGHT_ATOL
 
 
 def test_shipped_accelerate_configs_name_their_layout():

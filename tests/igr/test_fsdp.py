@@ -5,63 +5,41 @@ Tolerance: as for DDP (test_distributed.py), the same pairs and random draws rea
 of float32 sums (reduce-scattered half-batch gradients, a clip norm summed shard by shard), so losses and gradient
 norms agree to 1e-5 relative and weights after 4 AdamW steps to 1e-4 absolute."""
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import torch
 
 from igr.model import IGRModel
 from igr.train.config import StageConfig
 from igr.train.trainer import CHECKPOINT, FINAL, Trainer, _check_sharding, build_model
-from tests.igr.ddp_run import STEPS, config
+from tests.igr.ddp_run import STEPS, config, logged, max_diff, one_process_run, torchrun_two
 from tests.igr.fsdp_run import fsdp_env
 
 REPO = Path(__file__).resolve().parents[2]
 LOSS_RTOL, WEIGHT_ATOL = 1e-5, 1e-4
 
 
-def _log(run: Path, key: str) -> list[float]:
-    return [r[key] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "loss" in r]
-
-
-def _max_diff(a: dict, b: dict) -> float:
-    assert a.keys() == b.keys()
-    return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
-
-
 @pytest.fixture(scope="module")
 def sharded(tmp_path_factory) -> Path:
     """fsdp_run.py in 2 processes: OUT/run (2 steps, checkpoint, resume to 4), OUT/copy (step 2), OUT/compact."""
-    out = tmp_path_factory.mktemp("fsdp")
-    torchrun = Path(sys.executable).with_name("torchrun")
-    env = {**os.environ, **fsdp_env(), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    done = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(REPO / "tests/igr/fsdp_run.py"),
-                           str(out)], env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out
+    return torchrun_two("fsdp_run.py", tmp_path_factory.mktemp("fsdp"), fsdp_env())
 
 
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory) -> Path:
-    """1 process at the 2-process run's global batch (batch 2), 4 steps straight."""
-    out = tmp_path_factory.mktemp("one")
-    Trainer(build_model("tiny", None, 0), config(2), out).run(progress=False)
-    return out
+    return one_process_run(tmp_path_factory.mktemp("one"))
 
 
 def test_fsdp_follows_the_one_process_loss_trajectory(sharded, one_process):
-    two, one = _log(sharded / "run", "loss"), _log(one_process, "loss")
+    two, one = logged(sharded / "run", "loss"), logged(one_process, "loss")
     assert len(two) == len(one) == STEPS, "rank 0 alone writes the log, each step once (across the resume too)"
     assert two == pytest.approx(one, rel=LOSS_RTOL)
     assert len(set(one)) == STEPS, "the losses move, so agreeing means something"
-    assert _log(sharded / "run", "grad_norm") == pytest.approx(_log(one_process, "grad_norm"), rel=LOSS_RTOL)
+    assert logged(sharded / "run", "grad_norm") == pytest.approx(logged(one_process, "grad_norm"), rel=LOSS_RTOL)
     final = IGRModel.from_pretrained(sharded / "run" / FINAL).state_dict()         # whole weights, gathered
-    assert _max_diff(final, IGRModel.from_pretrained(one_process / FINAL).state_dict()) < WEIGHT_ATOL
+    assert max_diff(final, IGRModel.from_pretrained(one_process / FINAL).state_dict()) < WEIGHT_ATOL
     assert [p.name for p in (sharded / "run" / "samples").iterdir()] == ["step_000002.png"]
     assert not [p.name for p in (sharded / "run").iterdir() if p.name.startswith(".")], "temporary files left"
 
@@ -71,7 +49,7 @@ def test_the_compact_checkpoint_holds_the_gathered_ema(sharded):
     assert meta["step"] == 2 and meta["processes"] == 2
     compact = IGRModel.from_pretrained(sharded / "compact" / "ema").state_dict()
     full = IGRModel.from_pretrained(sharded / "copy" / CHECKPOINT / "ema").state_dict()
-    assert _max_diff(compact, full) < 1e-3                                         # fp16 rounding
+    assert max_diff(compact, full) < 1e-3                                         # fp16 rounding
 
 
 def test_an_fsdp_checkpoint_resumes_in_one_process(sharded, one_process, tmp_path):
@@ -83,8 +61,8 @@ def test_an_fsdp_checkpoint_resumes_in_one_process(sharded, one_process, tmp_pat
     trainer.load_checkpoint(run / CHECKPOINT)
     trainer.run(progress=False)
     resumed = IGRModel.from_pretrained(run / FINAL).state_dict()
-    assert _max_diff(resumed, IGRModel.from_pretrained(one_process / FINAL).state_dict()) < WEIGHT_ATOL
-    assert _max_diff(resumed, IGRModel.from_pretrained(sharded / "run" / FINAL).state_dict()) < WEIGHT_ATOL
+    assert max_diff(resumed, IGRModel.from_pretrained(one_process / FINAL).state_dict()) < WEIGHT_ATOL
+    assert max_diff(resumed, IGRModel.from_pretrained(sharded / "run" / FINAL).state_dict()) < WEIGHT_ATOL
 
 
 def _accelerator(kind: str = "FSDP", **plugin):
