@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from igr_edge.manifest import MANIFEST, read_manifest, variant_batch, variant_files
+from igr_edge.manifest import MANIFEST, read_manifest, variant_batch, variant_bytes, variant_files
 
 from .bundle import latency, variant_sizes
 from .gates import gate_images
@@ -63,14 +63,15 @@ def install_default(bundle: Path, dest: Path, *, max_bytes: int, variant: str | 
     manifest = read_manifest(bundle)
     if manifest["kind"] != "single-call":
         raise ValueError(f"{bundle} is a component bundle; the default bundle is a single-call student")
-    timings = None
-    if variant is None:
-        variant, timings = pick_cpu_variant(bundle, manifest, max_bytes)
-    elif variant not in manifest["variants"]:
-        raise ValueError(f"{bundle} has no variant {variant} (it has {', '.join(manifest['variants'])})")
+    also = tuple(dict.fromkeys(also))                  # each variant once
     missing = [v for v in also if v not in manifest["variants"]]
     if missing:
         raise ValueError(f"{bundle} has no variant {', '.join(missing)} (it has {', '.join(manifest['variants'])})")
+    timings = None
+    if variant is None:                                # the CPU variant gets what the others leave of the bound
+        variant, timings = pick_cpu_variant(bundle, manifest, max_bytes - sum(variant_bytes(manifest, v) for v in also))
+    elif variant not in manifest["variants"]:
+        raise ValueError(f"{bundle} has no variant {variant} (it has {', '.join(manifest['variants'])})")
     spec = manifest["variants"][variant]
     names = [variant, *(v for v in also if v != variant)]
     keep = [f for v in names for f in variant_files(manifest, v)]

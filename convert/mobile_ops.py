@@ -77,7 +77,7 @@ def rewrite_for_mobile(proto: onnx.ModelProto, *, gelu: str = "tanh") -> Counter
     graph.initializer.extend(new_inits)
     # the rewritten ops' own scale / bias initializers (copied into the new constants) are read by no node now:
     # ORT would warn about each one at every session start
-    used = _inputs_read(graph) | graph_outputs
+    used = _inputs_read(graph) | graph_outputs | {i.name for i in graph.input}   # an input's default stays
     unused = [i for i in graph.initializer if i.name not in used]
     for init in unused:
         graph.initializer.remove(init)

@@ -58,7 +58,10 @@ def distill_prior(model: IGRModel, channels: tuple[int, ...], latents: torch.Ten
         raise ValueError(f"{len(latents)} latents leave none to train on beside a holdout of {holdout}")
     full = model.prior.eval().requires_grad_(False)
     base = model.config.prior
-    groups = base.norm_groups if all(c % base.norm_groups == 0 for c in channels) else min(channels) // 2
+    if len(channels) != len(base.channels):
+        raise ValueError(f"the prior has {len(base.channels)} levels ({base.channels}); got {len(channels)} widths")
+    # GroupNorm: the most groups, up to the prior's, that divide every width
+    groups = max(g for g in range(1, base.norm_groups + 1) if all(c % g == 0 for c in channels))
     narrow = RegressionConfig(channels=tuple(channels), attention=base.attention, layers_per_block=base.layers_per_block,
                               head_dim=base.head_dim, norm_groups=groups)
     torch.manual_seed(seed)

@@ -51,7 +51,7 @@ stage() {   # stage NAME ARGS...: train into $RUNS/NAME unless finished; resume 
     if [[ -f "$out/final/config.json" ]]; then echo "[$name] done"; return; fi
     if [[ -d "$out/checkpoint" ]]; then resume=(--resume); fi
     echo "[$name] $(date -u +%H:%M:%S) start"
-    "$PY" -m igr.train --preset small --out "$out" "$@" "${resume[@]}" > "$RUNS/$name.out" 2>&1
+    "$PY" -m igr.train --preset small --out "$out" "$@" ${resume[@]+"${resume[@]}"} > "$RUNS/$name.out" 2>&1
     echo "[$name] $(date -u +%H:%M:%S) finished"
 }
 C=(--set "cache=$CACHE" low_res_fraction=0 eval_every=250)
@@ -64,9 +64,11 @@ stage abl-single --stage coarse --init "$INIT" --steps $((ABL_STEPS + ABL_HQFT_S
 evaluate() {  # evaluate NAME: once per finished run
     local model="$RUNS/$1/final" name="abl-$1"
     name=${name/abl-abl-/abl-}
-    if [[ -f "$EVALS/$name.json" && "$EVALS/$name.json" -nt "$model/config.json" ]]; then echo "[eval $name] done"; return; fi
-    "$PY" -m igr.eval --model "$model" --features models/teacher-small --split test --n "$N" --out "$EVALS/$name"
-    "$PY" -m igr.probe --model "$model" --n 64 --out "$EVALS/probe-$name" > /dev/null
+    if [[ -f "$EVALS/$name.json" && "$EVALS/$name.json" -nt "$model/config.json" ]]; then echo "[eval $name] done"
+    else "$PY" -m igr.eval --model "$model" --features models/teacher-small --split test --n "$N" --out "$EVALS/$name"; fi
+    if [[ ! -f "$EVALS/probe-$name.json" || "$model/config.json" -nt "$EVALS/probe-$name.json" ]]; then
+        "$PY" -m igr.probe --model "$model" --n 64 --out "$EVALS/probe-$name" > /dev/null
+    fi
 }
 for run in abl-both abl-low abl-high abl-c2f abl-single; do evaluate "$run"; done
 

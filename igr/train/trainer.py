@@ -258,6 +258,8 @@ class Trainer:
         self.compact_to: tuple[Path, Path | None] | None = None    # (folder, share_with): save_compact at checkpoints
         # fully_shard cannot shard 0-dim parameters (the fusion scales, CLIP's temperature): under FSDP every process
         # keeps them whole (FSDP's ignored parameters) and the trainer averages their gradients itself
+        # the frozen parts a latent cache was made with, read while every tensor is whole (FSDP shards them too)
+        self._frozen = frozen_digests(model) if cfg.cache is not None else None
         self._whole = [p for p in self.loss.parameters() if p.dim() == 0] if self.fsdp else []
         if self._whole:
             with torch.no_grad():
@@ -406,7 +408,8 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         if self.step == 0 and main:
             truncate_log(self.out / LOG, 0)      # a fresh start: no rows of an earlier, abandoned attempt
-        expect = frozen_digests(self.model) if cfg.cache is not None else None
+        # a resumed checkpoint may carry other frozen weights than the init: read them again where they are whole
+        expect = None if cfg.cache is None else self._frozen if self.fsdp else frozen_digests(self.model)
         workers = 0 if cfg.cache is not None else cfg.workers       # cached rows are a lookup: no worker needed
         data = DataLoader(StageData(cfg, rank=rank, world=world, expect=expect),
                           batch_sampler=StepBatches(cfg, self.step), num_workers=workers,
@@ -505,10 +508,11 @@ class Trainer:
         import torch.distributed as dist
 
         world = self.acc.num_processes
-        for p in self._whole:
-            if p.grad is not None:
-                dist.all_reduce(p.grad)
-                p.grad.div_(world)
+        for p in self._whole:                      # every process reduces every one (a collective), used or not
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
+            p.grad.div_(world)
         grads = [p.grad for p in self.params if p.grad is not None]
         sharded = [g.to_local() for g in grads if _is_sharded(g)]
         whole = [g for g in grads if not _is_sharded(g)]
@@ -549,20 +553,22 @@ class Trainer:
             names, tensors = zip(*self.model.state_dict().items())
         else:
             names, tensors = None, self._ema_shards
-        full = [_full(t).cpu() for t in tensors]              # one tensor gathered at a time
-        if self._host is None:
+        if self._host is None:                     # gather (a collective) and let go: rank 0 alone keeps a copy
+            for t in tensors:
+                _full(t)
             return None
+        if names is not None:
+            host = self._host.state_dict()
+            if list(host) != list(names):
+                raise RuntimeError("the sharded model's state dict does not name what the unsharded copy's does")
+            targets = [host[name] for name in names]
+        else:
+            targets = [p for m in trainable_modules(self._host, self.cfg.stage) for p in m.parameters()]
+        if len(targets) != len(tensors):
+            raise RuntimeError(f"{len(tensors)} sharded tensors for {len(targets)} in the unsharded copy")
         with torch.no_grad():
-            if names is not None:
-                host = self._host.state_dict()
-                if list(host) != list(names):
-                    raise RuntimeError("the sharded model's state dict does not name what the unsharded copy's does")
-                for name, t in zip(names, full):
-                    host[name].copy_(t)
-            else:
-                kept = [p for m in trainable_modules(self._host, self.cfg.stage) for p in m.parameters()]
-                for p, t in zip(kept, full, strict=True):
-                    p.copy_(t)
+            for target, t in zip(targets, tensors):   # one tensor gathered at a time, copied, let go
+                target.copy_(_full(t).cpu())
         return self._host
 
     def _write_weights(self, kind: str, folder: Path | None, **save) -> None:

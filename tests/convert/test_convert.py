@@ -424,7 +424,14 @@ def test_default_bundle_carries_other_variants_beside_its_cpu_variant_within_one
             for io in spec["io"].values():
                 for t in [*io["inputs"], *io["outputs"]]:
                     t["shape"][0] = 1
-    assert pick_cpu_variant(bundle, fixed, max_bytes=10**9, runs=1)[0] == "onnx-fp32"
+    picked, timed = pick_cpu_variant(bundle, fixed, max_bytes=10**9, runs=1)
+    assert picked == "onnx-fp32" and set(timed) == {"onnx-fp32"}          # the fixed-batch ones are not even timed
+    # the automatic pick gets what --with leaves of the bound: with everything but onnx-w8's room taken, onnx-w8
+    w8 = variant_bytes(source, "onnx-w8")
+    others = [v for v in source["variants"] if v != "onnx-w8" and variant_bytes(source, v) >= w8]
+    room = sum(variant_bytes(source, v) for v in others) + w8
+    assert install_default(bundle, tmp_path / "auto", max_bytes=room, also=tuple(others) * 2)[0] == "onnx-w8"
+    assert set(read_manifest(tmp_path / "auto")["variants"]) == {"onnx-w8", *others}   # each once
 
 
 def test_default_bundle_falls_back_to_the_fastest_when_no_variant_is_within_40_db(bundle, tmp_path):

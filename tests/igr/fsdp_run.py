@@ -2,7 +2,7 @@
 configs/accelerate/fsdp.yaml in the environment (`fsdp_env`, as `accelerate launch` sets them; test_fsdp.py does):
 ddp_run.py's run (tiny coarse stage, batch 1 per process, 2 steps to a checkpoint, a copy of it, resume to step 4)
 with the model sharded by FSDP2 on CPUs (gloo); the first part also writes samples and a compact checkpoint
-(OUT/compact).
+(OUT/compact); then 2 steps from a latent cache (OUT/cached).
 
 accelerate 1.15 turns FSDP on for GPUs only (AcceleratorState leaves a CPU run MULTI_CPU, its FSDP plugin unused),
 so this script builds the accelerator itself and sets its distributed type to FSDP: what follows (accelerate's
@@ -63,6 +63,14 @@ def main(out: Path) -> None:
     second = Trainer(build_model("tiny", None, 1), cfg, out / "run", accelerator=acc)
     second.load_checkpoint(out / "run" / CHECKPOINT)
     second.run(progress=False)
+    # then 2 steps from a latent cache (OUT/cached): the cache's frozen-part digests under sharding
+    from igr.train.cache import build
+
+    if acc.is_main_process:
+        build(build_model("tiny", None, 0), out / "cache", sizes=[cfg.size], n=4, batch=4, workers=0, progress=False)
+    acc.wait_for_everyone()
+    cached = dataclasses.replace(cfg, steps=2, cache=str(out / "cache"), low_res_fraction=0)
+    Trainer(build_model("tiny", None, 0), cached, out / "cached", accelerator=acc).run(progress=False)
 
 
 if __name__ == "__main__":
