@@ -42,6 +42,24 @@ def torchrun_two(script: str, out: Path, env: dict[str, str] | None = None) -> P
     return out
 
 
+def resume_in_one_process(many: Path, one: Path, tmp: Path) -> None:
+    """The step-2 checkpoint of a 2-process run (MANY/copy) resumed in 1 process at the same global batch ends where
+    the 1-process run (ONE) and the 2-process run itself (MANY/run) end."""
+    from igr.model import IGRModel
+    from igr.train.trainer import FINAL
+
+    run = tmp / "run"
+    shutil.copytree(many / "copy", run)
+    meta = json.loads((run / CHECKPOINT / "trainer.json").read_text())
+    assert meta["step"] == 2 and meta["processes"] == 2
+    trainer = Trainer(build_model("tiny", None, 5), config(2), run)   # same global batch: 1 process x 2
+    trainer.load_checkpoint(run / CHECKPOINT)
+    trainer.run(progress=False)
+    resumed = IGRModel.from_pretrained(run / FINAL).state_dict()
+    for other in (one, many / "run"):
+        assert max_diff(resumed, IGRModel.from_pretrained(other / FINAL).state_dict()) < 1e-4, other
+
+
 def one_process_run(out: Path) -> Path:
     """1 process at the 2-process runs' global batch (batch 2), STEPS steps straight."""
     Trainer(build_model("tiny", None, 0), config(2), out).run(progress=False)

@@ -4,7 +4,6 @@ global batch, and a checkpoint written by 2 processes resumes in 2 and in 1.
 Tolerance: the same pairs and random draws reach both runs (`igr.model.Rows`); what differs is the order of float32
 sums (DDP averages two half-batch gradients, one process one full batch), so losses agree to 1e-5 relative and
 weights after 4 AdamW steps to 1e-4 absolute (measured here: 2e-7 and 1.1e-5)."""
-import json
 import shutil
 from pathlib import Path
 
@@ -12,7 +11,8 @@ import pytest
 
 from igr.model import IGRModel
 from igr.train.trainer import CHECKPOINT, FINAL, Trainer, build_model
-from tests.igr.ddp_run import STEPS, config, logged, max_diff, one_process_run, torchrun_two
+from tests.igr.ddp_run import (STEPS, config, logged, max_diff, one_process_run, resume_in_one_process,
+                                torchrun_two)
 
 REPO = Path(__file__).resolve().parents[2]
 LOSS_RTOL, WEIGHT_ATOL = 1e-5, 1e-4
@@ -40,16 +40,7 @@ def test_two_processes_follow_the_one_process_loss_trajectory(two_processes, one
 
 
 def test_a_two_process_checkpoint_resumes_in_one_process(two_processes, one_process, tmp_path):
-    run = tmp_path / "run"
-    shutil.copytree(two_processes / "copy", run)
-    meta = json.loads((run / CHECKPOINT / "trainer.json").read_text())
-    assert meta["step"] == 2 and meta["processes"] == 2
-    trainer = Trainer(build_model("tiny", None, 5), config(2), run)   # same global batch: 1 process x 2
-    trainer.load_checkpoint(run / CHECKPOINT)
-    trainer.run(progress=False)
-    resumed = IGRModel.from_pretrained(run / FINAL).state_dict()
-    assert max_diff(resumed, IGRModel.from_pretrained(one_process / FINAL).state_dict()) < WEIGHT_ATOL
-    assert max_diff(resumed, IGRModel.from_pretrained(two_processes / "run" / FINAL).state_dict()) < WEIGHT_ATOL
+    resume_in_one_process(two_processes, one_process, tmp_path)
 
 
 def test_resume_refuses_another_global_batch(two_processes, tmp_path):

@@ -5,7 +5,6 @@ Tolerance: as for DDP (test_distributed.py), the same pairs and random draws rea
 of float32 sums (reduce-scattered half-batch gradients, a clip norm summed shard by shard), so losses and gradient
 norms agree to 1e-5 relative and weights after 4 AdamW steps to 1e-4 absolute."""
 import json
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,8 +13,9 @@ import torch
 
 from igr.model import IGRModel
 from igr.train.config import StageConfig
-from igr.train.trainer import CHECKPOINT, FINAL, Trainer, _check_sharding, build_model
-from tests.igr.ddp_run import STEPS, config, logged, max_diff, one_process_run, torchrun_two
+from igr.train.trainer import CHECKPOINT, FINAL, _check_sharding, build_model
+from tests.igr.ddp_run import (STEPS, config, logged, max_diff, one_process_run, resume_in_one_process,
+                                torchrun_two)
 from tests.igr.fsdp_run import fsdp_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,16 +57,7 @@ def test_the_compact_checkpoint_holds_the_gathered_ema(sharded):
 
 
 def test_an_fsdp_checkpoint_resumes_in_one_process(sharded, one_process, tmp_path):
-    run = tmp_path / "run"
-    shutil.copytree(sharded / "copy", run)
-    meta = json.loads((run / CHECKPOINT / "trainer.json").read_text())
-    assert meta["step"] == 2 and meta["processes"] == 2
-    trainer = Trainer(build_model("tiny", None, 5), config(2), run)   # same global batch: 1 process x 2
-    trainer.load_checkpoint(run / CHECKPOINT)
-    trainer.run(progress=False)
-    resumed = IGRModel.from_pretrained(run / FINAL).state_dict()
-    assert max_diff(resumed, IGRModel.from_pretrained(one_process / FINAL).state_dict()) < WEIGHT_ATOL
-    assert max_diff(resumed, IGRModel.from_pretrained(sharded / "run" / FINAL).state_dict()) < WEIGHT_ATOL
+    resume_in_one_process(sharded, one_process, tmp_path)
 
 
 def _accelerator(kind: str = "FSDP", **plugin):
