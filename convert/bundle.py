@@ -7,6 +7,7 @@ convert, with the error). Same inputs, same bytes.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -345,12 +346,8 @@ def _onnx_variant(variant: str, fp32: Path, folder: Path, model, calibration_n: 
     if variant == "onnx-mobile":
         return {"student": onnx_export.fix_batch(fp32, folder / "student.onnx", mobile_ops=True)}
     if variant == "onnx-mobile-w8":
-        written = folder.parent / "onnx-mobile" / "student.onnx"         # onnx-mobile's, when the bundle has it
-        source = written if written.is_file() else onnx_export.fix_batch(fp32, folder / "mobile.onnx", mobile_ops=True)
-        made = onnx_export.quantize_weights_int8(source, folder / "student.onnx")
-        if source != written:
-            source.unlink()
-        return {"student": made}
+        with _mobile_graph(fp32, folder) as source:
+            return {"student": onnx_export.quantize_weights_int8(source, folder / "student.onnx")}
     if variant == "onnx-fp16":
         return {"student": onnx_export.convert_fp16(fp32, folder / "student.onnx")}
     if variant == "ort":
@@ -359,13 +356,25 @@ def _onnx_variant(variant: str, fp32: Path, folder: Path, model, calibration_n: 
         int8.unlink()
         return {"student": made, "required_operators": ops}
     if variant == "ort-mobile":
-        written = folder.parent / "onnx-mobile" / "student.onnx"         # onnx-mobile's, when the bundle has it
-        source = written if written.is_file() else onnx_export.fix_batch(fp32, folder / "mobile.onnx", mobile_ops=True)
-        made, ops = onnx_export.convert_ort(source, folder / "student.ort", level="basic")
-        if source != written:
-            source.unlink()
+        with _mobile_graph(fp32, folder) as source:
+            made, ops = onnx_export.convert_ort(source, folder / "student.ort", level="basic")
         return {"student": made, "required_operators": ops}
     raise ValueError(variant)
+
+
+@contextlib.contextmanager
+def _mobile_graph(fp32: Path, folder: Path):
+    """The onnx-mobile graph the variants built on it start from: onnx-mobile's own file when the bundle has just
+    written it (a sibling folder), else one made here for the duration and removed after."""
+    written = folder.parent / "onnx-mobile" / "student.onnx"
+    if written.is_file():
+        yield written
+        return
+    made = onnx_export.fix_batch(fp32, folder / "mobile.onnx", mobile_ops=True)
+    try:
+        yield made
+    finally:
+        made.unlink(missing_ok=True)
 
 
 def variant_sizes(folder: Path, manifest: dict) -> dict[str, int]:

@@ -126,6 +126,11 @@ def trainable_modules(model: IGRModel, stage: str) -> list[nn.Module]:
     return [model.garmnet, model.denoiser, *model.image_encoder.projection(), *prior]
 
 
+def trainable_params(model: IGRModel, stage: str) -> list[nn.Parameter]:
+    """The parameters of `trainable_modules`, in their order (the optimizer's, the EMA's, a checkpoint's)."""
+    return [p for m in trainable_modules(model, stage) for p in m.parameters()]
+
+
 class StageLoss(nn.Module):
     """forward(batch) -> (loss, metrics) for one stage; the module accelerate wraps (DDP needs a forward)."""
 
@@ -235,7 +240,7 @@ class Trainer:
         self.model = model.train()
         for p in model.parameters():
             p.requires_grad_(False)
-        self.params = [p for m in trainable_modules(model, cfg.stage) for p in m.parameters()]
+        self.params = trainable_params(model, cfg.stage)
         for p in self.params:
             p.requires_grad_(True)
         self.loss = StageLoss(model, cfg)
@@ -256,10 +261,10 @@ class Trainer:
         self.step = 0
         self.rewarm_from: int | None = None
         self.compact_to: tuple[Path, Path | None] | None = None    # (folder, share_with): save_compact at checkpoints
-        # fully_shard cannot shard 0-dim parameters (the fusion scales, CLIP's temperature): under FSDP every process
-        # keeps them whole (FSDP's ignored parameters) and the trainer averages their gradients itself
         # the frozen parts a latent cache was made with, read while every tensor is whole (FSDP shards them too)
         self._frozen = frozen_digests(model) if cfg.cache is not None else None
+        # fully_shard cannot shard 0-dim parameters (the fusion scales, CLIP's temperature): under FSDP every process
+        # keeps them whole (FSDP's ignored parameters) and the trainer averages their gradients itself
         self._whole = [p for p in self.loss.parameters() if p.dim() == 0] if self.fsdp else []
         if self._whole:
             with torch.no_grad():
@@ -274,7 +279,7 @@ class Trainer:
         if self.ema is not None:          # prepare moved the model to the accelerator's device; the EMA follows it
             self.ema.to(self.acc.device)
         if self.fsdp:         # fully_shard swapped the parameters for DTensors (accelerate swapped the optimizer's)
-            self.params = [p for m in trainable_modules(model, cfg.stage) for p in m.parameters()]
+            self.params = trainable_params(model, cfg.stage)
             if self.keeps_ema:
                 self._ema_shards = [p.detach().clone() for p in self.params]
 
@@ -357,7 +362,7 @@ class Trainer:
             if self.ema is not None:
                 _copy_weights(saved_ema, self.ema)
             if self._ema_shards is not None:
-                saved = [p for m in trainable_modules(saved_ema, self.cfg.stage) for p in m.parameters()]
+                saved = trainable_params(saved_ema, self.cfg.stage)
                 for e, full in zip(self._ema_shards, saved, strict=True):
                     _copy_into(e, full)
         if self._host is not None:       # its frozen parts too are the checkpoint's
@@ -563,7 +568,7 @@ class Trainer:
                 raise RuntimeError("the sharded model's state dict does not name what the unsharded copy's does")
             targets = [host[name] for name in names]
         else:
-            targets = [p for m in trainable_modules(self._host, self.cfg.stage) for p in m.parameters()]
+            targets = trainable_params(self._host, self.cfg.stage)
         if len(targets) != len(tensors):
             raise RuntimeError(f"{len(tensors)} sharded tensors for {len(targets)} in the unsharded copy")
         with torch.no_grad():
