@@ -576,12 +576,19 @@ class IGRModel(nn.Module):
         """Start from `source`'s weights where this model has the same tensors: for a config that adds parts
         (an aligned prior) to a trained model. The denoiser's widened input convolution keeps the source's
         weights on the latent channels and starts at zero on the new ones, so the model computes exactly
-        what `source` did until training moves it. A pretrained image tower that `source` lacks keeps the
-        weights it was built with (its package's). Returns the tensors not taken from `source`."""
+        what `source` did until training moves it. A transformer block that `source` lacks (attention added at a
+        level) starts with its output projection at zero, so its residual adds nothing until trained; GarmNet's
+        blocks that `source`'s GarmNet left out start as `source`'s denoiser's (GarmNet is its copy). A
+        pretrained image tower that `source` lacks keeps the weights it was built with (its package's). Returns the
+        tensors not taken from `source`."""
+        from diffusers.models.transformers.transformer_2d import Transformer2DModel
+
         fresh = []
         with torch.no_grad():
             for name in self.components:
                 theirs = source.component(name).state_dict() if name in source.components else {}
+                if name == "garmnet":      # the blocks source's GarmNet left out: from its denoiser, as the paper's copy
+                    theirs = {**source.denoiser.state_dict(), **theirs}
                 for key, mine in self.component(name).state_dict().items():
                     other = theirs.get(key)
                     if other is not None and other.shape == mine.shape:
@@ -592,6 +599,11 @@ class IGRModel(nn.Module):
                         fresh.append(f"{name}.{key}[:, {other.shape[1]}:] (zero)")
                     else:
                         fresh.append(f"{name}.{key}")
+                for prefix, module in self.component(name).named_modules():
+                    if isinstance(module, Transformer2DModel) and not any(
+                            f"{prefix}.{k}" in theirs for k in module.state_dict()):
+                        module.proj_out.weight.zero_()
+                        module.proj_out.bias.zero_()
         return fresh
 
 

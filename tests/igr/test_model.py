@@ -242,6 +242,29 @@ def test_an_aligned_prior_transplanted_onto_a_model_changes_nothing_until_traine
         assert torch.equal(v, again.prior.state_dict()[k])
 
 
+def test_attention_added_at_a_level_starts_as_identity_after_transplant():
+    """Finer reference tokens (attention, hence GarmNet fusion, at the first level too): the new transformer
+    blocks start with a zero output projection, so the model predicts what its source did until trained."""
+    torch.manual_seed(0)
+    base = IGRModel(IGRConfig.tiny())
+    assert not base.config.unet.attention[0]
+    fine = [True] * len(base.config.unet.attention)
+    model = IGRModel(base.config.replace(unet={"attention": fine}))
+    fresh = model.transplant(base)
+    assert any("down_blocks.0.attentions.0" in f for f in fresh) and any("up_blocks" in f for f in fresh)
+    assert all(".attentions." in f for f in fresh), fresh
+    person = torch.rand(2, 3, 64, 48) * 2 - 1
+    zt, t = torch.randn(2, 4, 8, 6), torch.tensor([100, 900])
+    with torch.no_grad():
+        a = base.predict(zt, t, base.condition(person))
+        b = model.predict(zt, t, model.condition(person))
+    torch.testing.assert_close(a, b)
+    out = model.denoiser.unet.down_blocks[0].attentions[0].proj_out
+    assert torch.count_nonzero(out.weight) == 0
+    inner = model.denoiser.unet.down_blocks[0].attentions[0].transformer_blocks[0].attn1.to_q.weight
+    assert torch.count_nonzero(inner) > 0, "only the output projection starts at zero"
+
+
 def test_zero_snr_reaches_pure_noise_in_training_and_sampling():
     from igr.pipeline import make_scheduler
 
