@@ -271,11 +271,21 @@ class Trainer:
                 for p in self._whole:
                     p.data = p.data.to(self.acc.device)
             self.acc.state.fsdp_plugin.ignored_modules = [nn.ParameterList(self._whole)]
+        if self.fsdp:
+            # bf16 under FSDP is accelerate's autocast, as in DDP and 1 process: weights, all-gathers and the
+            # gradient reduce-scatter stay fp32. accelerate's own FSDP2 policy for bf16 (bf16 parameters, bf16
+            # reduction, inputs cast to bf16) would also run the loss, the noise and the frozen tower's input resize
+            # in bf16 (on CPUs that resize has no bf16 kernel at all), and train other arithmetic than DDP does.
+            from torch.distributed.fsdp import MixedPrecisionPolicy
+
+            policy, self.acc.state.fsdp_plugin.mixed_precision_policy = (
+                self.acc.state.fsdp_plugin.mixed_precision_policy, MixedPrecisionPolicy())
         try:
             self.wrapped, self.optimizer = self.acc.prepare(self.loss, self.optimizer)
         finally:
-            if self._whole:               # read by prepare alone; the plugin may prepare another trainer's model
+            if self.fsdp:                 # read by prepare alone; the plugin may prepare another trainer's model
                 self.acc.state.fsdp_plugin.ignored_modules = None
+                self.acc.state.fsdp_plugin.mixed_precision_policy = policy
         if self.ema is not None:          # prepare moved the model to the accelerator's device; the EMA follows it
             self.ema.to(self.acc.device)
         if self.fsdp:         # fully_shard swapped the parameters for DTensors (accelerate swapped the optimizer's)
@@ -442,7 +452,8 @@ class Trainer:
                     rows = Rows(start=(micro * world + rank) * b, total=k * world * b)
                     t = biased_timesteps(rows.total, cfg, total, self.generator)[rows.start:rows.start + b] \
                         if cfg.stage in ("coarse", "hqft") else None
-                    # DDP all-reduces the gradients once per step, on the last micro-batch
+                    # gradients are reduced once per step, on the last micro-batch: DDP all-reduces them, FSDP2
+                    # reduce-scatters the unsharded gradients it accumulated (the 0-dim ones: _sharded_clip_grad_norm)
                     with self.acc.no_sync(self.wrapped) if micro < k - 1 else contextlib.nullcontext():
                         with self.acc.autocast():
                             loss, metrics = self.wrapped(batch, self.generator, t, rows)

@@ -60,9 +60,19 @@ def resume_in_one_process(many: Path, one: Path, tmp: Path) -> None:
         assert max_diff(resumed, IGRModel.from_pretrained(other / FINAL).state_dict()) < 1e-4, other
 
 
-def one_process_run(out: Path) -> Path:
-    """1 process at the 2-process runs' global batch (batch 2), STEPS steps straight."""
-    Trainer(build_model("tiny", None, 0), config(2), out).run(progress=False)
+def one_process_run(out: Path, batch: int = 2, **changes) -> Path:
+    """1 process at a 2-process run's global batch (batch 2 for batch 1 each), STEPS steps straight. In bf16 from a
+    new accelerate state, forgotten again after (accelerate keeps one mixed-precision setting per process)."""
+    from accelerate.state import AcceleratorState
+
+    fresh = changes.get("mixed_precision", "no") != "no"
+    if fresh:
+        AcceleratorState._reset_state()
+    try:
+        Trainer(build_model("tiny", None, 0), config(batch, **changes), out).run(progress=False)
+    finally:
+        if fresh:
+            AcceleratorState._reset_state()
     return out
 
 

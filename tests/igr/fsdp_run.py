@@ -2,7 +2,8 @@
 configs/accelerate/fsdp.yaml in the environment (`fsdp_env`, as `accelerate launch` sets them; test_fsdp.py does):
 ddp_run.py's run (tiny coarse stage, batch 1 per process, 2 steps to a checkpoint, a copy of it, resume to step 4)
 with the model sharded by FSDP2 on CPUs (gloo); the first part also writes samples and a compact checkpoint
-(OUT/compact); then 2 steps from a latent cache (OUT/cached).
+(OUT/compact); then 2 steps from a latent cache (OUT/cached); 4 steps of 2 accumulated micro-batches (OUT/accum,
+global batch 4); and the first run again in bf16 (OUT/bf16: 2 steps, checkpoint, resume to step 4).
 
 accelerate 1.15 turns FSDP on for GPUs only (AcceleratorState leaves a CPU run MULTI_CPU, its FSDP plugin unused),
 so this script builds the accelerator itself and sets its distributed type to FSDP: what follows (accelerate's
@@ -39,6 +40,8 @@ def fsdp_accelerator(mixed_precision: str = "no"):
     from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 
     plugin = FullyShardedDataParallelPlugin()           # from the FSDP_* environment
+    if mixed_precision != "no":           # as AcceleratorState does on GPUs: bf16 parameters, reduction and inputs
+        plugin.set_mixed_precision(mixed_precision)
     acc = Accelerator(cpu=True, mixed_precision=mixed_precision, fsdp_plugin=plugin)
     # both shared states: AcceleratorState copies PartialState's each time it is constructed again
     PartialState().distributed_type = acc.state.distributed_type = DistributedType.FSDP
@@ -71,6 +74,21 @@ def main(out: Path) -> None:
     acc.wait_for_everyone()
     cached = dataclasses.replace(cfg, steps=2, cache=str(out / "cache"), low_res_fraction=0)
     Trainer(build_model("tiny", None, 0), cached, out / "cached", accelerator=acc).run(progress=False)
+    # gradient accumulation: 2 processes x batch 1 x 2 micro-batches, a global batch of 4
+    accum = dataclasses.replace(cfg, grad_accum=2)
+    Trainer(build_model("tiny", None, 0), accum, out / "accum", accelerator=acc).run(progress=False)
+    # bf16: accelerate keeps one mixed-precision setting per process; a new state (the process group stays)
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
+    acc = fsdp_accelerator("bf16")
+    if acc.state.fsdp_plugin.mixed_precision_policy.param_dtype != torch.bfloat16 or not acc.native_amp:
+        raise SystemExit(f"expected accelerate's bf16 FSDP2 policy, got {acc.state.fsdp_plugin.mixed_precision_policy}")
+    bf16 = dataclasses.replace(cfg, mixed_precision="bf16")
+    Trainer(build_model("tiny", None, 0), bf16, out / "bf16", accelerator=acc).run(until=2, progress=False)
+    resumed = Trainer(build_model("tiny", None, 1), bf16, out / "bf16", accelerator=acc)
+    resumed.load_checkpoint(out / "bf16" / CHECKPOINT)
+    resumed.run(progress=False)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,19 @@
 """The model sharded (FSDP2, configs/accelerate/fsdp.yaml): 2 CPU processes (gloo, through torchrun) train what 1
-process trains at the same global batch, and a checkpoint written under FSDP resumes under FSDP and in 1 process.
+process trains at the same global batch, with and without gradient accumulation, in fp32 and in bf16 autocast, and a
+checkpoint written under FSDP resumes under FSDP and in 1 process.
 
 Tolerance: as for DDP (test_distributed.py), the same pairs and random draws reach both runs; what differs is the order
 of float32 sums (reduce-scattered half-batch gradients, a clip norm summed shard by shard), so losses and gradient
-norms agree to 1e-5 relative and weights after 4 AdamW steps to 1e-4 absolute."""
+norms agree to 1e-5 relative and weights after 4 AdamW steps to 1e-4 absolute (measured: 2.1e-7, 8.2e-7, 1.1e-5;
+with 2 accumulated micro-batches against 1 process at batch 4: 1.8e-7, 6.1e-7, 1.5e-5). In bf16 the first step agrees
+to 1e-5 too (the same weights, the same autocast arithmetic on half the rows); after it, bf16 roundings of slightly
+different sums compound: losses and gradient norms agree to 1e-2 relative (measured: 1.1e-3 and 2.9e-3; bf16 against
+fp32 differs by 3.4e-3 at step 1). AdamW moves a weight by up to the learning rate whatever the size of its gradient, so
+bf16 noise reaches single weights at the size of the update itself (largest difference 7.8e-4, largest move 5.9e-4):
+the weights after 4 steps are compared as a share of the update's norm, within 0.1 (measured: 0.037; bf16 against
+fp32: 0.19)."""
 import json
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,11 +29,13 @@ from tests.igr.fsdp_run import fsdp_env
 
 REPO = Path(__file__).resolve().parents[2]
 LOSS_RTOL, WEIGHT_ATOL = 1e-5, 1e-4
+BF16_RTOL, BF16_UPDATE_RTOL = 1e-2, 0.1
 
 
 @pytest.fixture(scope="module")
 def sharded(tmp_path_factory) -> Path:
-    """fsdp_run.py in 2 processes: OUT/run (2 steps, checkpoint, resume to 4), OUT/copy (step 2), OUT/compact."""
+    """fsdp_run.py in 2 processes: OUT/run (2 steps, checkpoint, resume to 4), OUT/copy (step 2), OUT/compact,
+    OUT/cached, OUT/accum (grad_accum 2, 4 steps), OUT/bf16 (as OUT/run, in bf16)."""
     return torchrun_two("fsdp_run.py", tmp_path_factory.mktemp("fsdp"), fsdp_env())
 
 
@@ -43,6 +54,45 @@ def test_fsdp_follows_the_one_process_loss_trajectory(sharded, one_process):
     assert max_diff(final, IGRModel.from_pretrained(one_process / FINAL).state_dict()) < WEIGHT_ATOL
     assert [p.name for p in (sharded / "run" / "samples").iterdir()] == ["step_000002.png"]
     assert not [p.name for p in (sharded / "run").iterdir() if p.name.startswith(".")], "temporary files left"
+
+
+def test_fsdp_gradient_accumulation_follows_the_larger_batch(sharded, tmp_path_factory):
+    """2 processes x batch 1 x grad_accum 2 train what 1 process trains at batch 4: the first micro-batch's gradients
+    accumulate unsharded (accelerate's no_sync: FSDP2 without gradient sync), the last one's reduce-scatter the sum."""
+    one = one_process_run(tmp_path_factory.mktemp("one4"), batch=4)
+    accum = sharded / "accum"
+    assert logged(accum) == pytest.approx(logged(one), rel=LOSS_RTOL)
+    assert logged(accum, "grad_norm") == pytest.approx(logged(one, "grad_norm"), rel=LOSS_RTOL)
+    assert logged(accum)[0] != pytest.approx(logged(sharded / "run")[0], rel=1e-3), "global batch 4, not 2"
+    final = IGRModel.from_pretrained(accum / FINAL).state_dict()
+    assert max_diff(final, IGRModel.from_pretrained(one / FINAL).state_dict()) < WEIGHT_ATOL
+
+
+def test_fsdp_trains_in_bf16_as_one_process_does(sharded, one_process, tmp_path_factory):
+    """bf16 under FSDP is autocast over fp32 weights, as in 1 process (the trainer replaces accelerate's FSDP2 policy
+    of bf16 parameters and reduction, which fsdp_run.py's accelerator carries, as a GPU launch's does); the run
+    passes a checkpoint at step 2 and resumes from it."""
+    one = one_process_run(tmp_path_factory.mktemp("one_bf16"), mixed_precision="bf16")
+    two = logged(sharded / "bf16")
+    assert len(two) == STEPS and all(map(math.isfinite, two))
+    assert two[0] == pytest.approx(logged(one)[0], rel=LOSS_RTOL), "step 1: the same weights, the same arithmetic"
+    assert logged(one)[0] != pytest.approx(logged(one_process)[0], rel=1e-3), "autocast is on: bf16 is not fp32"
+    assert two == pytest.approx(logged(one), rel=BF16_RTOL)
+    assert logged(sharded / "bf16", "grad_norm") == pytest.approx(logged(one, "grad_norm"), rel=BF16_RTOL)
+    final = IGRModel.from_pretrained(sharded / "bf16" / FINAL).state_dict()
+    assert {v.dtype for v in final.values()} == {torch.float32}, "bf16 computes; the weights stay fp32"
+    init = build_model("tiny", None, 0).state_dict()
+    assert _off_the_update(final, IGRModel.from_pretrained(one / FINAL).state_dict(), init) < BF16_UPDATE_RTOL
+    fp32 = IGRModel.from_pretrained(one_process / FINAL).state_dict()
+    assert _off_the_update(fp32, IGRModel.from_pretrained(one / FINAL).state_dict(), init) > BF16_UPDATE_RTOL, \
+        "the bound tells bf16 from fp32"
+
+
+def _off_the_update(a: dict, b: dict, init: dict) -> float:
+    """|a - b| / |b - init| over all weights: how far `a` is from `b`, as a share of how far `b` moved."""
+    diff = torch.cat([(a[k].float() - b[k].float()).flatten() for k in b])
+    update = torch.cat([(b[k].float() - init[k].float()).flatten() for k in b])
+    return (diff.norm() / update.norm()).item()
 
 
 def test_the_compact_checkpoint_holds_the_gathered_ema(sharded):
