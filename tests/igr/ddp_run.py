@@ -1,6 +1,8 @@
 """Run under `torchrun --standalone --nproc_per_node 2 tests/igr/ddp_run.py OUT` (test_distributed.py does): the tiny
-coarse stage at batch 1 per process, 2 steps to a checkpoint, a copy of it for a 1-process resume, then a resume in
-the same 2 processes to step 4. Gradient checkpointing on, to show it under DDP too."""
+coarse stage at batch 1 per process, 2 steps to a checkpoint (and samples at step 2), a copy of it for a 1-process
+resume, then a resume in the same 2 processes to step 4. Gradient checkpointing on, to show it under DDP too. Each
+process notes its samples in OUT/sampled-by-RANK (one step a line)."""
+import dataclasses
 import json
 import os
 import shutil
@@ -76,10 +78,23 @@ def one_process_run(out: Path, batch: int = 2, **changes) -> Path:
     return out
 
 
+def note_samples(trainer: Trainer, out: Path) -> None:
+    """Append the step to OUT/sampled-by-RANK whenever `trainer` writes samples."""
+    write = trainer.write_samples
+
+    def noted(*args, **kwargs):
+        with open(out / f"sampled-by-{trainer.acc.process_index}", "a") as f:
+            f.write(f"{trainer.step}\n")
+        return write(*args, **kwargs)
+
+    trainer.write_samples = noted
+
+
 def main(out: Path) -> None:
     torch.set_num_threads(1)
     cfg = config(1, gradient_checkpointing=True)
-    first = Trainer(build_model("tiny", None, 0), cfg, out / "run")
+    first = Trainer(build_model("tiny", None, 0), dataclasses.replace(cfg, sample_every=2), out / "run")
+    note_samples(first, out)
     if first.acc.num_processes != 2:
         raise SystemExit(f"expected 2 processes, got {first.acc.num_processes}")
     first.run(until=2, progress=False)                     # the checkpoint holds step 2
@@ -87,6 +102,7 @@ def main(out: Path) -> None:
         shutil.copytree(out / "run" / CHECKPOINT, out / "copy" / CHECKPOINT)
     first.acc.wait_for_everyone()
     second = Trainer(build_model("tiny", None, 1), cfg, out / "run")
+    note_samples(second, out)
     second.load_checkpoint(out / "run" / CHECKPOINT)
     second.run(progress=False)
 

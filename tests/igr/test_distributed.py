@@ -20,7 +20,8 @@ LOSS_RTOL, WEIGHT_ATOL = 1e-5, 1e-4
 
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory) -> Path:
-    """The 2-process run of ddp_run.py: OUT/run (2 steps, checkpoint, resume to 4) and OUT/copy (step 2)."""
+    """The 2-process run of ddp_run.py: OUT/run (2 steps, samples, checkpoint, resume to 4), OUT/copy (step 2) and
+    OUT/sampled-by-RANK."""
     return torchrun_two("ddp_run.py", tmp_path_factory.mktemp("ddp"))
 
 
@@ -37,6 +38,12 @@ def test_two_processes_follow_the_one_process_loss_trajectory(two_processes, one
     final = IGRModel.from_pretrained(two_processes / "run" / FINAL).state_dict()
     assert max_diff(final, IGRModel.from_pretrained(one_process / FINAL).state_dict()) < WEIGHT_ATOL
     assert not [p.name for p in (two_processes / "run").iterdir() if p.name.startswith(".")], "temporary files left"
+
+
+def test_rank_0_alone_writes_samples(two_processes):
+    assert [p.name for p in (two_processes / "run" / "samples").iterdir()] == ["step_000002.png"]
+    assert sorted(p.name for p in two_processes.glob("sampled-by-*")) == ["sampled-by-0"]
+    assert (two_processes / "sampled-by-0").read_text() == "2\n", "at step 2, in the loop; not again at the end"
 
 
 def test_a_two_process_checkpoint_resumes_in_one_process(two_processes, one_process, tmp_path):
