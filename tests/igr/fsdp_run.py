@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from igr.train.trainer import CHECKPOINT, Trainer, build_model
-from tests.igr.ddp_run import config
+from tests.igr.ddp_run import config, note_samples
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,6 +59,7 @@ def main(out: Path) -> None:
     first = Trainer(build_model("tiny", None, 0), dataclasses.replace(cfg, sample_every=2), out / "run",
                     accelerator=acc)
     first.compact_to = (out / "compact", None)
+    note_samples(first, out)
     first.run(until=2, progress=False)                     # the checkpoints hold step 2
     if acc.is_main_process:
         shutil.copytree(out / "run" / CHECKPOINT, out / "copy" / CHECKPOINT)

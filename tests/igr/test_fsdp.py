@@ -53,6 +53,7 @@ def test_fsdp_follows_the_one_process_loss_trajectory(sharded, one_process):
     final = IGRModel.from_pretrained(sharded / "run" / FINAL).state_dict()         # whole weights, gathered
     assert max_diff(final, IGRModel.from_pretrained(one_process / FINAL).state_dict()) < WEIGHT_ATOL
     assert [p.name for p in (sharded / "run" / "samples").iterdir()] == ["step_000002.png"]
+    assert sorted(p.name for p in sharded.glob("sampled-by-*")) == ["sampled-by-0"], "rank 0 alone samples"
     assert not [p.name for p in (sharded / "run").iterdir() if p.name.startswith(".")], "temporary files left"
 
 
