@@ -9,7 +9,9 @@
 #   hqft-lo    the paper's high-quality fine-tuning stage instead (its preset: lr 5e-5, timesteps biased to low
 #              noise, t = T(1 - u^0.5), the pairs of quality >= 0.55)
 # fine-ctl and fine-l0 train side by side, then hqft-lo; each is then evaluated on the test split (the config's
-# sampler) with the swap test, and reports/tries-from-teacher.{md,json} compares them against fine-ctl.
+# sampler) with the swap test, and reports/tries-from-teacher.{md,json} compares them against fine-ctl, beside the
+# shipped teacher (their step 0) and the regression baseline (RUNS_DIR/baseline-prior-effnet, made by
+# scripts/train-teacher-zsnr.sh) on the same N test pairs.
 #
 #   scripts/try-from-teacher.sh [RUNS_DIR]   (default runs/; re-run to resume; needs RUNS_DIR/cache-effnet,
 #                                              which scripts/train-teacher-zsnr.sh makes)
@@ -53,10 +55,19 @@ run hqft-lo hqft "${C[@]}" || rc=1
 wait $b || rc=1
 if [[ $rc != 0 ]]; then echo "a run failed: see $RUNS/{fine,hqft}-*.out" >&2; exit 1; fi
 
+reference() {   # reference NAME MODEL: evaluated on the same N pairs
+    if [[ ! -f "$EVALS/$1-n$N.json" ]]; then
+        "$PY" -m igr.eval --model "$2" --features models/teacher-small --split test --n "$N" --out "$EVALS/$1-n$N"
+    fi
+}
+reference teacher "$INIT"
+reference baseline "$RUNS/baseline-prior-effnet"
+
 args() { for run in "$@"; do
     echo --eval "$run=$EVALS/$run.json" --probe "$run=$EVALS/probe-$run.json" --run "$run=$RUNS/$run" \
         --model "$run=$RUNS/$run/final"; done; }
 # shellcheck disable=SC2046
 "$PY" -m igr.compare --title "Tries from the shipped teacher at equal budget ($TRY_STEPS full-size steps each)" \
-    --against fine-ctl $(args fine-ctl fine-l0 hqft-lo) --out reports/tries-from-teacher
+    --against fine-ctl $(args fine-ctl fine-l0 hqft-lo) --eval "teacher=$EVALS/teacher-n$N.json" --model "teacher=$INIT" \
+    --eval "baseline=$EVALS/baseline-n$N.json" --model "baseline=$RUNS/baseline-prior-effnet" --out reports/tries-from-teacher
 echo "tries finished under $RUNS"
