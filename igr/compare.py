@@ -60,8 +60,10 @@ def plot_curves(runs: dict[str, Path], out: Path) -> Path | None:
     return out
 
 
-def sample_grid(models: dict[str, Path], out: Path, n: int = 6) -> Path:
-    """person | each model's restore (its config's sampler; a baseline's regression) | ground truth."""
+def sample_grid(models: dict[str, Path], out: Path, n: int = 6, sampling: dict[str, dict] | None = None) -> Path:
+    """person | each model's restore (its config's sampler; a baseline's regression) | ground truth. `sampling`:
+    per name, the settings its evaluation sampled with (`igr.eval`'s JSON: sampler, steps, guidance, strength), so
+    that a column shows what its row measured."""
     import torch
 
     from .baseline import KIND, RegressionModel
@@ -77,8 +79,11 @@ def sample_grid(models: dict[str, Path], out: Path, n: int = 6) -> Path:
             run = m.restore
         else:
             m = IGRModel.from_pretrained(folder)
-            run = lambda p, m=m: sample(m, p, steps=m.config.sample_steps, guidance_scale=m.config.guidance_scale,
-                                        sampler=m.config.sampler, seed=0)
+            how = (sampling or {}).get(name, {})
+            run = lambda p, m=m, how=how: sample(
+                m, p, steps=how.get("steps", m.config.sample_steps),
+                guidance_scale=how.get("guidance", m.config.guidance_scale),
+                sampler=how.get("sampler", m.config.sampler), strength=how.get("strength", 1.0), seed=0)
         size = (m.config.height, m.config.width)
         person, garment, _ = next(split_batches("test", n, size, n))
         with torch.no_grad():
@@ -174,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     if runs and plot_curves(runs, out.with_name(out.name + "-curves.png")):
         figures["learning curves (val)"] = out.name + "-curves.png"
     if models:
-        sample_grid(models, out.with_name(out.name + "-grid.png"))
+        sampling = {name: json.loads(evals[name].read_text()).get("sampling", {}) for name in models if name in evals}
+        sample_grid(models, out.with_name(out.name + "-grid.png"), sampling=sampling)
         figures["test samples"] = out.name + "-grid.png"
     out.with_suffix(".json").write_text(json.dumps(rep, indent=1) + "\n")
     out.with_suffix(".md").write_text(markdown(rep, args.title, figures))

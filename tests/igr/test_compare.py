@@ -38,3 +38,24 @@ def test_compare_tables_paired_diffs_swap_tests_curves_and_grid(tmp_path):
     assert (tmp_path / "out" / "tries-curves.png").is_file() and (tmp_path / "out" / "tries-grid.png").is_file()
     assert compare_main(["--eval", f"prior={tmp_path / 'e' / 'prior.json'}", "--against", "nobody",
                          "--out", str(out)]) == 2
+
+
+def test_a_grid_column_samples_as_its_evaluation_did(tmp_path, monkeypatch):
+    """The prior-start sweep's columns: each name's eval JSON holds the settings it sampled with (strength
+    included); the grid passes them on, and the model's own where the name has no evaluation."""
+    import igr.pipeline
+    from igr.compare import sample_grid
+
+    torch.manual_seed(0)
+    IGRModel(IGRConfig.tiny().replace(zero_snr=True, aligned_prior=True)).save_pretrained(tmp_path / "prior")
+    seen = []
+    real = igr.pipeline.sample
+    monkeypatch.setattr(igr.pipeline, "sample", lambda m, p, **kw: seen.append(kw) or real(m, p, **kw))
+    sampling = {"s03": {"sampler": "ddim", "steps": 4, "guidance": 1.5, "seed": 0, "strength": 0.3}}
+    sample_grid({"s03": tmp_path / "prior", "own": tmp_path / "prior"}, tmp_path / "grid.png", n=2,
+                sampling=sampling)
+    config = IGRModel.from_pretrained(tmp_path / "prior").config
+    assert seen[0] == dict(steps=4, guidance_scale=1.5, sampler="ddim", strength=0.3, seed=0)
+    assert seen[1] == dict(steps=config.sample_steps, guidance_scale=config.guidance_scale, sampler=config.sampler,
+                           strength=1.0, seed=0)
+    assert (tmp_path / "grid.png").is_file()
