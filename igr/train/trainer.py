@@ -261,8 +261,9 @@ class Trainer:
         self.step = 0
         self.rewarm_from: int | None = None
         self.compact_to: tuple[Path, Path | None] | None = None    # (folder, share_with): save_compact at checkpoints
-        # the frozen parts a latent cache was made with, read while every tensor is whole (FSDP shards them too)
-        self._frozen = frozen_digests(model) if cfg.cache is not None else None
+        # under FSDP, the frozen parts' digests that a latent cache is checked against, read while every tensor is
+        # whole (FSDP shards them too); otherwise `run` reads them where they are, after any resume
+        self._frozen = frozen_digests(model) if cfg.cache is not None and self.fsdp else None
         # fully_shard cannot shard 0-dim parameters (the fusion scales, CLIP's temperature): under FSDP every process
         # keeps them whole (FSDP's ignored parameters) and the trainer averages their gradients itself
         self._whole = [p for p in self.loss.parameters() if p.dim() == 0] if self.fsdp else []
