@@ -84,11 +84,24 @@ def cmd_steps(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"trajectories of {args.n} pairs at timesteps {recorded} -> {traj_dir}")
         return 0
     init = _load(parser, args.init) if args.init else source
+    changes = {}
+    if args.model_set:
+        from igr.config import IGRConfig
+        from igr.train.__main__ import _overrides
+
+        try:
+            changes = _overrides(args.model_set, IGRConfig, "--model-set")
+        except ValueError as e:
+            parser.error(str(e))
+    from igr.train.cache import LatentCache
+
+    cache = LatentCache(args.cache, (source.config.height, source.config.width))
     for k in args.steps:
         cfg = DistillConfig(kind="steps", steps=args.train_steps, batch=args.batch, lr=args.lr, seed=args.seed,
                             student_steps=k, method=args.method, gt_weight=args.gt_weight if k == 1 else 0.0)
         try:
-            summary = distill_steps(init, traj, recorded, out / f"student-{k}", cfg, source_meta=meta)
+            summary = distill_steps(init, traj, recorded, out / f"student-{k}", cfg, source_meta=meta,
+                                    changes=changes, cache=cache, source=source)
         except ValueError as e:
             parser.error(str(e))
         print(f"{k}-step student ({args.method}, timesteps {summary['timesteps']}): loss "
@@ -292,6 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chain", action=argparse.BooleanOptionalAction, default=True,
                    help="start each student from the previous one (as progressive distillation does)")
     p.add_argument("--n", type=int, default=1536, help="training pairs (trajectories recorded once, reused)")
+    p.add_argument("--model-set", nargs="+", default=[], metavar="FIELD=VALUE", dest="model_set",
+                   help="a leaner student than --init: aligned_prior=false (the denoiser learns to do without the "
+                        "prior) and/or encoder.input_size=[128,96] (the image tower at a smaller input; its token "
+                        "projection trains too)")
     p.add_argument("--record-batch", type=int, default=32)
     p.add_argument("--trajectories", help="trajectory folder (default OUT/trajectories)")
     p.add_argument("--record-only", action="store_true", help="record the trajectories, train nothing")

@@ -20,6 +20,7 @@ and the conditioning is computed once per training pair (stored with the traject
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -262,10 +263,15 @@ class StepTargets:
         return self.a[j].view(shape).float() * x_in - self.s[j].view(shape).float() * v
 
 
-def stored_conditioning(batch: dict[str, torch.Tensor]) -> Conditioning:
-    """The conditioning recorded with trajectory rows (see `record_trajectories`)."""
-    return Conditioning({k[4:]: v.float() for k, v in batch.items() if k.startswith("ref.")}, batch["image_tokens"],
-                        batch.get("prior"))
+def stored_conditioning(batch: dict[str, torch.Tensor], student: IGRModel | None = None) -> Conditioning:
+    """The conditioning recorded with trajectory rows (see `record_trajectories`), as `student` takes it: without
+    the prior when it has none, and with image tokens of its own (its trainable projection of `student_embed`)
+    when its image tower embeds differently from the source's (`tower_embeds`)."""
+    tokens = batch["image_tokens"]
+    if student is not None and "student_embed" in batch:
+        tokens = student.image_encoder.tokens(batch["student_embed"])
+    prior = None if student is not None and student.prior is None else batch.get("prior")
+    return Conditioning({k[4:]: v.float() for k, v in batch.items() if k.startswith("ref.")}, tokens, prior)
 
 
 def step_loss(student: IGRModel, targets: StepTargets, batch: dict[str, torch.Tensor], generator: torch.Generator,
@@ -274,7 +280,7 @@ def step_loss(student: IGRModel, targets: StepTargets, batch: dict[str, torch.Te
     x = batch["x"]
     j = torch.randint(0, len(targets.plan), (x.shape[0],), generator=generator)
     x_in, t, target = targets(x, j)
-    cond = stored_conditioning(batch)
+    cond = stored_conditioning(batch, student)
     x0 = targets.x0(student.predict(x_in, t, cond), x_in, j)
     distill = F.mse_loss(x0, target)
     logs = {"distill": float(distill.detach())}
@@ -313,9 +319,10 @@ def optimizer_step(loss: torch.Tensor, params, opt: torch.optim.Optimizer, grad_
 def fit(student: IGRModel, cfg: DistillConfig, out: str | Path,
         next_batch: Callable[[int], dict[str, torch.Tensor]],
         loss_fn: Callable[[dict[str, torch.Tensor], torch.Generator], tuple[torch.Tensor, dict[str, float]]],
-        *, meta: dict[str, Any], progress: bool = True) -> dict[str, Any]:
-    """Train the student's denoiser (everything else frozen) and write OUT/final (+ OUT/checkpoint on the way),
-    OUT/log.jsonl and OUT/loss.png. Returns the summary also stored as final/distill.json."""
+        *, meta: dict[str, Any], progress: bool = True, also: list[torch.nn.Module] | None = None) -> dict[str, Any]:
+    """Train the student's denoiser (and the modules in `also`; everything else frozen) and write OUT/final
+    (+ OUT/checkpoint on the way), OUT/log.jsonl and OUT/loss.png. Returns the summary also stored as
+    final/distill.json."""
     from tqdm.auto import tqdm
 
     from igr.train.trainer import plot_log
@@ -326,7 +333,7 @@ def fit(student: IGRModel, cfg: DistillConfig, out: str | Path,
     generator = torch.Generator().manual_seed(cfg.seed)
     for p in student.parameters():
         p.requires_grad_(False)
-    params = [p for p in student.denoiser.parameters()]
+    params = [p for m in [student.denoiser, *(also or [])] for p in m.parameters()]
     for p in params:
         p.requires_grad_(True)
     student.train()
@@ -365,8 +372,6 @@ def fit(student: IGRModel, cfg: DistillConfig, out: str | Path,
 def distill_guidance(teacher: IGRModel, cache_dir: str | Path, out: str | Path, cfg: DistillConfig, *,
                      progress: bool = True) -> dict[str, Any]:
     """Guidance distillation: a student initialized from the teacher that needs one call per step."""
-    import copy
-
     if teacher.config.guidance_scale == 1.0:
         raise ValueError("the teacher's guidance scale is 1: there is no guidance to distill")
     cache = open_cache(teacher, cache_dir)
@@ -382,18 +387,85 @@ def distill_guidance(teacher: IGRModel, cache_dir: str | Path, out: str | Path, 
                lambda batch, g: guidance_loss(teacher, student, batch, g), meta=meta, progress=progress)
 
 
-def distill_steps(init: IGRModel, traj: dict[str, torch.Tensor], recorded: list[int], out: str | Path,
-                  cfg: DistillConfig, *, source_meta: dict[str, Any], progress: bool = True) -> dict[str, Any]:
-    """Step distillation of a `cfg.student_steps`-step student, initialized from `init`, on trajectories."""
-    import copy
+def lean_student(init: IGRModel, changes: dict[str, Any]) -> tuple[IGRModel, list[str]]:
+    """A student of another architecture than `init`: `init`'s config with `changes` (`--model-set`), its weights
+    taken from `init` wherever they fit (`IGRModel.transplant`). Only changes that leave the stored conditioning
+    usable are taken: dropping the aligned prior (`aligned_prior=false`: the denoiser keeps its latent channels'
+    input weights and learns to do without the prior) and the image tower's input size (`encoder.input_size`:
+    the token projection then trains with the denoiser, on `tower_embeds`). -> (student, tensors not taken)."""
+    allowed = {"aligned_prior": None, "encoder": {"input_size"}}
+    for key, value in changes.items():
+        if key not in allowed or (isinstance(value, dict) and not set(value) <= allowed[key]):
+            raise ValueError(f"a step student can change only aligned_prior=false and encoder.input_size, not {key} "
+                             f"({value}): the trajectories' stored conditioning fixes the rest")
+    if changes.get("aligned_prior", False):
+        raise ValueError("aligned_prior=true: a step student can drop the source's prior, not add one")
+    student = IGRModel(init.config.replace(**copy.deepcopy(changes)))
+    return student, student.transplant(init)
 
-    if frozen_parts_digest(init) != source_meta["frozen"]:
+
+@torch.no_grad()
+def tower_embeds(student: IGRModel, index: torch.Tensor, *, size: tuple[int, int], batch: int = 64,
+                 progress: bool = True) -> torch.Tensor:
+    """The student's image-tower embedding of SynthGarment train persons `index` (a latent cache's index column)
+    at the training size: what its token projection trains on when its tower's input differs from the source's."""
+    from tqdm.auto import tqdm
+
+    from igr.data import SynthGarmentDataset
+
+    data = SynthGarmentDataset("train", int(index.max()) + 1, size=size)
+    out = []
+    for start in tqdm(range(0, len(index), batch), desc="person embeddings", disable=not progress):
+        person = torch.stack([data[int(i)]["person"] for i in index[start:start + batch]])
+        out.append(student.image_encoder.embed(person).float())
+    return torch.cat(out)
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return digest(a) == digest(b)
+
+
+def distill_steps(init: IGRModel, traj: dict[str, torch.Tensor], recorded: list[int], out: str | Path,
+                  cfg: DistillConfig, *, source_meta: dict[str, Any], progress: bool = True,
+                  changes: dict[str, Any] | None = None, cache: LatentCache | None = None,
+                  source: IGRModel | None = None) -> dict[str, Any]:
+    """Step distillation of a `cfg.student_steps`-step student, initialized from `init`, on trajectories.
+
+    `changes` makes a leaner student than `init` (`lean_student`). `init` may carry another aligned prior than the
+    trajectories' `source` (a light one, `python -m distill light-prior`): the student then sees its own prior's
+    answers, computed once on the cache's person latents, and learns to follow the trajectories with them. Both
+    need `cache`, the latent cache the trajectories were recorded from (its first rows are theirs)."""
+    own_prior = frozen_parts_digest(init) != source_meta["frozen"]
+    if own_prior and not (source is not None and frozen_parts_digest(source) == source_meta["frozen"]
+                          and init.prior is not None and source.prior is not None
+                          and all(_same(a, b) for a, b in ((init.vae, source.vae), (init.garmnet, source.garmnet),
+                                                           (init.image_encoder.tower, source.image_encoder.tower)))):
         raise ValueError("the student's VAE / image encoder / GarmNet differ from the trajectories' source: the "
                          "stored conditioning would not be the student's own")
-    student = copy.deepcopy(init)
-    student.config = student_config(init.config, kind="steps", steps=cfg.student_steps)
+    n = len(traj["x"])
+    if (own_prior or changes) and cache is None:
+        raise ValueError("a student with its own prior or another image-tower input needs the trajectories' cache")
+    also: list[torch.nn.Module] = []
+    student, fresh = lean_student(init, changes) if changes else (copy.deepcopy(init), [])
+    if student.config.encoder != init.config.encoder:
+        traj = {**traj, "student_embed": tower_embeds(student, cache.index[:n], size=(init.config.height,
+                                                                                       init.config.width),
+                                                      progress=progress)}
+        also = list(student.image_encoder.projection())
+    if own_prior and student.prior is not None:
+        with torch.no_grad():
+            latents = cache.rows["person_latent"][:n].float()
+            traj = {**traj, "prior": torch.cat([student.prior(latents[i:i + 64]) for i in range(0, n, 64)])}
+    student.config = student_config(student.config, kind="steps", steps=cfg.student_steps)
     targets = StepTargets(student.config, recorded, cfg.student_steps, cfg.method)
     meta = {"kind": "steps", "method": cfg.method, "steps": cfg.student_steps, "timesteps": targets.plan,
-            "init_denoiser": digest(init.denoiser), "trajectories": source_meta, "frozen": source_meta["frozen"]}
+            "init_denoiser": digest(init.denoiser), "trajectories": source_meta,
+            "frozen": frozen_parts_digest(student)}
+    if changes:
+        meta["model_set"] = changes
+        meta["not_from_init"] = fresh
+    if own_prior:
+        meta["own_prior"] = digest(init.prior)
     return fit(student, cfg, out, lambda step: trajectory_batch(traj, step, cfg.batch, cfg.seed),
-               lambda batch, g: step_loss(student, targets, batch, g, cfg.gt_weight), meta=meta, progress=progress)
+               lambda batch, g: step_loss(student, targets, batch, g, cfg.gt_weight), meta=meta, progress=progress,
+               also=also)

@@ -173,6 +173,18 @@ def _metadata(path: Path) -> dict[str, str]:
         return f.metadata() or {}
 
 
+def tower_input(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The image at an image tower's input size: as it is when already that size; averaged over k×k blocks when
+    it is k times that size (k an integer: an AveragePool in every exported graph, which NNAPI and Core ML run);
+    else resized bilinearly with antialiasing."""
+    h, w = image.shape[-2:]
+    if (h, w) == size:
+        return image
+    if h % size[0] == 0 and w % size[1] == 0 and h // size[0] == w // size[1] > 1:
+        return F.avg_pool2d(image, h // size[0])
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
 class ImageEncoder(nn.Module):
     """High-level extractor: a frozen image tower + a trainable projection to N image tokens (IP-Adapter).
 
@@ -234,8 +246,8 @@ class ImageEncoder(nn.Module):
         """Frozen embedding of an image in [-1, 1] (B, 3, H, W) -> (B, E), E = `cfg.embed_dim`.
 
         clip: the CLIP image embedding of the image resized to a square, (B, projection_dim).
-        efficientnet-lite0: the image resized to `input_size` (when it is not that size already; the tiny
-        preset's 64×48 goes up to 128×96, so that the stride-32 stage has a 4×3 map), the last stage's map
+        efficientnet-lite0: the image brought to `input_size` (`tower_input`; the tiny preset's 64×48 goes up to
+        128×96, so that the stride-32 stage has a 4×3 map), the last stage's map
         averaged over equal cells of `grid`, flattened cell by cell (row-major), (B, G·320)."""
         if self.cfg.backbone == "clip":
             s = self.cfg.image_size
@@ -244,9 +256,7 @@ class ImageEncoder(nn.Module):
                 mean, std = (torch.tensor(v, dtype=x.dtype, device=x.device).view(1, 3, 1, 1) for v in CLIP_MEAN_STD)
                 x = ((x + 1) / 2 - mean) / std
             return self.clip(pixel_values=x).image_embeds
-        size = tuple(self.cfg.input_size)
-        x = image if tuple(image.shape[-2:]) == size else \
-            F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+        x = tower_input(image, tuple(self.cfg.input_size))
         f = self.effnet.features(self.effnet.preprocess(x).to(x.dtype))[-1]  # (B, 320, H/32, W/32)
         rows, cols = self.cfg.grid
         f = F.avg_pool2d(f, (f.shape[-2] // rows, f.shape[-1] // cols))      # (B, 320, rows, cols)
@@ -576,7 +586,8 @@ class IGRModel(nn.Module):
         """Start from `source`'s weights where this model has the same tensors: for a config that adds parts
         (an aligned prior) to a trained model. The denoiser's widened input convolution keeps the source's
         weights on the latent channels and starts at zero on the new ones, so the model computes exactly
-        what `source` did until training moves it. A transformer block that `source` lacks (attention added at a
+        what `source` did until training moves it; a narrower one (a model without the source's prior) keeps the
+        source's weights on the latent channels alone. A transformer block that `source` lacks (attention added at a
         level) starts with its output projection at zero, so its residual adds nothing until trained; GarmNet's
         blocks that `source`'s GarmNet left out start as `source`'s denoiser's (GarmNet is its copy). A
         pretrained image tower that `source` lacks keeps the weights it was built with (its package's). Returns the
@@ -597,6 +608,10 @@ class IGRModel(nn.Module):
                             and other.shape[0] == mine.shape[0]:
                         mine.zero_()[:, : other.shape[1]].copy_(other)
                         fresh.append(f"{name}.{key}[:, {other.shape[1]}:] (zero)")
+                    elif other is not None and key == "unet.conv_in.weight" and other.shape[1] > mine.shape[1] \
+                            and other.shape[0] == mine.shape[0]:        # the prior's channels dropped
+                        mine.copy_(other[:, : mine.shape[1]])
+                        fresh.append(f"{name}.{key} (the source's first {mine.shape[1]} input channels)")
                     else:
                         fresh.append(f"{name}.{key}")
                 for prefix, module in self.component(name).named_modules():

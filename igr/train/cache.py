@@ -115,6 +115,7 @@ class LatentCache:
         if len(keep) == 0:
             raise ValueError(f"{path}: no pair reaches quality {min_quality}")
         self.rows = {k: t[k][keep] for k in KEYS}
+        self.index = t["index"][keep] if "index" in t else keep        # each row's SynthGarment train item
         self.n = len(keep)
         self._orders: dict[tuple[int, int], np.ndarray] = {}
 

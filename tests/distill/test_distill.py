@@ -276,3 +276,113 @@ def test_a_prior_teachers_trajectories_carry_its_latent_and_the_student_keeps_it
         next(student.prior.parameters()).add_(1.0)
     with pytest.raises(ValueError, match="differ from the trajectories' source"):
         core.distill_steps(student, traj, plan, tmp_path / "s2b", cfg, source_meta=meta, progress=False)
+
+
+@pytest.fixture(scope="module")
+def prior_source(setup, tmp_path_factory):
+    """A tiny source with an aligned prior and EfficientNet tokens (a 2x1 grid, which divides the tower's map at
+    128x96 and at 64x48), its latent cache of 8 pairs and its trajectories."""
+    root, teacher = setup
+    folder = tmp_path_factory.mktemp("prior-source")
+    torch.manual_seed(5)
+    cfg = teacher.config.replace(aligned_prior=True, encoder={"backbone": "efficientnet-lite0", "grid": (2, 1)})
+    source = IGRModel(cfg)
+    source.transplant(teacher)
+    source.eval()
+    latent_cache.build(source, folder / "cache", sizes=[(64, 48)], n=8, batch=8, workers=0, progress=False)
+    plan = [999, 749, 499, 249]
+    traj = core.load_or_record(source, folder / "cache", folder / "traj", n=8, timesteps=plan, batch=8,
+                               progress=False)
+    return source, latent_cache.LatentCache(folder / "cache", (64, 48)), plan, traj
+
+
+def test_a_lean_student_drops_the_prior_and_shrinks_the_tower_input_and_learns_to_follow(prior_source, tmp_path):
+    """`--model-set aligned_prior=false encoder.input_size=...`: the student starts from the source's weights where
+    they fit, does without the prior, trains its token projection on its own tower's embeddings (the persons
+    regenerated from the cache's index) beside the denoiser, and leaves VAE, GarmNet and the tower alone."""
+    source, cache, plan, traj = prior_source
+    meta = core.trajectory_meta(source, plan, 8, 0)
+    index = cache.index
+    assert torch.equal(index, torch.arange(8))
+    changes = {"aligned_prior": False, "encoder": {"input_size": (64, 48)}}
+    with pytest.raises(ValueError, match="needs the trajectories' cache"):
+        core.distill_steps(source, traj, plan, tmp_path / "x", core.DistillConfig(kind="steps", steps=1),
+                           source_meta=meta, changes=changes)
+    for bad in ({"unet": {"channels": (16, 32, 32)}}, {"aligned_prior": True}):
+        with pytest.raises(ValueError, match="aligned_prior"):
+            core.lean_student(source, bad)
+    dcfg = core.DistillConfig(kind="steps", steps=30, batch=8, lr=2e-3, warmup=3, student_steps=2, checkpoint_every=0)
+    summary = core.distill_steps(source, traj, plan, tmp_path / "s2", dcfg, source_meta=meta, changes=changes,
+                                 cache=cache, progress=False)
+    assert summary["model_set"] == changes
+    written = json.loads((tmp_path / "s2" / "final" / core.META).read_text())
+    assert written["model_set"] == {"aligned_prior": False, "encoder": {"input_size": [64, 48]}}
+    student = IGRModel.from_pretrained(tmp_path / "s2" / "final")
+    assert student.prior is None and student.config.encoder.input_size == (64, 48)
+    assert student.denoiser.unet.conv_in.weight.shape[1] == 4
+    for name in ("vae", "garmnet"):
+        for k, v in student.component(name).state_dict().items():
+            assert torch.equal(v, source.component(name).state_dict()[k]), (name, k)
+    assert core.digest(student.image_encoder.tower) == core.digest(source.image_encoder.tower)
+    assert not torch.equal(student.image_encoder.cells.proj.weight, source.image_encoder.cells.proj.weight)
+    # the embeddings it trained on are its own tower's at 64x48, of the cache's persons
+    from igr.data import SynthGarmentDataset
+
+    data = SynthGarmentDataset("train", 8, size=(64, 48))
+    with torch.no_grad():
+        own = student.image_encoder.embed(torch.stack([data[i]["person"] for i in range(3)]))
+        fed = core.tower_embeds(student, index[:3], size=(64, 48), progress=False)
+        theirs = source.image_encoder.embed(torch.stack([data[i]["person"] for i in range(3)]))
+    torch.testing.assert_close(fed, own)
+    assert not torch.allclose(fed, theirs, atol=1e-3)                  # 128x96 input there, 64x48 here
+    # the lean student's loss, on its own conditioning, falls from its transplanted start
+    targets = core.StepTargets(student.config, plan, 2, "progressive")
+    batch = core.trajectory_batch({**traj, "student_embed": core.tower_embeds(student, index, size=(64, 48),
+                                                                                progress=False)}, 0, 8, seed=7)
+    start, _ = core.lean_student(source, changes)
+    start.config = student.config
+    before = _fixed(lambda g: core.step_loss(start, targets, batch, g))
+    after = _fixed(lambda g: core.step_loss(student, targets, batch, g))
+    assert after < 0.85 * before, (before, after)
+    images = sample_items(student, torch.stack([data[i]["person"] for i in range(2)]), 0, seed=0)
+    assert images.shape == (2, 3, 64, 48) and torch.isfinite(images).all()
+
+
+def test_a_student_with_its_own_light_prior_learns_on_that_priors_answers(prior_source, tmp_path):
+    """`--init` a model whose prior is not the source's (a light one): the student sees its own prior's answers on
+    the cache's person latents instead of the recorded ones; VAE, GarmNet and the tower must still be the source's."""
+    from distill.prior import distill_prior
+
+    source, cache, plan, traj = prior_source
+    meta = core.trajectory_meta(source, plan, 8, 0)
+    light, _ = distill_prior(source, (8, 16, 16), cache.rows["person_latent"].float(), steps=3, batch=4, holdout=2,
+                             progress=False)
+    dcfg = core.DistillConfig(kind="steps", steps=2, batch=4, warmup=1, student_steps=2, checkpoint_every=0)
+    with pytest.raises(ValueError, match="differ from the trajectories' source"):           # no source to compare
+        core.distill_steps(light, traj, plan, tmp_path / "a", dcfg, source_meta=meta, cache=cache, progress=False)
+    seen = {}
+    real_loss = core.step_loss
+
+    def spy(student, targets, batch, g, gt_weight=0.0):
+        seen.setdefault("prior", batch["prior"])
+        seen.setdefault("x", batch["x"])
+        return real_loss(student, targets, batch, g, gt_weight)
+
+    core.step_loss, saved = spy, core.step_loss
+    try:
+        summary = core.distill_steps(light, traj, plan, tmp_path / "b", dcfg, source_meta=meta, cache=cache,
+                                     source=source, progress=False)
+    finally:
+        core.step_loss = saved
+    rows = [int((traj["x"] == x).flatten(1).all(1).nonzero()[0]) for x in seen["x"]]
+    with torch.no_grad():
+        own = light.prior(cache.rows["person_latent"][rows].float())
+    torch.testing.assert_close(seen["prior"], own)
+    assert not torch.allclose(seen["prior"], traj["prior"][rows], atol=1e-3)
+    assert summary["own_prior"] == core.digest(light.prior) and summary["frozen"] == core.frozen_parts_digest(light)
+    broken = IGRModel.from_pretrained(tmp_path / "b" / "final")
+    with torch.no_grad():
+        next(broken.garmnet.parameters()).add_(1.0)
+    with pytest.raises(ValueError, match="differ from the trajectories' source"):
+        core.distill_steps(broken, traj, plan, tmp_path / "c", dcfg, source_meta=meta, cache=cache, source=source,
+                           progress=False)

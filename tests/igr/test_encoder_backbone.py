@@ -171,3 +171,19 @@ def test_the_efficientnet_image_encoder_exports_to_onnx_within_the_spec_toleranc
             want = model.image_encoder(image).numpy()
         got = session.run(None, {"image": image.numpy()})[0]
         assert got.shape == want.shape and float(abs(got - want).max()) <= spec.atol
+
+
+def test_the_tower_input_is_an_average_pool_at_integer_ratios_and_a_resize_otherwise():
+    from igr.model.igr import tower_input
+
+    image = torch.rand(2, 3, 256, 192)
+    assert tower_input(image, (256, 192)) is image
+    half = tower_input(image, (128, 96))
+    torch.testing.assert_close(half, image.view(2, 3, 128, 2, 96, 2).mean(dim=(3, 5)))
+    up = tower_input(image[..., :64, :48], (128, 96))                   # the tiny preset goes up
+    assert up.shape == (2, 3, 128, 96)
+    odd = tower_input(image, (160, 120))                                # 1.6×: antialiased bilinear
+    assert odd.shape == (2, 3, 160, 120)
+    assert torch.allclose(odd.mean(), image.mean(), atol=1e-2)
+    squeezed = tower_input(image, (128, 64))                            # 2× and 3×: not one pooling window
+    assert squeezed.shape == (2, 3, 128, 64)

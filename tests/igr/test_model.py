@@ -242,6 +242,28 @@ def test_an_aligned_prior_transplanted_onto_a_model_changes_nothing_until_traine
         assert torch.equal(v, again.prior.state_dict()[k])
 
 
+def test_a_model_without_the_prior_keeps_the_latent_channels_of_one_with_it():
+    """The lean student's start: transplanted from a prior model, the denoiser keeps the latent channels' input
+    weights; where the prior's channels weigh nothing the two predict alike."""
+    torch.manual_seed(0)
+    with_prior = IGRModel(IGRConfig.tiny().replace(aligned_prior=True))
+    lean = IGRModel(with_prior.config.replace(aligned_prior=False))
+    fresh = lean.transplant(with_prior)
+    assert fresh == ["denoiser.unet.conv_in.weight (the source's first 4 input channels)"]
+    assert lean.prior is None and lean.denoiser.unet.conv_in.weight.shape[1] == 4
+    torch.testing.assert_close(lean.denoiser.unet.conv_in.weight, with_prior.denoiser.unet.conv_in.weight[:, :4])
+    person = torch.rand(2, 3, 64, 48) * 2 - 1
+    zt, t = torch.randn(2, 4, 8, 6), torch.tensor([100, 900])
+    with torch.no_grad():
+        differs = (with_prior.predict(zt, t, with_prior.condition(person))
+                   - lean.predict(zt, t, lean.condition(person))).abs().max()
+        with_prior.denoiser.unet.conv_in.weight[:, 4:] = 0
+        a = with_prior.predict(zt, t, with_prior.condition(person))
+        b = lean.predict(zt, t, lean.condition(person))
+    assert differs > 1e-3                                 # the prior's channels did count
+    torch.testing.assert_close(a, b)
+
+
 def test_attention_added_at_a_level_starts_as_identity_after_transplant():
     """Finer reference tokens (attention, hence GarmNet fusion, at the first level too): the new transformer
     blocks start with a zero output projection, so the model predicts what its source did until trained."""
