@@ -104,6 +104,9 @@ def cmd_steps(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                                     changes=changes, cache=cache, source=source)
         except ValueError as e:
             parser.error(str(e))
+        made = Path(args.init or args.source) / "prior.json"        # how --init's light prior was made
+        if summary.get("own_prior") and made.is_file():
+            (out / f"student-{k}" / "final" / "prior.json").write_text(made.read_text())
         print(f"{k}-step student ({args.method}, timesteps {summary['timesteps']}): loss "
               f"{summary['first_loss']:.4f} -> {summary['final_loss_mean50']:.4f} in {summary['hours']:.2f} h "
               f"-> {out / f'student-{k}' / 'final'}")
@@ -231,7 +234,7 @@ def cmd_light_attach(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     except (FileNotFoundError, ConfigError) as e:
         parser.error(str(e))
     extra = {LIGHT_META: (Path(args.light) / LIGHT_META).read_text()}
-    for name in ("distill.json",):                     # how the student was made travels with it
+    for name in ("distill.json", "prior.json"):        # how the student (and a light prior) was made travels with it
         if (Path(args.model) / name).is_file():
             extra[name] = (Path(args.model) / name).read_text()
     out = model.save_pretrained(args.out, dtype={"fp16": torch.float16, "fp32": None}[args.dtype],

@@ -93,7 +93,7 @@ class LatentCache:
 
     def __init__(self, folder: str | Path, size: tuple[int, int], *, min_quality: float | None = None,
                  expect: dict[str, str] | None = None) -> None:
-        folder = Path(folder)
+        folder = self.folder = Path(folder)
         meta_path = folder / "meta.json"
         if not meta_path.is_file():
             raise FileNotFoundError(f"{folder} is not a latent cache (no meta.json; make one with python -m igr.train.cache)")

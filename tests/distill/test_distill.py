@@ -386,3 +386,26 @@ def test_a_student_with_its_own_light_prior_learns_on_that_priors_answers(prior_
     with pytest.raises(ValueError, match="differ from the trajectories' source"):
         core.distill_steps(broken, traj, plan, tmp_path / "c", dcfg, source_meta=meta, cache=cache, source=source,
                            progress=False)
+
+
+def test_cli_trains_a_lean_student_on_its_own_light_prior_and_keeps_how_the_prior_was_made(prior_source, tmp_path):
+    from distill.prior import PRIOR_META, distill_prior
+
+    source, cache, plan, traj = prior_source
+    source.save_pretrained(tmp_path / "source")
+    light, record = distill_prior(source, (8, 16, 16), cache.rows["person_latent"].float(), steps=2, batch=4,
+                                  holdout=2, progress=False)
+    light.save_pretrained(tmp_path / "light", extra={PRIOR_META: json.dumps(record)})
+    cache_dir = cache.folder
+    args = ["steps", "--from", str(tmp_path / "source"), "--init", str(tmp_path / "light"), "--cache", str(cache_dir),
+            "--out", str(tmp_path / "run"), "--steps", "2", "--n", "6", "--record-steps", "4", "--train-steps", "2",
+            "--batch", "2"]
+    with pytest.raises(SystemExit):
+        distill_main(args + ["--model-set", "unet.channels=[8,8,8]"])
+    assert distill_main(args + ["--model-set", "encoder.input_size=[64,48]"]) == 0
+    final = tmp_path / "run" / "student-2" / "final"
+    made = json.loads((final / "distill.json").read_text())
+    assert made["model_set"] == {"encoder": {"input_size": [64, 48]}} and made["own_prior"]
+    assert json.loads((final / "prior.json").read_text())["channels"] == [8, 16, 16]
+    student = IGRModel.from_pretrained(final)
+    assert student.config.encoder.input_size == (64, 48) and student.config.prior.channels == (8, 16, 16)
