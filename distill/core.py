@@ -435,19 +435,23 @@ def distill_steps(init: IGRModel, traj: dict[str, torch.Tensor], recorded: list[
     trajectories' `source` (a light one, `python -m distill light-prior`): the student then sees its own prior's
     answers, computed once on the cache's person latents, and learns to follow the trajectories with them. Both
     need `cache`, the latent cache the trajectories were recorded from (its first rows are theirs)."""
-    own_prior = frozen_parts_digest(init) != source_meta["frozen"]
-    if own_prior and not (source is not None and frozen_parts_digest(source) == source_meta["frozen"]
-                          and init.prior is not None and source.prior is not None
-                          and all(_same(a, b) for a, b in ((init.vae, source.vae), (init.garmnet, source.garmnet),
-                                                           (init.image_encoder.tower, source.image_encoder.tower)))):
+    as_recorded = frozen_parts_digest(init) == source_meta["frozen"]
+    if not as_recorded and not (source is not None and frozen_parts_digest(source) == source_meta["frozen"]
+                                and all(_same(a, b) for a, b in ((init.vae, source.vae), (init.garmnet, source.garmnet),
+                                                                 (init.image_encoder.tower, source.image_encoder.tower)))):
         raise ValueError("the student's VAE / image encoder / GarmNet differ from the trajectories' source: the "
                          "stored conditioning would not be the student's own")
+    own_prior = not as_recorded and init.prior is not None          # another prior than the source's (or none)
     n = len(traj["x"])
     if (own_prior or changes) and cache is None:
         raise ValueError("a student with its own prior or another image-tower input needs the trajectories' cache")
     also: list[torch.nn.Module] = []
     student, fresh = lean_student(init, changes) if changes else (copy.deepcopy(init), [])
-    if student.config.encoder != init.config.encoder:
+    recorded_with = (source or init).config.encoder          # the stored tokens came from the source's tower
+    if student.config.encoder != recorded_with:
+        if cache is None:
+            raise ValueError("a student with another image-tower input than the trajectories' source needs their "
+                             "cache")
         traj = {**traj, "student_embed": tower_embeds(student, cache.index[:n], size=(init.config.height,
                                                                                        init.config.width),
                                                       progress=progress)}

@@ -296,7 +296,8 @@ def prior_source(setup, tmp_path_factory):
     return source, latent_cache.LatentCache(folder / "cache", (64, 48)), plan, traj
 
 
-def test_a_lean_student_drops_the_prior_and_shrinks_the_tower_input_and_learns_to_follow(prior_source, tmp_path):
+def test_a_lean_student_drops_the_prior_and_shrinks_the_tower_input_and_learns_to_follow(prior_source, tmp_path,
+                                                                                          monkeypatch):
     """`--model-set aligned_prior=false encoder.input_size=...`: the student starts from the source's weights where
     they fit, does without the prior, trains its token projection on its own tower's embeddings (the persons
     regenerated from the cache's index) beside the denoiser, and leaves VAE, GarmNet and the tower alone."""
@@ -346,6 +347,15 @@ def test_a_lean_student_drops_the_prior_and_shrinks_the_tower_input_and_learns_t
     assert after < 0.85 * before, (before, after)
     images = sample_items(student, torch.stack([data[i]["person"] for i in range(2)]), 0, seed=0)
     assert images.shape == (2, 3, 64, 48) and torch.isfinite(images).all()
+    # training it further: its tower still differs from the source's, so it still gets its own embeddings
+    calls = []
+    real = core.tower_embeds
+    monkeypatch.setattr(core, "tower_embeds", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    again = core.distill_steps(student, traj, plan, tmp_path / "again",
+                               core.DistillConfig(kind="steps", steps=2, batch=4, warmup=1, student_steps=2,
+                                                  checkpoint_every=0),
+                               source_meta=meta, cache=cache, source=source, progress=False)
+    assert len(calls) == 1 and "own_prior" not in again
 
 
 def test_a_student_with_its_own_light_prior_learns_on_that_priors_answers(prior_source, tmp_path):
