@@ -98,7 +98,8 @@ def cmd_steps(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     cache = LatentCache(args.cache, (source.config.height, source.config.width))
     for k in args.steps:
         cfg = DistillConfig(kind="steps", steps=args.train_steps, batch=args.batch, lr=args.lr, seed=args.seed,
-                            student_steps=k, method=args.method, gt_weight=args.gt_weight if k == 1 else 0.0)
+                            student_steps=k, method=args.method, gt_weight=args.gt_weight if k == 1 else 0.0,
+                            token_fit=args.token_fit)
         try:
             summary = distill_steps(init, traj, recorded, out / f"student-{k}", cfg, source_meta=meta,
                                     changes=changes, cache=cache, source=source)
@@ -305,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=_ints, default=[4, 2, 1], help="student step counts, in training order")
     p.add_argument("--method", choices=("progressive", "consistency"), default="progressive")
     p.add_argument("--gt-weight", type=float, default=0.0, help="ground-truth term weight for the 1-step student")
+    p.add_argument("--token-fit", type=int, default=0,
+                   help="with --model-set encoder.input_size: fit the token projection to the source's tokens on this "
+                        "many cache persons first, then keep it frozen (default 0: it trains with the denoiser)")
     p.add_argument("--chain", action=argparse.BooleanOptionalAction, default=True,
                    help="start each student from the previous one (as progressive distillation does)")
     p.add_argument("--n", type=int, default=1536, help="training pairs (trajectories recorded once, reused)")

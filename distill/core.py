@@ -59,6 +59,9 @@ class DistillConfig:
     student_steps: int = 4            # steps: denoiser calls per image
     method: str = "progressive"       # steps: consistency | progressive
     gt_weight: float = 0.0            # steps: weight of the ground-truth term
+    token_fit: int = 0                # steps, a student whose tower input differs from the source's: cache persons
+                                      # its token projection is first fitted on (then frozen); 0: it trains with
+                                      # the denoiser on the trajectories' persons instead
     log_every: int = 10
     checkpoint_every: int = 200
 
@@ -425,6 +428,53 @@ def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return digest(a) == digest(b)
 
 
+def fit_tokens(student: IGRModel, source: IGRModel, cache: LatentCache, n: int, *, steps: int = 1500,
+               batch: int = 256, lr: float = 1e-3, holdout: int = 512, seed: int = 0,
+               progress: bool = True) -> dict[str, Any]:
+    """Fit the student's token projection so that its tower (another input size) gives the tokens the source's
+    gives, on the first `n` cache persons (the source's embeddings are the cache's), the last `holdout` of them
+    (at most a quarter) held out; the projection is then frozen. Many more persons than the trajectories hold, so the projection does
+    not learn the trajectories' few. -> a record: relative L2 of the tokens on the held-out persons, before and
+    after."""
+    holdout = min(holdout, n // 4)
+    if n > cache.n or holdout < 1:
+        raise ValueError(f"token fit on {n} persons: the cache has {cache.n}, and a quarter (at most {holdout}) is "
+                         f"held out")
+    embeds = tower_embeds(student, cache.index[:n], size=(source.config.height, source.config.width),
+                          progress=progress)
+    with torch.no_grad():
+        target = torch.cat([source.image_encoder.tokens(cache.rows["person_embed"][i:i + 512].float())
+                            for i in range(0, n, 512)])
+    proj = student.image_encoder.projection()
+    params = [p for m in proj for p in m.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(seed)
+    train, test = slice(0, n - holdout), slice(n - holdout, n)
+
+    def held_out() -> float:
+        with torch.no_grad():
+            out = student.image_encoder.tokens(embeds[test])
+            return float((out - target[test]).norm() / target[test].norm())
+
+    before = held_out()
+    from tqdm.auto import tqdm
+
+    for step in tqdm(range(steps), desc="token fit", disable=not progress):
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        idx = torch.randint(0, n - holdout, (batch,), generator=gen)
+        loss = F.mse_loss(student.image_encoder.tokens(embeds[train][idx]), target[train][idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    for p in params:
+        p.requires_grad_(False)
+    return {"persons": n, "holdout": holdout, "steps": steps, "relative_l2_holdout_before": round(before, 4),
+            "relative_l2_holdout": round(held_out(), 4)}
+
+
 def distill_steps(init: IGRModel, traj: dict[str, torch.Tensor], recorded: list[int], out: str | Path,
                   cfg: DistillConfig, *, source_meta: dict[str, Any], progress: bool = True,
                   changes: dict[str, Any] | None = None, cache: LatentCache | None = None,
@@ -452,10 +502,12 @@ def distill_steps(init: IGRModel, traj: dict[str, torch.Tensor], recorded: list[
         if cache is None:
             raise ValueError("a student with another image-tower input than the trajectories' source needs their "
                              "cache")
+        token_fit = fit_tokens(student, source or init, cache, cfg.token_fit, seed=cfg.seed, progress=progress) \
+            if cfg.token_fit else None
         traj = {**traj, "student_embed": tower_embeds(student, cache.index[:n], size=(init.config.height,
                                                                                        init.config.width),
                                                       progress=progress)}
-        also = list(student.image_encoder.projection())
+        also = [] if token_fit else list(student.image_encoder.projection())
     if own_prior and student.prior is not None:
         with torch.no_grad():
             latents = cache.rows["person_latent"][:n].float()
@@ -470,6 +522,8 @@ def distill_steps(init: IGRModel, traj: dict[str, torch.Tensor], recorded: list[
         meta["not_from_init"] = fresh
     if own_prior:
         meta["own_prior"] = digest(init.prior)
+    if student.config.encoder != recorded_with and cfg.token_fit:
+        meta["token_fit"] = token_fit
     return fit(student, cfg, out, lambda step: trajectory_batch(traj, step, cfg.batch, cfg.seed),
                lambda batch, g: step_loss(student, targets, batch, g, cfg.gt_weight), meta=meta, progress=progress,
                also=also)

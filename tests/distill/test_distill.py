@@ -419,3 +419,31 @@ def test_cli_trains_a_lean_student_on_its_own_light_prior_and_keeps_how_the_prio
     assert json.loads((final / "prior.json").read_text())["channels"] == [8, 16, 16]
     student = IGRModel.from_pretrained(final)
     assert student.config.encoder.input_size == (64, 48) and student.config.prior.channels == (8, 16, 16)
+
+
+def test_a_token_fit_matches_the_sources_tokens_first_and_then_keeps_the_projection_frozen(prior_source, tmp_path):
+    """--token-fit: the smaller tower's token projection is fitted to the source's tokens on cache persons (more than
+    the trajectories hold), then frozen while the denoiser learns."""
+    source, cache, plan, traj = prior_source
+    meta = core.trajectory_meta(source, plan, 8, 0)
+    changes = {"encoder": {"input_size": (64, 48)}}
+    dcfg = core.DistillConfig(kind="steps", steps=3, batch=4, warmup=1, student_steps=2, checkpoint_every=0,
+                              token_fit=8)
+    summary = core.distill_steps(source, traj, plan, tmp_path / "s", dcfg, source_meta=meta, changes=changes,
+                                 cache=cache, source=source, progress=False)
+    fit = summary["token_fit"]
+    assert fit["persons"] == 8 and fit["holdout"] == 2
+    assert set(fit) >= {"relative_l2_holdout", "relative_l2_holdout_before"}      # 2 persons: no figure to judge
+    student = IGRModel.from_pretrained(tmp_path / "s" / "final")
+    fitted, _ = core.lean_student(source, changes)
+    embeds = core.tower_embeds(fitted, cache.index[:6], size=(64, 48), progress=False)
+    with torch.no_grad():
+        target = source.image_encoder.tokens(cache.rows["person_embed"][:6].float())
+        before = (fitted.image_encoder.tokens(embeds) - target).norm() / target.norm()
+    core.fit_tokens(fitted, source, cache, 8, progress=False)                  # the same fit, alone: same seed
+    with torch.no_grad():
+        after = (fitted.image_encoder.tokens(embeds) - target).norm() / target.norm()
+    assert after < 0.5 * before, (before, after)                               # on the persons it was fitted to
+    for k, v in student.image_encoder.cells.state_dict().items():
+        torch.testing.assert_close(v, fitted.image_encoder.cells.state_dict()[k])    # frozen after the fit
+    assert not torch.equal(student.denoiser.unet.conv_in.weight, source.denoiser.unet.conv_in.weight)
