@@ -187,3 +187,26 @@ def test_the_tower_input_is_an_average_pool_at_integer_ratios_and_a_resize_other
     assert torch.allclose(odd.mean(), image.mean(), atol=1e-2)
     squeezed = tower_input(image, (128, 64))                            # 2× and 3×: not one pooling window
     assert squeezed.shape == (2, 3, 128, 64)
+
+
+def test_a_tower_at_half_the_image_size_exports_as_an_average_pool_within_the_spec_tolerance(tmp_path):
+    """The lean students' tower input (half the image's size) is one AveragePool in the graph, no Resize."""
+    ort = pytest.importorskip("onnxruntime")
+    import onnx
+
+    from convert.onnx_export import export_fp32
+    from convert.specs import specs_for
+
+    cfg = EFFNET.replace(encoder={"grid": (1, 1), "input_size": (32, 24)})          # 64x48 images, pooled 2x2
+    torch.manual_seed(0)
+    model = IGRModel(cfg).eval()
+    spec = specs_for(cfg)["image_encoder"]
+    path = export_fp32(spec, model, tmp_path / "image_encoder.onnx")
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert "AveragePool" in ops and "Resize" not in ops
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    image = spec.dummy_inputs(2)[0]
+    with torch.no_grad():
+        want = model.image_encoder(image).numpy()
+    got = session.run(None, {"image": image.numpy()})[0]
+    assert got.shape == want.shape and float(abs(got - want).max()) <= spec.atol
