@@ -30,7 +30,7 @@ for w in 16,32,48 32,64,96; do
         --out "$OUT/student-2-$name" > "$OUT/$name.out" 2>&1
 done
 # no prior; the 16,32,48 prior (2,000 steps, then 3,000 more); the same with the token projection fitted first on
-# 4,096 cache persons and then frozen; the 32,64,96 prior
+# 4,096 cache persons and then frozen; the 16,32,48 prior with the full tower; the 32,64,96 prior
 done_ "$OUT/np-t128" || "$PY" -m distill steps "${COMMON[@]}" --lr 2e-4 --train-steps 2000 --init models/student-2-zsnr \
     --out "$OUT/np-t128" --model-set aligned_prior=false "$T128" > "$OUT/np-t128.out" 2>&1
 done_ "$OUT/lp16-t128" || "$PY" -m distill steps "${COMMON[@]}" --lr 2e-4 --train-steps 2000 \
@@ -40,11 +40,14 @@ done_ "$OUT/lp16-t128-more" || "$PY" -m distill steps "${COMMON[@]}" --lr 1e-4 -
 done_ "$OUT/lp16-t128-tf" || "$PY" -m distill steps "${COMMON[@]}" --lr 1e-4 --train-steps 1500 \
     --init "$OUT/student-2-lp16" --out "$OUT/lp16-t128-tf" --model-set "$T128" --token-fit 4096 \
     > "$OUT/lp16-t128-tf.out" 2>&1
+done_ "$OUT/lp16-t256" || "$PY" -m distill steps "${COMMON[@]}" --lr 1e-4 --train-steps 1500 \
+    --init "$OUT/student-2-lp16" --out "$OUT/lp16-t256" > "$OUT/lp16-t256.out" 2>&1
 done_ "$OUT/lp32-t128" || "$PY" -m distill steps "${COMMON[@]}" --lr 2e-4 --train-steps 3000 \
     --init "$OUT/student-2-lp32" --out "$OUT/lp32-t128" --model-set "$T128" > "$OUT/lp32-t128.out" 2>&1
 
 ROWS=(student-2-light=models/student-2-zsnr-light)
-for pair in noprior=np-t128 lean=lp16-t128 lean-more=lp16-t128-more lean-tf=lp16-t128-tf lean32=lp32-t128; do
+for pair in noprior=np-t128 lean=lp16-t128 lean-more=lp16-t128-more lean-tf=lp16-t128-tf lean256=lp16-t256 \
+            lean32=lp32-t128; do
     name=student-2-${pair%%=*}-light
     "$PY" -m distill light-attach --model "$OUT/${pair#*=}/student-2/final" --light "$RUNS/light-full/w4-rgb/final" \
         --dtype fp16 --out "$OUT/$name" --share-with "${SHARE[@]}"
