@@ -93,16 +93,13 @@ def cmd_steps(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             changes = _overrides(args.model_set, IGRConfig, "--model-set")
         except ValueError as e:
             parser.error(str(e))
-    from igr.train.cache import LatentCache
-
-    cache = LatentCache(args.cache, (source.config.height, source.config.width))
     for k in args.steps:
         cfg = DistillConfig(kind="steps", steps=args.train_steps, batch=args.batch, lr=args.lr, seed=args.seed,
                             student_steps=k, method=args.method, gt_weight=args.gt_weight if k == 1 else 0.0,
                             token_fit=args.token_fit)
         try:
             summary = distill_steps(init, traj, recorded, out / f"student-{k}", cfg, source_meta=meta,
-                                    changes=changes, cache=cache, source=source)
+                                    changes=changes, cache=args.cache, source=source)
         except ValueError as e:
             parser.error(str(e))
         made = Path(args.init or args.source) / "prior.json"        # how --init's light prior was made
@@ -315,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-set", nargs="+", default=[], metavar="FIELD=VALUE", dest="model_set",
                    help="a leaner student than --init: aligned_prior=false (the denoiser learns to do without the "
                         "prior) and/or encoder.input_size=[128,96] (the image tower at a smaller input; its token "
-                        "projection trains too)")
+                        "projection trains too, or is fitted first with --token-fit)")
     p.add_argument("--record-batch", type=int, default=32)
     p.add_argument("--trajectories", help="trajectory folder (default OUT/trajectories)")
     p.add_argument("--record-only", action="store_true", help="record the trajectories, train nothing")

@@ -395,7 +395,7 @@ def lean_student(init: IGRModel, changes: dict[str, Any]) -> tuple[IGRModel, lis
     taken from `init` wherever they fit (`IGRModel.transplant`). Only changes that leave the stored conditioning
     usable are taken: dropping the aligned prior (`aligned_prior=false`: the denoiser keeps its latent channels'
     input weights and learns to do without the prior) and the image tower's input size (`encoder.input_size`:
-    the token projection then trains with the denoiser, on `tower_embeds`). -> (student, tensors not taken)."""
+    the token projection then learns anew, see `distill_steps`). -> (student, tensors not taken)."""
     allowed = {"aligned_prior": None, "encoder": {"input_size"}}
     for key, value in changes.items():
         if key not in allowed or (isinstance(value, dict) and not set(value) <= allowed[key]):
@@ -433,9 +433,9 @@ def fit_tokens(student: IGRModel, source: IGRModel, cache: LatentCache, n: int, 
                progress: bool = True) -> dict[str, Any]:
     """Fit the student's token projection so that its tower (another input size) gives the tokens the source's
     gives, on the first `n` cache persons (the source's embeddings are the cache's), the last `holdout` of them
-    (at most a quarter) held out; the projection is then frozen. Many more persons than the trajectories hold, so the projection does
-    not learn the trajectories' few. -> a record: relative L2 of the tokens on the held-out persons, before and
-    after."""
+    (at most a quarter) held out; the projection is then frozen. Many more persons than the trajectories hold, so
+    the projection does not learn the trajectories' few. -> a record: relative L2 of the tokens on the held-out
+    persons, before and after."""
     holdout = min(holdout, n // 4)
     if n > cache.n or holdout < 1:
         raise ValueError(f"token fit on {n} persons: the cache has {cache.n}, and a quarter (at most {holdout}) is "
@@ -477,14 +477,15 @@ def fit_tokens(student: IGRModel, source: IGRModel, cache: LatentCache, n: int, 
 
 def distill_steps(init: IGRModel, traj: dict[str, torch.Tensor], recorded: list[int], out: str | Path,
                   cfg: DistillConfig, *, source_meta: dict[str, Any], progress: bool = True,
-                  changes: dict[str, Any] | None = None, cache: LatentCache | None = None,
+                  changes: dict[str, Any] | None = None, cache: LatentCache | str | Path | None = None,
                   source: IGRModel | None = None) -> dict[str, Any]:
     """Step distillation of a `cfg.student_steps`-step student, initialized from `init`, on trajectories.
 
     `changes` makes a leaner student than `init` (`lean_student`). `init` may carry another aligned prior than the
     trajectories' `source` (a light one, `python -m distill light-prior`): the student then sees its own prior's
-    answers, computed once on the cache's person latents, and learns to follow the trajectories with them. Both
-    need `cache`, the latent cache the trajectories were recorded from (its first rows are theirs)."""
+    answers, computed once on the cache's person latents, and learns to follow the trajectories with them. Those
+    and a tower input other than the source's need `cache`, the latent cache the trajectories were recorded from
+    (its first rows are theirs; a folder is opened only then)."""
     as_recorded = frozen_parts_digest(init) == source_meta["frozen"]
     if not as_recorded and not (source is not None and frozen_parts_digest(source) == source_meta["frozen"]
                                 and all(_same(a, b) for a, b in ((init.vae, source.vae), (init.garmnet, source.garmnet),
@@ -493,25 +494,27 @@ def distill_steps(init: IGRModel, traj: dict[str, torch.Tensor], recorded: list[
                          "stored conditioning would not be the student's own")
     own_prior = not as_recorded and init.prior is not None          # another prior than the source's (or none)
     n = len(traj["x"])
-    if (own_prior or changes) and cache is None:
-        raise ValueError("a student with its own prior or another image-tower input needs the trajectories' cache")
-    also: list[torch.nn.Module] = []
     student, fresh = lean_student(init, changes) if changes else (copy.deepcopy(init), [])
-    recorded_with = (source or init).config.encoder          # the stored tokens came from the source's tower
-    if student.config.encoder != recorded_with:
+    own_tower = student.config.encoder != (source or init).config.encoder     # the stored tokens are the source's
+    if own_prior or own_tower:
         if cache is None:
-            raise ValueError("a student with another image-tower input than the trajectories' source needs their "
-                             "cache")
-        token_fit = fit_tokens(student, source or init, cache, cfg.token_fit, seed=cfg.seed, progress=progress) \
-            if cfg.token_fit else None
+            raise ValueError("a student with its own prior or another image-tower input than the source's needs "
+                             "the trajectories' cache")
+        if not isinstance(cache, LatentCache):
+            cache = LatentCache(cache, (init.config.height, init.config.width))
+    also: list[torch.nn.Module] = []
+    token_fit = None
+    if own_tower:
+        if cfg.token_fit:
+            token_fit = fit_tokens(student, source or init, cache, cfg.token_fit, seed=cfg.seed, progress=progress)
         traj = {**traj, "student_embed": tower_embeds(student, cache.index[:n], size=(init.config.height,
                                                                                        init.config.width),
                                                       progress=progress)}
         also = [] if token_fit else list(student.image_encoder.projection())
     if own_prior and student.prior is not None:
-        with torch.no_grad():
-            latents = cache.rows["person_latent"][:n].float()
-            traj = {**traj, "prior": torch.cat([student.prior(latents[i:i + 64]) for i in range(0, n, 64)])}
+        from .prior import answers
+
+        traj = {**traj, "prior": answers(student.prior, cache.rows["person_latent"][:n].float())}
     student.config = student_config(student.config, kind="steps", steps=cfg.student_steps)
     targets = StepTargets(student.config, recorded, cfg.student_steps, cfg.method)
     meta = {"kind": "steps", "method": cfg.method, "steps": cfg.student_steps, "timesteps": targets.plan,
@@ -522,7 +525,7 @@ def distill_steps(init: IGRModel, traj: dict[str, torch.Tensor], recorded: list[
         meta["not_from_init"] = fresh
     if own_prior:
         meta["own_prior"] = digest(init.prior)
-    if student.config.encoder != recorded_with and cfg.token_fit:
+    if token_fit:
         meta["token_fit"] = token_fit
     return fit(student, cfg, out, lambda step: trajectory_batch(traj, step, cfg.batch, cfg.seed),
                lambda batch, g: step_loss(student, targets, batch, g, cfg.gt_weight), meta=meta, progress=progress,
