@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,8 @@ class StageConfig:
     steps: int = 10_000
     batch: int = 16
     lr: float = 2e-4
+    lr_scale: dict[str, float] | None = None  # {regex: factor}: trainable tensors whose name (e.g.
+    #   "denoiser.unet.down_blocks.0.attentions.0.proj_out.weight") matches train at lr·factor; first match wins
     warmup: int = 200
     weight_decay: float = 0.01
     grad_clip: float = 1.0
@@ -51,6 +54,13 @@ class StageConfig:
             raise ConfigError(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
         if not isinstance(self.grad_accum, int) or self.grad_accum < 1:
             raise ConfigError(f"grad_accum must be a positive integer, got {self.grad_accum!r}")
+        for pattern, factor in (self.lr_scale or {}).items():
+            try:
+                re.compile(pattern)
+            except (re.error, TypeError) as e:
+                raise ConfigError(f"lr_scale: {pattern!r} is not a regular expression ({e})") from None
+            if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 0:
+                raise ConfigError(f"lr_scale: the factor of {pattern!r} must be a positive number, got {factor!r}")
         if self.data is not None and self.data.partition(":")[0] not in DATA_SETS:
             raise ConfigError(f"data must be KIND:ROOT with KIND one of {', '.join(DATA_SETS)}, got {self.data!r}")
 

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +132,27 @@ def trainable_params(model: IGRModel, stage: str) -> list[nn.Parameter]:
     return [p for m in trainable_modules(model, stage) for p in m.parameters()]
 
 
+def param_groups(model: nn.Module, params: list[nn.Parameter], scales: dict[str, float] | None) -> list[dict]:
+    """The optimizer's groups over `params`: one group, or with `scales` ({regex: factor}, `StageConfig.lr_scale`)
+    one per factor, each tensor in the first whose pattern its name in `model` matches (`re.search`), the rest in
+    a group of factor 1. Each group records its "lr_scale"; a pattern that matches no trainable tensor is refused."""
+    if not scales:
+        return [{"params": params}]
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups: dict[float, list[nn.Parameter]] = {}
+    used = set()
+    for p in params:
+        name = names.get(id(p), "")
+        hit = next((pat for pat in scales if re.search(pat, name)), None)
+        used.add(hit)
+        groups.setdefault(1.0 if hit is None else float(scales[hit]), []).append(p)
+    unused = [pat for pat in scales if pat not in used]
+    if unused:
+        raise ValueError(f"lr_scale: no trainable tensor's name matches {', '.join(map(repr, unused))} "
+                         f"(names look like {next(iter(names.values()), '?')!r})")
+    return [{"params": ps, "lr_scale": f} for f, ps in sorted(groups.items())]
+
+
 class StageLoss(nn.Module):
     """forward(batch) -> (loss, metrics) for one stage; the module accelerate wraps (DDP needs a forward)."""
 
@@ -245,7 +267,8 @@ class Trainer:
             p.requires_grad_(True)
         self.loss = StageLoss(model, cfg)
         extra = [self.loss.logit_scale] if cfg.stage == "encoder" else []
-        self.optimizer = torch.optim.AdamW(self.params + extra, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.AdamW(param_groups(model, self.params + extra, cfg.lr_scale), lr=cfg.lr,
+                                           weight_decay=cfg.weight_decay)
         self.keeps_ema = cfg.ema > 0
         # FSDP: the EMA is kept shard by shard beside the sharded parameters (`_ema_shards`, after prepare); rank 0
         # keeps one unsharded copy (`_host`) that gathered weights are written from, sampled and validated with
@@ -443,7 +466,7 @@ class Trainer:
                 if self.rewarm_from is not None:       # after a compact resume: AdamW's moments start afresh
                     lr *= min(1.0, (self.step - self.rewarm_from + 1) / max(1, cfg.warmup))
                 for group in self.optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group.get("lr_scale", 1.0)
                 start = self.generator.get_state() if k > 1 else None
                 losses = []
                 for micro in range(k):
