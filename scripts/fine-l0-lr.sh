@@ -12,12 +12,13 @@
 #   scripts/fine-l0-lr.sh [RUNS_DIR]   (default runs/; re-run to resume; needs RUNS_DIR/cache-effnet:
 #                                        python -m igr.train.cache --model models/teacher-zsnr --out RUNS_DIR/cache-effnet
 #                                        --sizes 256x192 --n 8000, about 30 min here)
-#   FACTORS (default "10 30"), TRY_STEPS (default 1000), LR (default 1e-4), N (test pairs, default 128)
+#   FACTORS (default 10; several train side by side: two cost 6 s a step each here, one alone with
+#   OMP_NUM_THREADS=2 about 3.8 s), TRY_STEPS (default 1000), LR (default 1e-4), N (test pairs, default 128)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs}
 PY=${PYTHON:-.venv/bin/python}
-FACTORS=${FACTORS:-10 30}
+FACTORS=${FACTORS:-10}
 TRY_STEPS=${TRY_STEPS:-1000}
 LR=${LR:-1e-4}
 N=${N:-128}
