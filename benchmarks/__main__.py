@@ -26,7 +26,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     plan = Plan(bundles=bundles, teacher=teacher, backends=args.backends.split(",") if args.backends else None,
                 threads=args.threads, models=Path(args.models),
-                features=Path(args.features) if args.features else None)
+                features=Path(args.features) if args.features else None, low_memory=args.low_memory)
     if args.quick:
         for k, v in QUICK.items():
             setattr(plan, k, v)
@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=None, help="warm-up runs per row (default 3)")
     p.add_argument("--quality-n", type=int, default=None, help="test persons for SSIM / FD (default 64)")
     p.add_argument("--threads", type=int, default=None, help="threads for ORT and torch (default: all cores)")
+    p.add_argument("--low-memory", action="store_true", help="also a batch-1 row per single-call ONNX variant with "
+                   "the SDK's low_memory (int8 weights expanded on every call)")
     p.add_argument("--name", default=None, help="report file stem (default: the device's name)")
     p.add_argument("--out", default="reports/bench")
     p.add_argument("--quiet", action="store_true")

@@ -38,6 +38,7 @@ class Plan:
     peak_n: int = 2048
     models: Path = REPO / "models"               # where the bundles' source models are (FLOPs, torch rows)
     features: Path | None = None                 # whose garment encoder defines FD_garm (None: the teacher's)
+    low_memory: bool = False                     # also each single-call ONNX variant at batch 1 with low_memory
     notes: list[str] = field(default_factory=list)
 
 
@@ -80,6 +81,8 @@ def row_specs(plan: Plan) -> list[dict[str, Any]]:
                 base = {"runtime": "onnxruntime", "bundle": str(path), "variant": variant, "backend": backend, **common}
                 if bundle.kind == "single-call":
                     specs += [{**base, "batch": n} for n in plan.batches]
+                    if plan.low_memory:
+                        specs.append({**base, "batch": 1, "low_memory": True})
                 else:
                     for steps in dict.fromkeys((bundle.steps, *plan.teacher_steps)):
                         specs += [{**base, "steps": steps, "batch": n} for n in plan.component_batches]
@@ -101,7 +104,8 @@ def row_specs(plan: Plan) -> list[dict[str, Any]]:
 def _label(spec: dict[str, Any], result: dict[str, Any], names: dict[str, str]) -> tuple[str, str]:
     if spec["runtime"] == "torch":
         return Path(spec["model"]).name, "torch-fp32"
-    return names[spec["bundle"]], result["variant"] + (" (denoiser alone)" if spec["runtime"] == "graph" else "")
+    suffix = " (denoiser alone)" if spec["runtime"] == "graph" else " (low memory)" if spec.get("low_memory") else ""
+    return names[spec["bundle"]], result["variant"] + suffix
 
 
 def run(plan: Plan, *, progress: bool = True) -> dict[str, Any]:
@@ -163,7 +167,7 @@ def run(plan: Plan, *, progress: bool = True) -> dict[str, Any]:
         gflops = flops / (lat["p50"] / 1e3) / 1e9 if flops else None
         row = {"bundle": bundle, "variant": label_variant, "backend": result["backend"],
                "runtime": "torch" if spec["runtime"] == "torch" else "onnxruntime", "threads": threads,
-               "steps": steps, "batch": batch, "runs": spec["runs"], "warmup": spec["warmup"], "latency_ms": lat,
+               **({"low_memory": True} if spec.get("low_memory") else {}), "steps": steps, "batch": batch, "runs": spec["runs"], "warmup": spec["warmup"], "latency_ms": lat,
                "per_image_ms": lat["p50"] / batch, "cold_start_ms": result["cold"] * 1e3,
                "peak_rss_mb": result["peak_rss_mb"], "size_mb": size_mb, "denoiser_calls": calls,
                "flops": flops, "gflops_per_s": gflops, "peak_fraction": gflops / peak if gflops else None,
@@ -176,7 +180,7 @@ def run(plan: Plan, *, progress: bool = True) -> dict[str, Any]:
                     quality_cache[qkey] = _torch_quality(model_dir, spec.get("steps"), plan)
                 else:
                     with Restorer(spec["bundle"], backend=result["backend"], variant=result["variant"],
-                                  threads=threads) as r:
+                                  threads=threads, low_memory=bool(spec.get("low_memory"))) as r:
                         size = r.bundle.size
                         quality_cache[qkey] = quality(lambda x, s: r.restore_arrays(x, s, steps=spec.get("steps")),
                                                       n=plan.quality_n, teacher_dir=plan.features or plan.teacher,

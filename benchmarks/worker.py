@@ -1,7 +1,7 @@
 """One benchmark row, measured in its own process (so its peak RSS is its own): `python -m benchmarks worker SPEC`.
 
 SPEC (JSON): {"runtime": "onnxruntime" | "torch", "runs", "warmup", "batch", "threads", ...}
-  onnxruntime: "bundle", "backend", "steps" (None: the bundle's), optional "variant"
+  onnxruntime: "bundle", "backend", "steps" (None: the bundle's), optional "variant", "low_memory"
   torch:       "model", "steps", "guidance", "sampler" (None: the model's own)
   graph:       "bundle", "graph" (a component graph alone, e.g. the denoiser), "backend"
 Prints one JSON line: latency (seconds per call), cold start, peak RSS, and the row's facts.
@@ -35,7 +35,8 @@ def run_onnxruntime(spec: dict[str, Any], t0: float) -> dict[str, Any]:
     from igr_edge import Bundle, Restorer
 
     bundle = Bundle.load(spec["bundle"])
-    restorer = Restorer(bundle, backend=spec["backend"], threads=spec["threads"], variant=spec.get("variant"))
+    restorer = Restorer(bundle, backend=spec["backend"], threads=spec["threads"], variant=spec.get("variant"),
+                        low_memory=bool(spec.get("low_memory")))
     w, h = bundle.size
     persons = test_card(spec["batch"], h, w, spec.get("persons"))
     seeds = list(range(spec["batch"]))

@@ -53,6 +53,23 @@ def compute_units(requested: str | None = None) -> tuple[str, str]:
     return value, source
 
 
+LOW_MEMORY_ENV = "IGR_EDGE_LOW_MEMORY"
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def low_memory(requested: bool | None = None) -> bool:
+    """Whether ONNX Runtime sessions keep int8 weights int8 (see session_options): the argument, else
+    IGR_EDGE_LOW_MEMORY (1/true/yes/on or 0/false/no/off), else False. Raises IgrEdgeError on anything else."""
+    if requested is not None:
+        if not isinstance(requested, bool):
+            raise IgrEdgeError(f"low_memory must be True, False or None, got {requested!r}")
+        return requested
+    value = os.environ.get(LOW_MEMORY_ENV, "").strip().lower()
+    if value in _TRUE or value in _FALSE + ("",):
+        return value in _TRUE
+    raise IgrEdgeError(f"{LOW_MEMORY_ENV}={os.environ[LOW_MEMORY_ENV]!r}: expected 1 or 0 (true/false, yes/no, on/off)")
+
+
 @dataclass(frozen=True)
 class BackendStatus:
     """Whether a backend can run here, and if not, why."""
@@ -71,7 +88,8 @@ class Backend(Protocol):
 
     def probe(self) -> str | None: ...               # None = usable here, else the reason why not
 
-    def session(self, path: Path, *, threads: int | None = None, compute_units: str = "all") -> Session: ...
+    def session(self, path: Path, *, threads: int | None = None, compute_units: str = "all",
+                low_memory: bool = False) -> Session: ...
 
 
 class MixedBuildsWarning(RuntimeWarning):
@@ -134,13 +152,22 @@ def mixed_builds_reason(builds: dict[str, str]) -> str | None:
     return None
 
 
-def session_options(threads: int | None):
+# ONNX Runtime's optimizer that expands a variant's int8 weights (Cast · scale) into float32 constants at load
+LOW_MEMORY_CONFIG = (("optimization.disable_specified_optimizers", "ConstantFolding"),)
+
+
+def session_options(threads: int | None, *, low_memory: bool = False):
+    """ORT session options: `threads` intra-op threads (one inter-op); `low_memory` turns off constant folding,
+    so that int8 weights stay int8 in memory and are expanded on every call (slower, far smaller: see the README)."""
     ort = _ort()
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads is not None:
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
+    if low_memory:
+        for key, value in LOW_MEMORY_CONFIG:
+            opts.add_session_config_entry(key, value)
     return opts
 
 
@@ -183,14 +210,15 @@ class OrtBackend:
             return None
         return _real_session_reason(self.provider, self._providers())
 
-    def session(self, path: Path, *, threads: int | None = None, compute_units: str = "all") -> Session:
+    def session(self, path: Path, *, threads: int | None = None, compute_units: str = "all",
+                low_memory: bool = False) -> Session:
         """An ORT session on `path` that really runs on this provider. Raises BackendUnavailableError when the
         provider is not in this build or the session drops it, BundleError when ORT cannot load the graph."""
         ort = _ort()
         if self.provider not in ort.get_available_providers():
             raise BackendUnavailableError(f"{self.name}: this onnxruntime build has no {self.provider}")
         try:
-            sess = ort.InferenceSession(str(path), sess_options=session_options(threads),
+            sess = ort.InferenceSession(str(path), sess_options=session_options(threads, low_memory=low_memory),
                                         providers=self._providers(compute_units))
         except Exception as e:                         # ORT's own exception types (InvalidProtobuf, Fail, ...)
             raise BundleError(f"onnxruntime cannot load {path.name} on {self.name}: {first_line(e)}") from None
@@ -267,8 +295,9 @@ class CoremltoolsBackend:
             return "coremltools is not installed (pip install 'igr-edge[coreml]')"
         return None
 
-    def session(self, path: Path, *, threads: int | None = None, compute_units: str = "all") -> Session:
-        return MLModelSession(path, compute_units)
+    def session(self, path: Path, *, threads: int | None = None, compute_units: str = "all",
+                low_memory: bool = False) -> Session:
+        return MLModelSession(path, compute_units)      # Core ML loads its own weights: low_memory does not apply
 
 
 def default_registry() -> dict[str, tuple[Backend, ...]]:

@@ -31,6 +31,7 @@ import numpy as np
 
 from . import catalog as _catalog
 from .backends import compute_units as compute_units_of
+from .backends import low_memory as low_memory_of
 from .errors import IgrEdgeError, InvalidImageError
 from .images import MAX_PIXELS
 
@@ -54,6 +55,7 @@ class Settings:
     width: int                       # the model's input size
     height: int
     compute_units: str = "all"       # Core ML's, resolved here (a worker's environment does not choose them)
+    low_memory: bool = False         # likewise resolved here
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,8 @@ class RestoreStage:
         self.settings, self.write = settings, write
         self.restorer = restorer or Restorer(settings.bundle, backend=settings.backend, threads=settings.threads,
                                              variant=settings.variant, max_pixels=settings.max_pixels,
-                                             compute_units=settings.compute_units)
+                                             compute_units=settings.compute_units,
+                                             low_memory=settings.low_memory)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         persons = batch["person"]
@@ -366,7 +369,8 @@ def _positive(value: Any, name: str) -> int | None:
 
 def restore_catalog(input: str | os.PathLike | Iterable[str], output: str | os.PathLike, *,
                     bundle: str | os.PathLike | None = None, backend: str | None = None, variant: str | None = None,
-                    compute_units: str | None = None, seed: int = 0, steps: int | None = None,
+                    compute_units: str | None = None, low_memory: bool | None = None, seed: int = 0,
+                    steps: int | None = None,
                     size: int | tuple[int, int] | None = None, format: str = "png",
                     manifest: str | Iterable[str] = "auto", engine: str = "auto", address: str | None = None,
                     workers: int | None = None, threads: int | None = None,
@@ -379,7 +383,8 @@ def restore_catalog(input: str | os.PathLike | Iterable[str], output: str | os.P
     (`column`, `key_column`), one image, a list of paths; local or a URI (see igr_edge.catalog).
     Each input's seed is `igr_edge.catalog.seed_for(its name, seed)`. A re-run into the same `output` with the
     same options skips every input with a garment (and every unreadable one, unless `retry_failed`).
-    `compute_units` (Core ML's; default IGR_EDGE_COMPUTE_UNITS here, else all) reaches every worker as chosen here.
+    `compute_units` (Core ML's; default IGR_EDGE_COMPUTE_UNITS here, else all) and `low_memory` (default
+    IGR_EDGE_LOW_MEMORY here, else off; see Restorer) reach every worker as chosen here.
     Returns a Summary; raises IgrEdgeError for bad arguments, an unusable bundle or output folder."""
     from . import __version__
     from .bundle import Bundle
@@ -403,6 +408,7 @@ def restore_catalog(input: str | os.PathLike | Iterable[str], output: str | os.P
                                     _positive(batch_size, "batch_size"))
     check_seed(seed)
     units, _ = compute_units_of(compute_units)
+    low = low_memory_of(low_memory)
     loaded = Bundle.load(bundle)
     Restorer._steps(SimpleNamespace(_bundle=loaded), steps)   # the Restorer's own check, without loading a session
     width, height = loaded.size
@@ -435,7 +441,8 @@ def restore_catalog(input: str | os.PathLike | Iterable[str], output: str | os.P
     settings = Settings(bundle=None if bundle is None else str(loaded.folder), backend=backend, variant=variant,
                         threads=threads, steps=steps,
                         size=tuple(size) if isinstance(size, list) else size, format=format, max_pixels=max_pixels,
-                        output=folder.where, column=catalog.column, width=width, height=height, compute_units=units)
+                        output=folder.where, column=catalog.column, width=width, height=height, compute_units=units,
+                        low_memory=low)
     counts = {"done": 0, "failed": 0}
     errors: list[str] = []
     startup = 0.0
@@ -472,7 +479,7 @@ def restore_catalog(input: str | os.PathLike | Iterable[str], output: str | os.P
             n_workers = workers or cpus
             per = threads or max(1, cpus // n_workers)           # ORT threads per call: the cores shared out
             restorer = Restorer(loaded, backend=backend, threads=per, variant=variant, max_pixels=max_pixels,
-                                compute_units=units)
+                                compute_units=units, low_memory=low)
             with restorer, Progress(len(todo), desc=f"batch ({restorer.backend}, {n_workers} thread"
                                     f"{'s' if n_workers != 1 else ''})", enabled=progress) as bar:
                 run_threads(todo, settings, workers=n_workers, batch_size=batch_size, restorer=restorer,

@@ -104,7 +104,8 @@ def report(rows: list[dict[str, Any]], *, tool: str, device: dict[str, Any] | No
 def run_bench(*, bundle: str | os.PathLike | None = None, backend: str | None = None, variant: str | None = None,
               runs: int = 20,
               warmup: int = 3, batch: int = 1, threads: int | None = None,
-              out: str | os.PathLike | None = None, compute_units: str | None = None) -> dict[str, Any]:
+              out: str | os.PathLike | None = None, compute_units: str | None = None,
+              low_memory: bool | None = None) -> dict[str, Any]:
     """Time one bundle on one backend (in this process) and return (and with `out`, write) the report. On the
     coreml backend the report's notes name the Core ML compute units it ran with."""
     from .bundle import Bundle
@@ -117,7 +118,7 @@ def run_bench(*, bundle: str | os.PathLike | None = None, backend: str | None = 
             raise IgrEdgeError(f"{name} must be an integer ≥ {low}, got {value!r}")
     t0 = time.perf_counter()
     restorer = Restorer(Bundle.load(bundle), backend=backend, threads=threads, variant=variant,
-                        compute_units=compute_units)
+                        compute_units=compute_units, low_memory=low_memory)
     b = restorer.bundle
     width, height = b.size
     yy, xx = np.mgrid[0:height, 0:width]
@@ -132,7 +133,8 @@ def run_bench(*, bundle: str | os.PathLike | None = None, backend: str | None = 
         guided = b.guidance != 1.0
         row = {"bundle": b.name, "variant": restorer.variant, "backend": restorer.backend,
                "runtime": "coreml" if b.manifest["variants"][restorer.variant]["format"] == "mlpackage" else "onnxruntime",
-               "threads": threads, "steps": b.steps, "batch": batch, "runs": runs, "warmup": warmup,
+               "threads": threads, **({"low_memory": True} if restorer.low_memory else {}),
+               "steps": b.steps, "batch": batch, "runs": runs, "warmup": warmup,
                "latency_ms": lat, "per_image_ms": lat["p50"] / batch, "cold_start_ms": cold * 1e3,
                "peak_rss_mb": peak_rss_mb(), "size_mb": variant_bytes(b.manifest, restorer.variant) / 1e6,
                "denoiser_calls": b.steps * (2 if guided else 1), "quality": None}   # not measured here

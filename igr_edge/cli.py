@@ -91,7 +91,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         return 2
     try:
         restorer = Restorer(args.bundle, backend=args.backend, threads=args.threads, variant=args.variant,
-                            max_pixels=args.max_pixels, compute_units=args.compute_units)
+                            max_pixels=args.max_pixels, compute_units=args.compute_units,
+                            low_memory=args.low_memory)
         restorer._steps(args.steps)                      # arguments checked once, not once per file
         check_seed(args.seed)
         output_size(args.size, *restorer.bundle.size)
@@ -131,7 +132,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     try:
         summary = restore_catalog(args.input, args.output, bundle=args.bundle, backend=args.backend,
-                                  variant=args.variant, compute_units=args.compute_units, seed=args.seed,
+                                  variant=args.variant, compute_units=args.compute_units,
+                                  low_memory=args.low_memory, seed=args.seed,
                                   steps=args.steps, size=args.size,
                                   format=args.format, manifest=args.manifest, engine=args.engine, address=args.address,
                                   workers=args.workers, threads=args.threads, batch_size=args.batch_size,
@@ -252,7 +254,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     try:
         report = run_bench(bundle=args.bundle, backend=args.backend, variant=args.variant, runs=args.runs,
                            warmup=args.warmup, batch=args.batch, threads=args.threads, out=args.out,
-                           compute_units=args.compute_units)
+                           compute_units=args.compute_units, low_memory=args.low_memory)
     except IgrEdgeError as e:
         print(f"igr-edge: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
@@ -277,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the processors Core ML may use on the coreml backend (default: IGR_EDGE_COMPUTE_UNITS, "
                             "then all)")
 
+    def low_memory_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--low-memory", action="store_const", const=True, default=None,
+                       help="keep int8 weights int8 in memory, expanded on every call: far less memory, slower "
+                            "(default: IGR_EDGE_LOW_MEMORY, then off)")
+
     parser = argparse.ArgumentParser(prog="igr-edge", description="Garment restoration on devices.")
     parser.add_argument("--version", action="version", version=f"igr-edge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -290,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", default=None, help="bundle folder (default: the one shipped in the package)")
     p.add_argument("--variant", default=None, help="run this bundle variant (default: the best for the backend)")
     compute_units_flag(p)
+    low_memory_flag(p)
     p.add_argument("--size", type=parse_size, default=None, help="output size: N (height) or WxH (default the model's)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -318,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", default=None, help="bundle folder, readable by every worker (default: the shipped one)")
     p.add_argument("--variant", default=None, help="run this bundle variant (default: the best for the backend)")
     compute_units_flag(p)
+    low_memory_flag(p)
     p.add_argument("--column", default=None, help="a Parquet INPUT's image column (default: image, bytes, path, ...)")
     p.add_argument("--key-column", default=None, help="a Parquet INPUT's identity column (default: id or key, else the "
                    "path or the row number)")
@@ -341,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default=None, help="cpu, cuda or coreml (default: the best here)")
     p.add_argument("--variant", default=None, help="bundle variant (default: the best for the backend)")
     compute_units_flag(p)
+    low_memory_flag(p)
     p.add_argument("--runs", type=int, default=20, help="timed runs (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
     p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")

@@ -50,7 +50,7 @@ def test_a_quick_run_writes_a_valid_report_table_and_plots(tiny_bundles, tmp_pat
     assert main(["run", "--quick", "--bundles", str(tiny_bundles["student"]), str(tiny_bundles["teacher"]),
                  "--teacher", str(tiny_bundles["models"] / "teacher"), "--models", str(tiny_bundles["models"]),
                  "--out", str(out), "--name", "here",
-                 "--threads", "1", "--quiet"]) == 0
+                 "--threads", "1", "--quiet", "--low-memory"]) == 0
     rep = json.loads((out / "here.json").read_text())
     assert validation_errors(rep, where="report", root=schema("bench-v1")) == []
     rows = rep["rows"]
@@ -58,6 +58,11 @@ def test_a_quick_run_writes_a_valid_report_table_and_plots(tiny_bundles, tmp_pat
     assert ("torch", "torch-fp32") in kinds and ("onnxruntime", "onnx-qdq") in kinds
     assert ("onnxruntime", "onnx-fp32 (denoiser alone)") in kinds
     assert {r["batch"] for r in rows if r["bundle"] == "student-2"} == {1, 2}
+    low = [r for r in rows if r.get("low_memory")]         # --low-memory: one batch-1 row per single-call variant
+    assert low and {r["variant"] for r in low} == {f"{r['variant']} (low memory)" for r in rows
+                                                    if r["bundle"] == "student-2" and r["runtime"] == "onnxruntime"
+                                                    and r["batch"] == 2}
+    assert all(r["batch"] == 1 and r["speedup_vs_teacher"] > 0 and r["quality"]["n"] == 4 for r in low)
     assert all(r["runs"] == 5 and r["warmup"] == 1 for r in rows)
     assert all(r["flops"] > 0 and r["peak_fraction"] > 0 and r["peak_rss_mb"] > 0 for r in rows)
     torch_rows = [r for r in rows if r["runtime"] == "torch"]

@@ -172,7 +172,7 @@ def test_the_restorer_falls_back_when_a_chosen_backends_real_session_fails(tiny_
         def probe(self):
             return None
 
-        def session(self, path, *, threads=None, compute_units="all"):
+        def session(self, path, *, threads=None, compute_units="all", low_memory=False):
             raise BackendUnavailableError("cuda: a session on student.onnx fell back to CPUExecutionProvider")
 
     monkeypatch.setattr(backends, "REGISTRY", {"cuda": (Flaky(),), "cpu": backends.default_registry()["cpu"]})
@@ -201,6 +201,31 @@ def test_coreml_runs_the_student_for_real(tiny_student):
         assert mac.variant == "onnx-qdq"
         a, b = mac.restore_arrays(x, [0, 1]), cpu.restore_arrays(x, [0, 1])
         assert a.shape == (2, 64, 48, 3) and np.abs(a.astype(int) - b.astype(int)).mean() < 4
+
+
+# -- low memory ----------------------------------------------------------------------------------------------
+def test_low_memory_comes_from_the_argument_then_the_environment_then_off(monkeypatch):
+    assert backends.low_memory() is False
+    for value, expected in (("1", True), ("TRUE", True), (" on ", True), ("yes", True), ("0", False), ("off", False),
+                            ("", False)):
+        monkeypatch.setenv("IGR_EDGE_LOW_MEMORY", value)
+        assert backends.low_memory() is expected
+        assert backends.low_memory(not expected) is (not expected)        # the argument wins
+    monkeypatch.setenv("IGR_EDGE_LOW_MEMORY", "maybe")
+    with pytest.raises(IgrEdgeError, match=r"IGR_EDGE_LOW_MEMORY='maybe': expected 1 or 0"):
+        backends.low_memory()
+    for bad in (1, "yes", 0.0):
+        with pytest.raises(IgrEdgeError, match=f"low_memory must be True, False or None, got {bad!r}"):
+            backends.low_memory(bad)
+
+
+def test_low_memory_session_options_turn_off_constant_folding_only_when_asked():
+    def config(opts):
+        return opts.get_session_config_entry("optimization.disable_specified_optimizers")
+
+    assert config(backends.session_options(2, low_memory=True)) == "ConstantFolding"
+    with pytest.raises(Exception):          # ORT raises for a key that was never set
+        config(backends.session_options(2))
 
 
 # -- Core ML compute units ---------------------------------------------------------------------------------------
@@ -284,7 +309,7 @@ class RecordingCoreML:
     def probe(self):
         return None
 
-    def session(self, path, *, threads=None, compute_units="all"):
+    def session(self, path, *, threads=None, compute_units="all", low_memory=False):
         self.units.append(compute_units)
         # the variant listed for coreml is onnx-qdq, whose ORT 1.32 quantization the oldest ONNX Runtime that
         # test-compat installs cannot run: the same bundle's fp32 graph stands in (these tests check plumbing)

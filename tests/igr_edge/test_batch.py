@@ -294,6 +294,27 @@ def test_the_cli_writes_webp_refuses_other_options_on_a_job_and_foreign_folders(
     assert "single-call 2-step graph" in capsys.readouterr().err
 
 
+def test_low_memory_reaches_the_restorer_and_a_bad_setting_stops_the_job_before_it_starts(photos, tiny_student,
+                                                                                           tmp_path, monkeypatch):
+    import igr_edge.restorer
+
+    one = [str(p) for p in sorted(photos.rglob("*.png")) if "bad" not in p.parts][:1]
+    monkeypatch.setenv("IGR_EDGE_LOW_MEMORY", "sometimes")
+    with pytest.raises(IgrEdgeError, match="IGR_EDGE_LOW_MEMORY='sometimes'"):
+        restore_catalog(one, tmp_path / "out", bundle=tiny_student, engine="threads", progress=False)
+    assert not (tmp_path / "out").exists()
+    seen, made = [], igr_edge.restorer.Restorer.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("low_memory"))
+        made(self, *args, **kwargs)
+
+    monkeypatch.setattr(igr_edge.restorer.Restorer, "__init__", spy)
+    monkeypatch.setenv("IGR_EDGE_LOW_MEMORY", "1")                   # resolved here, once, for every worker
+    summary = restore_catalog(one, tmp_path / "out", bundle=tiny_student, engine="threads", progress=False)
+    assert summary.done == 1 and seen == [True]
+
+
 def test_the_sdk_imports_neither_ray_nor_pyarrow():
     code = ("import sys, igr_edge, igr_edge.cli, igr_edge.batch, igr_edge.catalog; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in {'ray', 'pyarrow', 'pandas', 'fsspec'}))")

@@ -146,6 +146,27 @@ def test_bench_writes_a_report_in_the_benchmarks_schema(tiny_student, tmp_path, 
     assert lat["min"] <= lat["p50"] <= lat["p90"] <= lat["max"] and "p50" in capsys.readouterr().out
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="peak RSS from /proc (Linux)")
+def test_bench_low_memory_peaks_far_lower_on_the_default_bundle(tmp_path):
+    # each in its own process, so each peak is its own: the default bundle's onnx-w8, batch 1, one thread; measured
+    # here 252 MB against 165 MB (scripts/rss-phases.py), so half that gap is asked for
+    import subprocess
+    import sys
+
+    peaks = {}
+    for mode in ("default", "low"):
+        out = tmp_path / f"{mode}.json"
+        args = ["bench", "--backend", "cpu", "--threads", "1", "--runs", "2", "--warmup", "0", "--out", str(out)]
+        subprocess.run([sys.executable, "-m", "igr_edge", *args, *(["--low-memory"] if mode == "low" else [])],
+                       check=True, capture_output=True, cwd=ROOT)
+        report = json.loads(out.read_text())
+        assert validation_errors(report, where=mode, root=schema("bench-v1")) == []
+        row = report["rows"][0]
+        assert row["variant"] == "onnx-w8" and row.get("low_memory", False) is (mode == "low")
+        peaks[mode] = row["peak_rss_mb"]
+    assert peaks["low"] < peaks["default"] - 40, peaks
+
+
 def test_demo_writes_a_contact_sheet_of_the_samples(tiny_student, tmp_path, capsys):
     assert demo_main(["--bundle", str(tiny_student), "--out", str(tmp_path / "demo"),
                       "--samples", str(ROOT / "samples")]) == 0
