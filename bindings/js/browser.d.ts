@@ -28,6 +28,7 @@ export interface BrowserCreateOptions extends CreateOptions {
 
 export class Restorer {
   readonly bundle: Bundle;
+  readonly lowMemory: boolean;
   readonly width: number;
   readonly height: number;
   /** A session on a loaded bundle (or its base URL), onnxruntime-web's wasm backend by default. */

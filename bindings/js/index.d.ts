@@ -76,6 +76,8 @@ export interface CreateOptions {
   sessionOptions?: Record<string, unknown>;
   /** default ['cpu'] */
   executionProviders?: string[];
+  /** keep int8 weights int8, expanded on every run (ONNX Runtime's constant folding off): far less memory, slower; default false */
+  lowMemory?: boolean;
 }
 
 /** RGB or RGBA (composited onto white as the Python SDK does) -> uint8 RGB (H, W, 3). */
@@ -88,6 +90,7 @@ export function loadBundle(folder: string | URL, options?: LoadOptions): Promise
 
 export class Restorer {
   readonly bundle: Bundle;
+  readonly lowMemory: boolean;
   readonly width: number;
   readonly height: number;
   /** A session on a loaded bundle (or a bundle folder path). */

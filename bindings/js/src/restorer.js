@@ -4,6 +4,8 @@ import { IgrEdgeError } from './errors.js';
 import { normal, toSeed } from './noise.js';
 
 const now = () => globalThis.performance.now();
+// ONNX Runtime session config (`extra.optimization.*`): no constant folding, so int8 weights are not expanded at load
+const LOW_MEMORY_CONFIG = { disable_specified_optimizers: 'ConstantFolding' };
 
 /**
  * Pixels at width × height -> the model's `person` input: uint8 RGB, row-major (H, W, 3). `pixels` is an
@@ -53,25 +55,32 @@ export function toRGBA(rgb) {
 
 export class Restorer {
   /** Use `Restorer.create`. */
-  constructor(bundle, ort, session) {
+  constructor(bundle, ort, session, lowMemory = false) {
     this.bundle = bundle;
     this.ort = ort;
     this.session = session;
+    this.lowMemory = lowMemory;
     this.width = bundle.width;
     this.height = bundle.height;
     this._queue = Promise.resolve();   // one run at a time (onnxruntime-web refuses concurrent runs on a session)
   }
 
   /** A session on `bundle.model` (the verified bytes). options: ort (required here; the entries supply it),
-   * sessionOptions (merged over {executionProviders: [the entry's default], graphOptimizationLevel: 'all'}). */
-  static async create(bundle, { ort, sessionOptions = {}, executionProviders = ['cpu'] } = {}) {
+   * sessionOptions (merged over {executionProviders: [the entry's default], graphOptimizationLevel: 'all'}),
+   * lowMemory (default false): keep int8 weights int8, expanded on every run instead of once at load, as the
+   * Python SDK's low_memory does (ONNX Runtime's constant folding off: far less memory, slower runs). */
+  static async create(bundle, { ort, sessionOptions = {}, executionProviders = ['cpu'], lowMemory = false } = {}) {
     if (!ort?.InferenceSession) throw new IgrEdgeError('Restorer.create needs {ort}: onnxruntime-node or onnxruntime-web');
     if (!bundle?.model) throw new IgrEdgeError('Restorer.create needs a loaded bundle (loadBundle)');
+    if (typeof lowMemory !== 'boolean') throw new IgrEdgeError(`lowMemory must be true or false, got ${String(lowMemory)}`);
+    const options = { executionProviders, graphOptimizationLevel: 'all', ...sessionOptions };
+    if (lowMemory) {
+      const extra = options.extra ?? {};
+      options.extra = { ...extra, optimization: { ...extra.optimization, ...LOW_MEMORY_CONFIG } };
+    }
     let session;
     try {
-      session = await ort.InferenceSession.create(bundle.model, {
-        executionProviders, graphOptimizationLevel: 'all', ...sessionOptions,
-      });
+      session = await ort.InferenceSession.create(bundle.model, options);
     } catch (e) {
       throw new IgrEdgeError(`ONNX Runtime could not load ${bundle.source} (${bundle.variant}): ${e.message}`);
     }
@@ -81,7 +90,7 @@ export class Restorer {
       await session.release?.();
       throw new IgrEdgeError(`${bundle.source}: the graph lacks ${missing.join(', ')}`);
     }
-    return new this(bundle, ort, session);
+    return new this(bundle, ort, session, lowMemory);
   }
 
   /** Which ONNX Runtime runs the graph, e.g. "onnxruntime-node 1.30.0". */

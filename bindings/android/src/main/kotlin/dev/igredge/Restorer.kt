@@ -10,7 +10,10 @@ import java.nio.ByteOrder
 import java.nio.FloatBuffer
 
 /** Plain settings, like the Swift package's `Configuration`. */
-data class Configuration(val bundle: File, val threads: Int = 0, val useNnapi: Boolean = false)
+/** [lowMemory]: keep int8 weights int8, expanded on every run (ONNX Runtime's constant folding off), as the Python
+ * SDK's low_memory: far less memory, slower runs. */
+data class Configuration(val bundle: File, val threads: Int = 0, val useNnapi: Boolean = false,
+                         val lowMemory: Boolean = false)
 
 /**
  * A bundle's single-call student on ONNX Runtime (ai.onnxruntime, the `.ort` variant on Android): RGB bytes of the
@@ -25,6 +28,7 @@ class Restorer(configuration: Configuration) : AutoCloseable {
         val options = OrtSession.SessionOptions()
         if (configuration.threads > 0) options.setIntraOpNumThreads(configuration.threads)
         if (configuration.useNnapi) options.addNnapi()
+        if (configuration.lowMemory) options.addConfigEntry("optimization.disable_specified_optimizers", "ConstantFolding")
         session = env.createSession(bundle.studentFile().path, options)
     }
 
