@@ -149,15 +149,16 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """`igr-edge doctor`: Python, ONNX Runtime's build and providers, each backend and why, the Core ML compute
-    units and where they came from."""
+    units and where they came from, and the memory mode IGR_EDGE_LOW_MEMORY sets."""
+    import os
     import platform
     import warnings
 
     import numpy
     import PIL
 
-    from .backends import (COMPUTE_UNITS_ENV, MixedBuildsWarning, available_backends, compute_units, installed_builds,
-                           mixed_builds_reason)
+    from .backends import (COMPUTE_UNITS_ENV, LOW_MEMORY_ENV, MixedBuildsWarning, available_backends, compute_units,
+                           installed_builds, low_memory, mixed_builds_reason)
     from .errors import IgrEdgeError
 
     print(f"igr-edge     {__version__}")
@@ -189,6 +190,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     where = {"compute_units": "from --compute-units", "default": f"the default: {COMPUTE_UNITS_ENV} is unset"}
     print(f"compute      Core ML compute units {units} ({where.get(source, f'from {source}')}; "
           "the coreml backend's, the others ignore them)")
+    try:
+        low = low_memory()
+    except IgrEdgeError as e:
+        print(f"memory       {e}")
+        return 1
+    print(f"memory       low_memory {'on' if low else 'off'} ("
+          + (f"from {LOW_MEMORY_ENV}" if os.environ.get(LOW_MEMORY_ENV, "").strip() else
+             f"the default: {LOW_MEMORY_ENV} is unset") + "; on: int8 weights expanded on every call, far less memory)")
     return 1 if mixed else 0
 
 

@@ -96,6 +96,17 @@ def test_doctor_reports_the_compute_units_and_where_they_came_from(capsys, monke
             "cpu_and_ne, cpu_only)") in capsys.readouterr().out
 
 
+def test_doctor_reports_the_memory_mode_and_refuses_a_bad_setting(capsys, monkeypatch):
+    assert main(["doctor"]) == 0
+    assert "memory       low_memory off (the default: IGR_EDGE_LOW_MEMORY is unset;" in capsys.readouterr().out
+    monkeypatch.setenv("IGR_EDGE_LOW_MEMORY", "yes")
+    assert main(["doctor"]) == 0
+    assert "memory       low_memory on (from IGR_EDGE_LOW_MEMORY;" in capsys.readouterr().out
+    monkeypatch.setenv("IGR_EDGE_LOW_MEMORY", "lots")
+    assert main(["doctor"]) == 1
+    assert "memory       IGR_EDGE_LOW_MEMORY='lots': expected 1 or 0" in capsys.readouterr().out
+
+
 def test_bad_arguments_fail_once_before_any_file(photos, tmp_path, tiny_student, tiny_teacher, capsys):
     out = tmp_path / "o"
     assert main(["restore", str(photos), "-o", str(out), "--bundle", str(tiny_student), "--steps", "4"]) == 2
