@@ -167,7 +167,8 @@ def run(plan: Plan, *, progress: bool = True) -> dict[str, Any]:
         gflops = flops / (lat["p50"] / 1e3) / 1e9 if flops else None
         row = {"bundle": bundle, "variant": label_variant, "backend": result["backend"],
                "runtime": "torch" if spec["runtime"] == "torch" else "onnxruntime", "threads": threads,
-               **({"low_memory": True} if spec.get("low_memory") else {}), "steps": steps, "batch": batch, "runs": spec["runs"], "warmup": spec["warmup"], "latency_ms": lat,
+               **({"low_memory": True} if spec.get("low_memory") else {}), "steps": steps, "batch": batch,
+               "runs": spec["runs"], "warmup": spec["warmup"], "latency_ms": lat,
                "per_image_ms": lat["p50"] / batch, "cold_start_ms": result["cold"] * 1e3,
                "peak_rss_mb": result["peak_rss_mb"], "size_mb": size_mb, "denoiser_calls": calls,
                "flops": flops, "gflops_per_s": gflops, "peak_fraction": gflops / peak if gflops else None,

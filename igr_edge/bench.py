@@ -131,9 +131,9 @@ def run_bench(*, bundle: str | os.PathLike | None = None, backend: str | None = 
         cold = time.perf_counter() - t0
         lat = latency_stats(time_calls(lambda: restorer.restore_arrays(persons, seeds), runs=runs, warmup=warmup))
         guided = b.guidance != 1.0
-        row = {"bundle": b.name, "variant": restorer.variant, "backend": restorer.backend,
-               "runtime": "coreml" if b.manifest["variants"][restorer.variant]["format"] == "mlpackage" else "onnxruntime",
-               "threads": threads, **({"low_memory": True} if restorer.low_memory else {}),
+        runtime = "coreml" if b.manifest["variants"][restorer.variant]["format"] == "mlpackage" else "onnxruntime"
+        row = {"bundle": b.name, "variant": restorer.variant, "backend": restorer.backend, "runtime": runtime,
+               "threads": threads, **({"low_memory": True} if restorer.low_memory and runtime == "onnxruntime" else {}),
                "steps": b.steps, "batch": batch, "runs": runs, "warmup": warmup,
                "latency_ms": lat, "per_image_ms": lat["p50"] / batch, "cold_start_ms": cold * 1e3,
                "peak_rss_mb": peak_rss_mb(), "size_mb": variant_bytes(b.manifest, restorer.variant) / 1e6,

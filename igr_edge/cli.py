@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "then all)")
 
     def low_memory_flag(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--low-memory", action="store_const", const=True, default=None,
+        p.add_argument("--low-memory", action=argparse.BooleanOptionalAction, default=None,
                        help="keep int8 weights int8 in memory, expanded on every call: far less memory, slower "
                             "(default: IGR_EDGE_LOW_MEMORY, then off)")
 

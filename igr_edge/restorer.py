@@ -136,7 +136,8 @@ class Restorer:
 
     `low_memory` (default IGR_EDGE_LOW_MEMORY, else False): ONNX Runtime keeps an int8-weight variant's weights
     int8 and expands them on every call instead of once at load. For the default bundle on the CPU, batch 1:
-    about 90 MB less peak memory, each restore about a third slower (figures in the README). Core ML ignores it."""
+    about 90 MB less peak memory, each restore about a third slower (figures in the README). It applies to ONNX
+    Runtime sessions (cpu, cuda, ORT's Core ML provider); a Core ML package (.mlpackage) ignores it."""
 
     def __init__(self, bundle: str | os.PathLike | Bundle | None = None, *, backend: str | None = None,
                  threads: int | None = None, variant: str | None = None,
@@ -172,7 +173,9 @@ class Restorer:
         raise _backends.unavailable(reasons)
 
     def _runner(self, impl, variant: str, threads: int | None):
-        how = {"threads": threads, "compute_units": self.compute_units, "low_memory": self.low_memory}
+        how = {"threads": threads, "compute_units": self.compute_units}
+        if self.low_memory:                              # only when asked: backends without the keyword keep working
+            how["low_memory"] = True
         if self._bundle.kind == "single-call":
             return SingleCallRunner(impl.session(self._bundle.file(variant, "student"), **how),
                                     batch=self._bundle.batch(variant))

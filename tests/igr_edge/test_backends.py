@@ -224,7 +224,7 @@ def test_low_memory_session_options_turn_off_constant_folding_only_when_asked():
         return opts.get_session_config_entry("optimization.disable_specified_optimizers")
 
     assert config(backends.session_options(2, low_memory=True)) == "ConstantFolding"
-    with pytest.raises(Exception):          # ORT raises for a key that was never set
+    with pytest.raises(RuntimeError):       # ORT raises for a key that was never set
         config(backends.session_options(2))
 
 

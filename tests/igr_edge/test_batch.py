@@ -313,6 +313,14 @@ def test_low_memory_reaches_the_restorer_and_a_bad_setting_stops_the_job_before_
     monkeypatch.setenv("IGR_EDGE_LOW_MEMORY", "1")                   # resolved here, once, for every worker
     summary = restore_catalog(one, tmp_path / "out", bundle=tiny_student, engine="threads", progress=False)
     assert summary.done == 1 and seen == [True]
+    # a Ray actor builds its own Restorer from the Settings it is handed: the value chosen here reaches it
+    from igr_edge.batch import RestoreStage, Settings
+
+    seen.clear()
+    settings = Settings(bundle=str(tiny_student), backend="cpu", variant=None, threads=1, steps=None, size=None,
+                        format="png", max_pixels=10**6, output=str(tmp_path / "ray"), column=None, width=48,
+                        height=64, low_memory=True)
+    assert RestoreStage(settings).restorer.low_memory and seen == [True]
 
 
 def test_the_sdk_imports_neither_ray_nor_pyarrow():

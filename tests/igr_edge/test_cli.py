@@ -160,7 +160,7 @@ def test_bench_writes_a_report_in_the_benchmarks_schema(tiny_student, tmp_path, 
 @pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="peak RSS from /proc (Linux)")
 def test_bench_low_memory_peaks_far_lower_on_the_default_bundle(tmp_path):
     # each in its own process, so each peak is its own: the default bundle's onnx-w8, batch 1, one thread; measured
-    # here 252 MB against 165 MB (scripts/rss-phases.py), so half that gap is asked for
+    # here 261 MB against 171 MB (scripts/low-memory.py), so about half that gap is asked for
     import subprocess
     import sys
 

@@ -70,16 +70,15 @@ def test_output_size_and_letterboxed_input(default):
 
 def test_low_memory_restores_the_default_bundles_garments_from_its_int8_weights(default, monkeypatch):
     # the int8 weights are expanded by the same Cast · scale on every call instead of once at load; what differs
-    # is only how the convolutions are laid out (float32 rounding), so the garment moves by a level at most here
+    # is only how the convolutions are laid out (float32 rounding): measured, one level on 0.01% of the values
     with Restorer(backend="cpu", low_memory=True) as low:
         assert low.low_memory and "low_memory=True" in repr(low) and low.variant == default.variant == "onnx-w8"
         a, b = np.asarray(default.restore(SAMPLE, seed=5)), np.asarray(low.restore(SAMPLE, seed=5))
     diff = np.abs(a.astype(int) - b.astype(int))
-    assert diff.max() <= 2 and (diff > 0).mean() < 0.05
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.002
     monkeypatch.setenv("IGR_EDGE_LOW_MEMORY", "1")                      # the environment chooses it too
-    restorer = Restorer(backend="cpu")
-    assert restorer.low_memory and "low_memory" not in repr(default)
-    restorer.close()
+    with Restorer(backend="cpu") as restorer:
+        assert restorer.low_memory and "low_memory" not in repr(default)
     monkeypatch.setenv("IGR_EDGE_LOW_MEMORY", "2")
     with pytest.raises(IgrEdgeError, match="IGR_EDGE_LOW_MEMORY='2'"):
         Restorer(backend="cpu")
