@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["# `low_memory`: peak memory against latency", "",
              f"`{cmd}`, {time.strftime('%Y-%m-%d')}: the default bundle unless named, CPU, batch 1. Peak RSS: each mode "
              "in its own process after load and ten restores. Latency: the two modes' calls alternated in one process "
-             f"({args.runs} each after 4 untimed calls, the first of which gives the garments compared), medians; read the ratio, the host is shared. The target is a peak of "
-             "200 MB.", "",
+             f"({args.runs} each after 4 untimed calls, the first of which gives the garments compared), medians; "
+             "read the ratio, the host is shared. The target is a peak of 200 MB.", "",
              "| threads | variant | peak RSS MB, normal | peak RSS MB, low_memory | p50 ms, normal | p50 ms, low_memory "
              "| low / normal | garment: max level difference | pixels differing |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
