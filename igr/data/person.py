@@ -64,6 +64,7 @@ class Rendered:
     blur: float            # gaussian sigma, px at 256 rows
     noise: float           # noise std, uint8 levels
     jpeg: int              # JPEG quality, 100 = none
+    flat_xy: np.ndarray | None = None   # (H, W, 2) float32: in-shop (x, y) px of each visible garment pixel, else NaN
 
 
 class _Layer:
@@ -235,6 +236,7 @@ class _Drape:
         self.margin = 3 * amp
         self.light, self.ambient = rng.uniform(-0.8, 0.8), rng.uniform(0.45, 0.7)
         self.folds = _folds(rng, (H, W), b, int(rng.integers(2, 6)))
+        self.flat_xy = np.full((H, W, 2), np.nan, np.float32)   # where each painted pixel comes from
 
     def _box(self, x0, y0, x1, y1) -> tuple[slice, slice] | None:
         H, W = self.size
@@ -291,6 +293,7 @@ class _Drape:
                 continue
             shade = (p.shade * self.folds[p.box])[p.m][:, None]
             canvas[p.box][p.m] = _sample(self.flat, p.fx[p.m], p.fy[p.m]) * shade
+            self.flat_xy[p.box][p.m] = np.stack([p.fx[p.m], p.fy[p.m]], 1)
             cover[p.box] |= p.m
         full |= cover
         return cover
@@ -504,4 +507,5 @@ def render(rng: np.random.Generator, geom: GarmentGeom, fit: Fit, flat: np.ndarr
 
     image, blur, noise, jpeg = _camera(layer.img, rng, cfg)
     occluder = np.asarray(layer.mask) > 0
-    return Rendered(image, full, occluder & full, blur, noise, jpeg)
+    drape.flat_xy[~full | occluder] = np.nan          # seen: garment pixels nothing was drawn over
+    return Rendered(image, full, occluder & full, blur, noise, jpeg, drape.flat_xy)

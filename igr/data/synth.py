@@ -32,6 +32,8 @@ class Sample:
     mask: np.ndarray       # (H, W) uint8 {0, 255}, the garment in the in-shop image
     worn: np.ndarray       # (H, W) uint8 {0, 255}, the garment's visible pixels on the person
     meta: dict = field(default_factory=dict)
+    flat_xy: np.ndarray | None = None   # (H, W, 2) float32: the in-shop (x, y) px that each visible
+                                        # garment pixel of `person` shows; NaN elsewhere (`igr.warp`)
 
 
 def seed_for(split: str, index: int) -> int:
@@ -116,4 +118,4 @@ def generate(seed: int, *, size=(256, 192), config: SceneConfig = SceneConfig())
     }
     mask = np.where(bits > 0, np.uint8(255), np.uint8(0))
     worn = np.where(seen.garment & ~seen.occluder, np.uint8(255), np.uint8(0))
-    return Sample(seen.image, garment, mask, worn, meta)
+    return Sample(seen.image, garment, mask, worn, meta, seen.flat_xy)

@@ -1,0 +1,531 @@
+"""A learned warp from the person photo to the in-shop frame: the print carried by resampling, not painted.
+
+`WarpNet` looks at the person (at a quarter of the size) and says, for each cell of a 64x48 grid over the in-shop
+frame, where in the person photo that part of the garment is seen, and whether it is seen at all. Resampling the
+full-size photo there (`warp`) moves the worn print into the in-shop frame pixel for pixel, with its shading and
+folds (`deshade` exchanges those for a reference's flat colour). The network only has to get the smooth geometry
+right and never has to draw the print, which none of our diffusion models has learned to.
+
+It learns from SynthGarment's correspondences (`Sample.flat_xy`: the in-shop pixel each visible garment pixel
+shows), as optical-flow networks learn from synthetic scenes whose flow is known; real pairs carry no such
+field.
+
+    python -m igr.warp data  --out runs/warp-data.npz --n 8000
+    python -m igr.warp train --data runs/warp-data.npz --out runs/warp --steps 3000
+    python -m igr.warp eval  --model runs/warp/final --prior-of models/teacher-zsnr --n 128 --out reports/eval-zsnr/warp
+    scripts/warp-prior.sh     # all of it, and the report: reports/warp-prior.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .files import atomic_folder
+
+KIND = "warp"
+SIZE = (256, 192)          # person and in-shop frame, px
+SPREAD = 4.0               # px: a cell whose person pixels scatter wider than this is ambiguous (front and back)
+
+
+def correspondence(flat_xy: np.ndarray, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """In-shop cells -> where the person photo shows them, from a `Sample.flat_xy` (H, W, 2) field.
+
+    Returns (coords (2, gh, gw) float32: mean person (x, y) of the pixels showing each cell, in grid_sample's
+    [-1, 1] units (align_corners=False); weight (gh, gw) float32: 1 where the cell is seen unambiguously)."""
+    H, W = flat_xy.shape[:2]
+    gh, gw = grid
+    seen = ~np.isnan(flat_xy[..., 0])
+    Y, X = np.nonzero(seen)
+    fx, fy = flat_xy[seen, 0], flat_xy[seen, 1]
+    row = np.clip((fy + 0.5) * gh / H, 0, gh - 1).astype(np.int64)
+    col = np.clip((fx + 0.5) * gw / W, 0, gw - 1).astype(np.int64)
+    cell, size = row * gw + col, gh * gw
+    px, py = (X + 0.5) / W * 2 - 1, (Y + 0.5) / H * 2 - 1
+    n = np.bincount(cell, minlength=size).astype(np.float64)
+    mean = [np.bincount(cell, v, size) / np.maximum(n, 1) for v in (px, py)]
+    var = [np.bincount(cell, v * v, size) / np.maximum(n, 1) - m * m for v, m in zip((px, py), mean)]
+    spread = np.sqrt(np.maximum(var[0] * (W / 2) ** 2 + var[1] * (H / 2) ** 2, 0))     # px
+    ok = (n > 0) & (spread <= SPREAD)
+    coords = np.stack([np.where(ok, m, 0) for m in mean]).reshape(2, gh, gw).astype(np.float32)
+    return coords, ok.reshape(gh, gw).astype(np.float32)
+
+
+def base_grid(grid: tuple[int, int]) -> torch.Tensor:
+    """(2, gh, gw): each cell's own centre in [-1, 1] units: the identity warp."""
+    gh, gw = grid
+    ys = (torch.arange(gh, dtype=torch.float32) + 0.5) / gh * 2 - 1
+    xs = (torch.arange(gw, dtype=torch.float32) + 0.5) / gw * 2 - 1
+    return torch.stack([xs[None].expand(gh, gw), ys[:, None].expand(gh, gw)])
+
+
+class _Res(nn.Module):
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.n1, self.c1 = nn.GroupNorm(8, c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.n2, self.c2 = nn.GroupNorm(8, c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x):
+        h = self.c1(F.silu(self.n1(x)))
+        return self.skip(x) + self.c2(F.silu(self.n2(h)))
+
+
+class WarpNet(nn.Module):
+    """Person (B, 3, 256, 192) in [-1, 1] -> coords (B, 2, 64, 48) in [-1, 1], visibility logits (B, 1, 64, 48).
+
+    The two frames do not line up, so nothing is passed across at the same position (no UNet skips). The person
+    at a quarter size (geometry needs no print) becomes 16x12 tokens (convolutions, then a transformer over
+    them); each cell of a 32x24 in-shop grid is a learned query that attends to those tokens, and its last
+    attention points: the cell's coordinates are the attention-weighted mean of the token centres plus a small
+    offset. Coordinates and visibility are upsampled to 64x48."""
+
+    def __init__(self, channels=(32, 64, 128), layers: int = 2, heads: int = 4):
+        super().__init__()
+        self.channels, self.layers, self.heads = tuple(channels), layers, heads
+        c, d = self.channels, self.channels[-1]
+        self.stem = nn.Conv2d(5, c[0], 3, padding=1)
+        self.enc0 = _Res(c[0], c[0])
+        self.down = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(c[:-1], c[1:]))
+        self.enc = nn.ModuleList(_Res(b, b) for b in c[1:])
+        tokens, cells = (SIZE[0] // 16, SIZE[1] // 16), (SIZE[0] // 8, SIZE[1] // 8)
+        self.pos = nn.Parameter(torch.randn(1, tokens[0] * tokens[1], d) * 0.02)
+        self.mid = nn.TransformerEncoder(nn.TransformerEncoderLayer(d, heads, 2 * d, dropout=0.0,
+                                                                    batch_first=True, norm_first=True), layers,
+                                         enable_nested_tensor=False)
+        self.queries = nn.Parameter(torch.randn(1, cells[0] * cells[1], d) * 0.02)
+        self.cross = nn.ModuleList(nn.MultiheadAttention(d, heads, batch_first=True) for _ in range(layers))
+        self.norm_q = nn.ModuleList(nn.LayerNorm(d) for _ in range(layers + 1))
+        self.mlp = nn.ModuleList(nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+                                 for _ in range(layers))
+        self.point_q, self.point_k = nn.Linear(d, d), nn.Linear(d, d)
+        self.out = nn.Linear(d, 3)                       # (dx, dy) offset, visibility logit
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.register_buffer("grid", base_grid((SIZE[0] // 4, SIZE[1] // 4)), persistent=False)
+        self.register_buffer("centres", base_grid(tokens).flatten(1).T.contiguous(), persistent=False)   # (T, 2)
+        self.cells = cells
+
+    def forward(self, person: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if tuple(person.shape[-2:]) != SIZE:
+            raise ValueError(f"WarpNet takes {SIZE[0]}x{SIZE[1]} person images, got {tuple(person.shape[-2:])}")
+        x = F.interpolate(person, scale_factor=0.25, mode="area")
+        x = self.enc0(self.stem(torch.cat([x, self.grid.expand(len(x), -1, -1, -1)], 1)))
+        for down, enc in zip(self.down, self.enc):
+            x = enc(down(x))
+        B = len(x)
+        k = self.mid(x.flatten(2).transpose(1, 2) + self.pos)                   # (B, T, d) person tokens
+        q = self.queries.expand(B, -1, -1)
+        for attn, norm, mlp in zip(self.cross, self.norm_q, self.mlp):
+            h = norm(q)
+            q = q + attn(h, k, k, need_weights=False)[0]
+            q = q + mlp(q)
+        q = self.norm_q[-1](q)
+        logits = self.point_q(q) @ self.point_k(k).transpose(1, 2) / math.sqrt(k.shape[-1])   # (B, Q, T)
+        xy = logits.softmax(-1) @ self.centres                                   # (B, Q, 2) where it points
+        out = self.out(q)
+        xy = xy + 0.1 * torch.tanh(out[..., :2])
+        gh, gw = self.cells
+        field = torch.cat([xy, out[..., 2:]], -1).transpose(1, 2).reshape(B, 3, gh, gw)
+        field = F.interpolate(field, size=self.grid.shape[-2:], mode="bilinear", align_corners=False)
+        return field[:, :2], field[:, 2:]
+
+    def config(self) -> dict:
+        return {"kind": KIND, "channels": list(self.channels), "layers": self.layers, "heads": self.heads,
+                "size": list(SIZE)}
+
+    def save_pretrained(self, folder: str | Path, extra: dict | None = None) -> Path:
+        with atomic_folder(folder) as tmp:
+            (tmp / "config.json").write_text(json.dumps({**self.config(), **(extra or {})}, indent=2) + "\n")
+            save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(tmp / "warp.safetensors"))
+        return Path(folder)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> "WarpNet":
+        folder = Path(folder)
+        cfg = json.loads((folder / "config.json").read_text())
+        if cfg.get("kind") != KIND:
+            raise ValueError(f"{folder} is not a {KIND} folder (config.json kind {cfg.get('kind')!r})")
+        net = cls(cfg["channels"], cfg["layers"], cfg["heads"])
+        net.load_state_dict(load_file(str(folder / "warp.safetensors")))
+        return net.eval()
+
+
+def warp(person: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Resample the full-size person (B, 3, H, W) at `coords` (B, 2, gh, gw), upsampled: the in-shop frame."""
+    H, W = person.shape[-2:]
+    grid = F.interpolate(coords, size=(H, W), mode="bilinear", align_corners=False)
+    return F.grid_sample(person, grid.permute(0, 2, 3, 1), mode="bilinear", padding_mode="border",
+                         align_corners=False)
+
+
+def deshade(warped: torch.Tensor, reference: torch.Tensor, sigma: float = 4.0) -> torch.Tensor:
+    """`warped` with its low frequencies replaced by `reference`'s: the photo's lighting and folds exchanged for
+    the reference's flat colour, the print kept. Images in [-1, 1]; gaussian of `sigma` px."""
+    k = int(3 * sigma) * 2 + 1
+    x = torch.arange(k, dtype=torch.float32) - k // 2
+    g = torch.exp(-0.5 * (x / sigma) ** 2)
+    g = (g / g.sum()).to(warped)
+
+    def blur(a):
+        c = a.shape[1]
+        a = F.pad(a, (k // 2,) * 4, mode="replicate")
+        a = F.conv2d(a, g.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
+        return F.conv2d(a, g.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
+
+    w, r = (warped + 1) / 2, (reference + 1) / 2
+    return ((w * (blur(r) + 0.02) / (blur(w) + 0.02)).clamp(0, 1)) * 2 - 1
+
+
+def composite(warped: torch.Tensor, visible: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """The warped print where the photo shows the garment (`visible` (B, 1, gh, gw) in [0, 1], upsampled) and the
+    fallback image has garment (not white: `igr.metrics.garment_region`), the fallback elsewhere: the fallback's
+    silhouette, the photo's print."""
+    from .metrics import garment_region
+
+    v = F.interpolate(visible, size=warped.shape[-2:], mode="bilinear", align_corners=False)
+    v = v * garment_region((fallback + 1) / 2).float()
+    return v * warped + (1 - v) * fallback
+
+
+# ---------------------------------------------------------------- data, training, evaluation
+
+
+def _item(args) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    split, index = args
+    from .data.synth import generate, seed_for
+
+    s = generate(seed_for(split, index), size=SIZE)
+    coords, weight = correspondence(s.flat_xy, (SIZE[0] // 4, SIZE[1] // 4))
+    return s.person, coords, weight
+
+
+def make_data(out: Path, split: str, n: int, workers: int = 2) -> None:
+    """Person photos (uint8) and their correspondence targets for `n` SynthGarment items, one .npz."""
+    from multiprocessing import get_context
+
+    from tqdm.auto import tqdm
+
+    with get_context("spawn").Pool(workers) as pool:
+        items = list(tqdm(pool.imap(_item, [(split, i) for i in range(n)], chunksize=16), total=n, desc="warp data"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp.npz")
+    np.savez(tmp, person=np.stack([p for p, _, _ in items]), coords=np.stack([c for _, c, _ in items]),
+             weight=np.stack([w for _, _, w in items]), split=split)
+    tmp.replace(out)
+
+
+def loss_fn(net: WarpNet, person: torch.Tensor, coords: torch.Tensor, weight: torch.Tensor) -> tuple:
+    """L1 on the coordinates where a cell is seen (in px of the full image), BCE on whether it is."""
+    pred, logit = net(person)
+    w = weight[:, None]
+    scale = torch.tensor([SIZE[1] / 2, SIZE[0] / 2]).view(1, 2, 1, 1)
+    l1 = ((pred - coords).abs() * scale * w).sum() / (2 * w.sum()).clamp(min=1)
+    bce = F.binary_cross_entropy_with_logits(logit, w)
+    return l1 + bce, l1.detach(), bce.detach()
+
+
+def train(data: Path, out: Path, *, steps: int, batch: int = 32, lr: float = 1e-3, seed: int = 0,
+          val: int = 256, log_every: int = 50) -> None:
+    from tqdm.auto import tqdm
+
+    d = np.load(data)
+    person = torch.from_numpy(d["person"])              # (N, H, W, 3) uint8
+    coords, weight = torch.from_numpy(d["coords"]), torch.from_numpy(d["weight"])
+    val = max(1, min(val, len(person) // 8))             # the file's last items, never trained on
+    n_train = len(person) - val
+    torch.manual_seed(seed)
+    net = WarpNet()
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    warmup = max(1, min(200, steps // 10))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    g = torch.Generator().manual_seed(seed)
+    img = lambda idx: person[idx].permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    out.mkdir(parents=True, exist_ok=True)
+    log = open(out / "log.jsonl", "w")                  # a run starts from scratch: its own log
+    t0 = time.perf_counter()
+    for step in tqdm(range(steps), desc="warp train"):
+        idx = torch.randint(0, n_train, (batch,), generator=g)
+        p = img(idx)
+        if torch.rand((), generator=g) < 0.5:      # photometric jitter: the warp must not key on colour
+            p = (p * (0.8 + 0.4 * torch.rand(batch, 3, 1, 1, generator=g))).clamp(-1, 1)
+        loss, l1, bce = loss_fn(net, p, coords[idx], weight[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            row = {"step": step + 1, "l1_px": round(float(l1), 4), "bce": round(float(bce), 4),
+                   "lr": sched.get_last_lr()[0], "seconds": round(time.perf_counter() - t0, 1)}
+            if (step + 1) % (log_every * 10) == 0 or step + 1 == steps:
+                net.eval()
+                with torch.no_grad():
+                    vl, vb = [], []
+                    for s in range(n_train, len(person), 64):
+                        idx = torch.arange(s, min(len(person), s + 64))
+                        _, l1v, bv = loss_fn(net, img(idx), coords[idx], weight[idx])
+                        vl.append(float(l1v) * len(idx)), vb.append(float(bv) * len(idx))
+                row.update(val_l1_px=round(sum(vl) / val, 4), val_bce=round(sum(vb) / val, 4))
+                net.train()
+                net.save_pretrained(out / "final", {"step": step + 1, "data": str(data)})
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+    net.save_pretrained(out / "final", {"step": steps, "data": str(data)})
+
+
+VARIANTS = {
+    "baseline": "the regression baseline (the teacher's aligned prior, decoded)",
+    "warp": "the warped photo where WarpNet sees the garment, the baseline elsewhere",
+    "warp-deshaded": "as warp, the photo's low frequencies exchanged for the baseline's (`deshade`)",
+    "oracle-deshaded": "as warp-deshaded with SynthGarment's true correspondences: the ceiling of this warp",
+}
+
+
+def teacher_from(model, person: torch.Tensor, start_image: torch.Tensor, first: int, *, strength: float,
+                 as_prior: bool = False, seed: int = 0) -> torch.Tensor:
+    """The teacher's sampler entered at the first of its timesteps at or below strength·T from `start_image`'s latent
+    noised there (SDEdit, as `igr.pipeline.prior_start` does from the aligned prior), each item from its own noise.
+    `as_prior`: the start's latent also replaces the aligned prior the denoiser reads beside its input."""
+    import dataclasses
+
+    from .pipeline import denoise, item_noise, make_scheduler
+
+    cfg = model.config
+    cond = model.condition(person)
+    z = model.encode(start_image)
+    if as_prior:
+        cond = dataclasses.replace(cond, prior=z)
+    sched = make_scheduler(cfg, None)
+    sched.set_timesteps(cfg.sample_steps)
+    plan = [int(t) for t in sched.timesteps if int(t) <= strength * cfg.train_timesteps]
+    if not plan:
+        raise ValueError(f"strength {strength} leaves none of the {cfg.sample_steps} timesteps")
+    noise = item_noise(cfg, seed, first, len(person), height=person.shape[-2], width=person.shape[-1])
+    x = model.noise_scheduler().add_noise(z, noise, torch.tensor([plan[0]]))
+    return model.decode(denoise(model, cond, x, from_timestep=plan[0]))
+
+
+def restorers(net: "WarpNet | None", prior, split: str, *, teacher=None, strengths: tuple[float, ...] = ()) -> dict:
+    """restore(person, first) per variant, for `igr.eval.evaluate`; with `teacher`, also the teacher sampled from
+    each composite at each of `strengths` ("teacher-from-warp-s0.3", "teacher-from-oracle-s0.3"), and with the composite
+    also as the aligned prior the denoiser reads ("teacher-on-warp-s0.3", "teacher-on-oracle-s0.3"); and from the true
+    garment ("teacher-from-truth-s0.3": what noising and the teacher's steps alone cost)."""
+    from .data.synth import generate, seed_for
+
+    grid = (SIZE[0] // 4, SIZE[1] // 4)
+
+    def truth(first: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = [correspondence(generate(seed_for(split, first + i), size=SIZE).flat_xy, grid) for i in range(n)]
+        return (torch.from_numpy(np.stack([c for c, _ in pairs])), torch.from_numpy(np.stack([w for _, w in pairs]))[:, None])
+
+    def learned(person: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        coords, logit = net(person)
+        return coords, torch.sigmoid(logit)
+
+    def make(kind: str):
+        def restore(person: torch.Tensor, first: int) -> torch.Tensor:
+            base = prior.restore(person)
+            if kind == "baseline":
+                return base
+            coords, visible = truth(first, len(person)) if kind.startswith("oracle") else learned(person)
+            warped = warp(person, coords)
+            if kind.endswith("deshaded"):
+                warped = deshade(warped, base)
+            return composite(warped, visible, base)
+        return restore
+
+    def garments(person: torch.Tensor, first: int) -> torch.Tensor:       # the true in-shop images
+        items = [generate(seed_for(split, first + i), size=SIZE).garment for i in range(len(person))]
+        return torch.from_numpy(np.stack(items)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+    def refine(kind: str, strength: float, as_prior: bool = False):
+        start = garments if kind == "truth" else make(f"{kind}-deshaded")
+        return lambda person, first: teacher_from(teacher, person, start(person, first), first, strength=strength,
+                                                  as_prior=as_prior)
+
+    fns = {k: make(k) for k in VARIANTS if net is not None or not k.startswith("warp")}
+    if teacher is not None:
+        for kind in ("warp", "oracle"):
+            if net is not None or kind == "oracle":
+                fns.update({f"teacher-from-{kind}-s{s:g}": refine(kind, s) for s in strengths})
+                fns.update({f"teacher-on-{kind}-s{s:g}": refine(kind, s, True) for s in strengths})
+        fns.update({f"teacher-from-truth-s{s:g}": refine("truth", s) for s in strengths})   # the refinement's ceiling
+    return fns
+
+
+@torch.no_grad()
+def evaluate_variants(net: "WarpNet | None", prior_of: Path, features_of: Path, *, split: str, n: int, out: Path,
+                      variants: list[str], strengths: tuple[float, ...] = (), grid_n: int = 8, boot: int = 250,
+                      command: str = "") -> dict:
+    """Each variant through `igr.eval.evaluate` (the same pairs, FD_garm in `features_of`'s encoder), one report per
+    variant (OUT-VARIANT.json/.md/.features.npz, as `igr.eval` writes them), and a grid OUT-grid.png."""
+    from PIL import Image
+
+    from .baseline import RegressionModel
+    from .eval import evaluate, file_digest, markdown
+    from .metrics import GarmentFeatures
+    from .model import IGRModel
+
+    prior = RegressionModel.from_aligned_prior(prior_of)
+    teacher = IGRModel.from_pretrained(prior_of).eval() if strengths else None
+    features = GarmentFeatures(IGRModel.from_pretrained(features_of).image_encoder)
+    fns = restorers(net, prior, split, teacher=teacher, strengths=strengths)
+    unknown = [v for v in variants if v not in fns]
+    if unknown:
+        raise ValueError(f"unknown or unavailable variants {unknown}: choose from {sorted(fns)}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = {}
+    for v in variants:
+        metrics = evaluate(fns[v], features, split=split, n=n, size=SIZE, boot=boot)
+        feats = metrics.pop("features")
+        refined = v.startswith("teacher-")
+        what = VARIANTS.get(v)
+        if refined:
+            source = v.split("-")[2]
+            start = "true garment" if source == "truth" else f"{source}-deshaded composite"
+            what = (f"{prior_of} sampled from the {start} at strength {v.split('-s')[-1]}"
+                    + (", the composite also as its aligned prior" if v.startswith("teacher-on-") else ""))
+        report = {"model": f"warp variant {v}: {what}", "split": split, "n": n,
+                  "sampling": "one regression forward + one warp" + (" + the teacher's sampler" if refined else ""),
+                  "features": f"{features_of} image_encoder sha256 {file_digest(features_of, 'image_encoder.safetensors')}",
+                  "metrics": metrics, "command": command}
+        stem = f"{out.name}-{v}"                       # names hold dots (s0.15): no with_suffix
+        np.savez_compressed(out.with_name(f"{stem}.features.npz"), **feats)
+        out.with_name(f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+        out.with_name(f"{stem}.md").write_text(markdown(report))
+        rows[v] = {k: metrics[k]["mean"] for k in ("ssim_mask", "mask_iou", "delta_e", "effnet_dist", "fd")}
+        print(f"{v:16s} " + "  ".join(f"{k} {x:.4f}" for k, x in rows[v].items()), flush=True)
+    # the grid: person, each variant, the truth
+    from .eval import split_batches
+
+    person, garment, _ = next(split_batches(split, grid_n, SIZE, grid_n))
+    cols = [person] + [fns[v](person, 0) for v in variants] + [garment]
+    tiles = torch.stack(cols, 1).flatten(0, 1)                          # (rows*cols, 3, H, W)
+    img = ((tiles.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    r, c = grid_n, len(cols)
+    sheet = img.reshape(r, c, *img.shape[1:]).transpose(0, 2, 1, 3, 4).reshape(r * SIZE[0], c * SIZE[1], 3)
+    Image.fromarray(sheet).save(out.with_name(f"{out.name}-grid.png"))
+    return rows
+
+
+def report(prefix: Path, variants: list[str], logs: dict[str, Path], out: Path, *, title: str, command: str) -> str:
+    """OUT.md, OUT.json and OUT-curves.png from `evaluate_variants`' reports (PREFIX-VARIANT.json) and training logs:
+    each variant's headline means, its paired difference from the baseline with a 95% bootstrap interval, the
+    warp's validation error over steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .metrics import LABELS, bootstrap
+
+    keys = ("ssim_mask", "mask_iou", "delta_e", "effnet_dist")
+    rows = {v: json.loads(prefix.with_name(f"{prefix.name}-{v}.json").read_text()) for v in variants}
+    base = rows["baseline"]["metrics"]["per_sample"]
+    table = {}
+    for v, r in rows.items():
+        m = r["metrics"]
+        table[v] = {"what": r["model"].split(": ", 1)[1], **{k: m[k]["mean"] for k in keys}, "fd": m["fd"]["mean"]}
+        if v != "baseline":
+            for k in keys:
+                d = np.asarray(m["per_sample"][k]) - np.asarray(base[k])
+                table[v][f"{k}_vs_baseline"] = [float(d.mean()), *bootstrap(d)]
+    curves = {name: [json.loads(line) for line in path.read_text().splitlines()] for name, path in logs.items()}
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, log in curves.items():
+        val = [r for r in log if "val_l1_px" in r]
+        ax.plot([r["step"] for r in val], [r["val_l1_px"] for r in val], marker="o", label=name)
+    ax.set_xlabel("step (batch 16)")
+    ax.set_ylabel("validation L1, px")
+    ax.set_title("WarpNet: where each in-shop cell is seen")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out.with_name(out.name + "-curves.png"), dpi=110)
+    plt.close(fig)
+    n = rows["baseline"]["n"]
+    lines = [f"# {title}", "", f"{n} {rows['baseline']['split']} pairs; `{command}`.", "",
+             "| variant | " + " | ".join(LABELS[k] for k in keys) + " | FD_garm | " +
+             f"{LABELS['ssim_mask']} vs baseline (95%) |", "|" + "---|" * (len(keys) + 3)]
+    for v, t in table.items():
+        d = t.get("ssim_mask_vs_baseline")
+        diff = "" if d is None else f"{d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}]"
+        lines.append(f"| {v} | " + " | ".join(f"{t[k]:.4f}" if k != "delta_e" else f"{t[k]:.2f}" for k in keys)
+                     + f" | {t['fd']:.2f} | {diff} |")
+    lines += ["", "Variants:", ""] + [f"- **{v}**: {t['what']}" for v, t in table.items()]
+    text = "\n".join(lines) + "\n"
+    out.with_suffix(".json").write_text(json.dumps({"title": title, "n": n, "command": command, "rows": table,
+                                                    "curves": curves}, indent=1) + "\n")
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m igr.warp", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    q = sub.add_parser("data", help="person photos and correspondence targets as one .npz")
+    q.add_argument("--out", type=Path, required=True)
+    q.add_argument("--split", default="train")
+    q.add_argument("--n", type=int, default=8000)
+    q.add_argument("--workers", type=int, default=2)
+    q = sub.add_parser("train", help="train a WarpNet")
+    q.add_argument("--data", type=Path, required=True)
+    q.add_argument("--out", type=Path, required=True)
+    q.add_argument("--steps", type=int, default=3000)
+    q.add_argument("--batch", type=int, default=32)
+    q.add_argument("--lr", type=float, default=1e-3)
+    q = sub.add_parser("eval", help="the warp variants beside the baseline, through igr.eval's metrics")
+    q.add_argument("--model", type=Path, help="WarpNet folder (leave out for the baseline and oracle only)")
+    q.add_argument("--prior-of", type=Path, required=True, help="IGR model folder with an aligned prior")
+    q.add_argument("--features", type=Path, default=Path("models/teacher-small"),
+                   help="IGR model folder whose image encoder defines FD_garm (the reports' default)")
+    q.add_argument("--split", default="test", choices=("val", "test"))
+    q.add_argument("--n", type=int, default=128)
+    q.add_argument("--variants", default=",".join(VARIANTS))
+    q.add_argument("--strengths", default="", help="comma-separated: also the teacher (--prior-of) sampled from each "
+                   "composite noised to strength·T, e.g. 0.3,0.5")
+    q.add_argument("--boot", type=int, default=250, help="bootstrap resamples (FD_garm's: a fifth, at least 20)")
+    q.add_argument("--out", type=Path, required=True, help="output prefix: OUT-VARIANT.json/.md, OUT-grid.png")
+    q = sub.add_parser("report", help="one table and a curves plot from eval's reports and training logs")
+    q.add_argument("--prefix", type=Path, required=True, help="eval's --out")
+    q.add_argument("--variants", required=True)
+    q.add_argument("--log", action="append", default=[], metavar="NAME=LOG.jsonl", help="a WarpNet training log")
+    q.add_argument("--title", default="The print carried by a warp")
+    q.add_argument("--out", type=Path, required=True, help="writes OUT.md, OUT.json, OUT-curves.png")
+    args = p.parse_args(argv)
+    if args.cmd == "report":
+        logs = dict(item.split("=", 1) for item in args.log)
+        text = report(args.prefix, args.variants.split(","), {k: Path(v) for k, v in logs.items()}, args.out,
+                      title=args.title, command="python -m igr.warp " + " ".join(argv if argv is not None else sys.argv[1:]))
+        md = args.out.with_suffix(".md")
+        if md.exists() and "<!-- findings -->" in md.read_text():        # keep the hand-written findings below the table
+            text += "\n<!-- findings -->" + md.read_text().split("<!-- findings -->", 1)[1]
+        md.write_text(text)
+    elif args.cmd == "eval":
+        net = WarpNet.from_pretrained(args.model) if args.model else None
+        evaluate_variants(net, args.prior_of, args.features, split=args.split, n=args.n, out=args.out,
+                          variants=args.variants.split(","), boot=args.boot,
+                          strengths=tuple(float(x) for x in args.strengths.split(",") if x),
+                          command="python -m igr.warp " + " ".join(argv if argv is not None else sys.argv[1:]))
+    elif args.cmd == "data":
+        make_data(args.out, args.split, args.n, args.workers)
+    elif args.cmd == "train":
+        if not args.data.is_file():
+            print(f"python -m igr.warp: error: no data file {args.data} (python -m igr.warp data)", file=sys.stderr)
+            return 2
+        train(args.data, args.out, steps=args.steps, batch=args.batch, lr=args.lr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

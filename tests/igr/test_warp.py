@@ -1,0 +1,176 @@
+"""igr.warp: SynthGarment's correspondences, the warp they define, and WarpNet learning them."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from igr.data import SceneConfig, generate
+from igr.warp import (SIZE, WarpNet, base_grid, composite, correspondence, deshade, loss_fn, make_data, restorers,
+                      train, warp)
+
+GRID = (SIZE[0] // 4, SIZE[1] // 4)
+
+
+def image(a: np.ndarray) -> torch.Tensor:
+    return torch.tensor(a).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+
+def test_flat_xy_marks_the_visible_garment_and_leaves_the_photo_unchanged():
+    s = generate(10_100_003, size=SIZE)
+    seen = ~np.isnan(s.flat_xy[..., 0])
+    assert np.array_equal(seen, s.worn > 0)
+    xy = s.flat_xy[seen]
+    assert (xy >= 0).all() and (xy[:, 0] <= SIZE[1] - 1).all() and (xy[:, 1] <= SIZE[0] - 1).all()
+    # every seen pixel shows a garment pixel of the in-shop image
+    fx, fy = np.round(xy[:, 0]).astype(int), np.round(xy[:, 1]).astype(int)
+    assert (s.mask[fy, fx] > 0).mean() > 0.97
+
+
+def test_the_true_warp_moves_the_print_into_the_in_shop_frame():
+    """Warping the photo by its own correspondences matches the garment far better than the same field shifted."""
+    errs = []
+    for seed in (10_100_001, 10_100_002, 10_100_005):
+        s = generate(seed, size=SIZE, config=SceneConfig.clean())
+        coords, weight = correspondence(s.flat_xy, GRID)
+        assert weight.sum() > 100
+        person, garment = image(s.person), image(s.garment)
+        m = torch.nn.functional.interpolate(torch.tensor(weight)[None, None], size=SIZE, mode="nearest")
+
+        def err(c):
+            w = deshade(warp(person, torch.tensor(c)[None]), garment)
+            return float(((w - garment).abs() * m).sum() / (3 * m.sum()))
+
+        shifted = coords + np.array([8 / SIZE[1] * 2, 0], np.float32)[:, None, None]    # 8 px to the right
+        errs.append((err(coords), err(shifted)))
+    true, off = np.array(errs).T
+    assert (true < 0.2).all(), errs          # 0.08-0.18 of [-1, 1] (seams, the print magnified ~1.4x)
+    assert (true < 0.85 * off).all(), errs
+
+
+def test_correspondence_inverts_a_known_map_and_drops_ambiguous_cells():
+    H, W = SIZE
+    flat_xy = np.full((H, W, 2), np.nan, np.float32)
+    Y, X = np.mgrid[40:120, 50:110]
+    flat_xy[Y, X, 0], flat_xy[Y, X, 1] = 2 * X - 80, 2 * Y - 60           # person (X, Y) shows in-shop (2X-80, 2Y-60)
+    coords, weight = correspondence(flat_xy, GRID)
+    rows, cols = np.nonzero(weight)
+    assert len(rows) > 200
+    fx, fy = (cols + 0.5) * W / GRID[1] - 0.5, (rows + 0.5) * H / GRID[0] - 0.5   # cell centres, in-shop px
+    px = (coords[0, rows, cols] + 1) / 2 * W - 0.5
+    py = (coords[1, rows, cols] + 1) / 2 * H - 0.5
+    assert np.abs(px - (fx + 80) / 2).max() < 1.0 and np.abs(py - (fy + 60) / 2).max() < 1.0
+    # a cell shown by two distant places (a front and a back panel) is left out
+    flat_xy[200, 10], flat_xy[200, 180] = flat_xy[60, 70], flat_xy[60, 70]
+    flat_xy[200, 11], flat_xy[200, 181] = flat_xy[60, 70], flat_xy[60, 70]
+    cell = int((flat_xy[60, 70, 1] + 0.5) * GRID[0] / H), int((flat_xy[60, 70, 0] + 0.5) * GRID[1] / W)
+    assert weight[cell] == 1 and correspondence(flat_xy, GRID)[1][cell] == 0
+
+
+def test_warp_with_the_identity_field_returns_the_photo():
+    person = torch.rand(1, 3, *SIZE) * 2 - 1
+    out = warp(person, base_grid(GRID)[None])
+    assert torch.allclose(out[..., 4:-4, 4:-4], person[..., 4:-4, 4:-4], atol=1e-4)
+
+
+def test_deshade_keeps_the_print_and_drops_the_lighting():
+    y, x = torch.meshgrid(torch.arange(SIZE[0]), torch.arange(SIZE[1]), indexing="ij")
+    print_ = ((x // 6 + y // 6) % 2).float() * 0.5 + 0.3                     # checks in [0.3, 0.8]
+    flat = print_.expand(1, 3, *SIZE) * 2 - 1
+    light = (0.5 + 0.5 * x / SIZE[1]).float()                               # a smooth ramp, 0.5 -> 1
+    shaded = (print_ * light).expand(1, 3, *SIZE) * 2 - 1
+    before = (shaded - flat).abs().mean()
+    after = (deshade(shaded, flat) - flat).abs().mean()
+    assert after < before / 3
+
+
+def test_composite_takes_the_warp_where_seen_and_the_fallback_elsewhere():
+    warped, fallback = torch.full((1, 3, *SIZE), 0.5), torch.full((1, 3, *SIZE), -0.5)
+    visible = torch.zeros(1, 1, *GRID)
+    visible[..., : GRID[0] // 2, :] = 1
+    out = composite(warped, visible, fallback)
+    assert torch.allclose(out[..., :100, :], warped[..., :100, :]) and torch.allclose(out[..., 160:, :], fallback[..., 160:, :])
+
+
+def test_oracle_variant_shows_the_photo_where_the_garment_is_seen():
+    """The oracle restorer of the evaluation (a grey image stands in for the regression baseline)."""
+    class Grey:
+        def restore(self, person):
+            return torch.zeros_like(person)
+
+    s = generate(10_100_000, size=SIZE)
+    fns = restorers(None, Grey(), "test")
+    assert sorted(fns) == ["baseline", "oracle-deshaded"]
+    out = fns["oracle-deshaded"](image(s.person), 0)
+    from_photo = (out[0].abs() > 0.02).any(0).numpy()
+    assert (from_photo & (s.mask > 0)).sum() > 0.5 * (s.mask > 0).sum()   # most of the garment comes from the photo
+    assert (from_photo & (s.mask == 0)).sum() < 0.05 * (s.mask == 0).sum()
+
+
+def test_warpnet_shapes_refuses_other_sizes_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    net = WarpNet().eval()
+    person = torch.rand(2, 3, *SIZE) * 2 - 1
+    coords, logit = net(person)
+    assert coords.shape == (2, 2, *GRID) and logit.shape == (2, 1, *GRID)
+    with pytest.raises(ValueError, match="256x192"):
+        net(torch.zeros(1, 3, 128, 96))
+    net.save_pretrained(tmp_path / "w", {"step": 0})
+    again = WarpNet.from_pretrained(tmp_path / "w")
+    assert torch.equal(again(person)[0], coords)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text(json.dumps({"kind": "regression-baseline"}))
+    with pytest.raises(ValueError, match="not a warp folder"):
+        WarpNet.from_pretrained(tmp_path / "bad")
+
+
+def test_warpnet_learns_from_generated_correspondences(tmp_path):
+    """A few steps on a tiny file of real SynthGarment targets lower the coordinate error."""
+    data = tmp_path / "warp.npz"
+    make_data(data, "train", 24, workers=1)
+    d = np.load(data)
+    assert d["person"].shape == (24, *SIZE, 3) and d["coords"].shape == (24, 2, *GRID)
+    person = torch.from_numpy(d["person"][:8]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    coords, weight = torch.from_numpy(d["coords"][:8]), torch.from_numpy(d["weight"][:8])
+    torch.manual_seed(0)
+    with torch.no_grad():
+        before = float(loss_fn(WarpNet(), person, coords, weight)[0])
+    train(data, tmp_path / "run", steps=40, batch=8, lr=2e-3, log_every=20)
+    net = WarpNet.from_pretrained(tmp_path / "run" / "final")
+    with torch.no_grad():
+        after = float(loss_fn(net, person, coords, weight)[0])
+    assert after < 0.8 * before
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 40 and "val_l1_px" in rows[-1]
+
+
+def test_report_pairs_each_variant_with_the_baseline(tmp_path):
+    rng = np.random.default_rng(0)
+    base = {k: rng.uniform(0.3, 0.5, 20) for k in ("ssim_mask", "mask_iou", "delta_e", "effnet_dist")}
+
+    def write(name, shift):
+        per = {k: (v + shift).round(6).tolist() for k, v in base.items()}
+        metrics = {k: {"mean": float(np.mean(v))} for k, v in per.items()}
+        metrics.update(fd={"mean": 10.0 - shift}, per_sample=per)
+        (tmp_path / f"w-{name}.json").write_text(json.dumps(
+            {"model": f"warp variant {name}: what {name} is", "split": "test", "n": 20, "metrics": metrics}))
+
+    write("baseline", 0.0)
+    write("warp", 0.05)
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(json.dumps({"step": s, "val_l1_px": 10 - s / 100}) for s in (100, 200)) + "\n")
+    from igr.warp import report
+    text = report(tmp_path / "w", ["baseline", "warp"], {"WarpNet": log}, tmp_path / "r", title="T", command="cmd")
+    row = next(line for line in text.splitlines() if line.startswith("| warp |"))
+    assert "+0.0500 [+0.0500, +0.0500]" in row                      # a constant shift: its interval is a point
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["rows"]["warp"]["ssim_mask_vs_baseline"][0] == pytest.approx(0.05)
+    assert (tmp_path / "r-curves.png").stat().st_size > 1000
+
+
+def test_cli_train_without_data_says_how_to_make_it(tmp_path, capsys):
+    from igr.warp import main
+    assert main(["train", "--data", str(tmp_path / "none.npz"), "--out", str(tmp_path / "run")]) == 2
+    assert "python -m igr.warp data" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
