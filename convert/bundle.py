@@ -199,6 +199,8 @@ def write_bundle(model_dir: str | Path, out: str | Path, *, variants: list[str],
     model_dir = Path(model_dir)
     model = IGRModel.from_pretrained(model_dir)
     cfg = model.config
+    if cfg.warp_prior:
+        raise ValueError(f"{model_dir} reads a warp prior (igr.warp): bundles do not carry a WarpNet yet")
     meta_path = model_dir / "distill.json"
     distill = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     single_call = distill.get("kind") == "steps"

@@ -33,9 +33,12 @@ def _load(parser: argparse.ArgumentParser, folder: str):
     from igr.model import IGRModel
 
     try:
-        return IGRModel.from_pretrained(folder)
+        model = IGRModel.from_pretrained(folder)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
+    if model.config.warp_prior:
+        parser.error(f"{folder} reads a warp prior (igr.warp): distillation does not carry one yet")
+    return model
 
 
 def _train_settings(p: argparse.ArgumentParser, steps: int, lr: float) -> None:

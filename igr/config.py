@@ -213,6 +213,8 @@ class IGRConfig:
     zero_snr: bool = False             # betas rescaled to zero terminal SNR (Lin et al. 2024): t=T is pure noise
     aligned_prior: bool = False        # a regression UNet's garment latent, concatenated to the denoiser's input
     prior: RegressionConfig = field(default_factory=RegressionConfig)   # its size (used when aligned_prior)
+    warp_prior: bool = False           # a frozen WarpNet's (igr.warp) warped person photo: its latent and the
+                                       # visibility, 5 channels concatenated to the denoiser's input
     cond_dropout: float = 0.1          # both garment signals dropped together, for CFG
     use_low: bool = True               # ablations: False cuts the GarmNet path (zero reference tokens)
     use_high: bool = True              # ablations: False cuts the image-encoder path (zero image tokens)
@@ -223,6 +225,8 @@ class IGRConfig:
     light_vae: LightVAEConfig = field(default_factory=LightVAEConfig)   # their size (used when light)
 
     def __post_init__(self) -> None:
+        if self.warp_prior and (self.height, self.width) != (256, 192):
+            raise ConfigError(f"warp_prior: WarpNet works at 256x192, this model at {self.height}x{self.width}")
         if self.light and len(self.light_vae.decoder) != len(self.vae.channels):
             raise ConfigError(f"light_vae has {len(self.light_vae.decoder)} levels, the VAE {len(self.vae.channels)}: "
                               f"the light parts must map the same latent size")

@@ -28,6 +28,8 @@ def swap_test(model, person: torch.Tensor, garment: torch.Tensor, *, timesteps=T
     z0 = torch.cat([model.encode(garment[i:i + batch]) for i in range(0, len(garment), batch)])     # (N, 4, h, w)
     zp = torch.cat([model.encode(person[i:i + batch]) for i in range(0, len(person), batch)])
     embed = torch.cat([model.image_encoder.embed(person[i:i + batch]) for i in range(0, len(person), batch)])
+    warp = None if getattr(model, "warpnet", None) is None else \
+        torch.cat([model.warp_input(person[i:i + batch]) for i in range(0, len(person), batch)])   # (N, 5, h, w)
     mean = z0.mean(0, keepdim=True)                                                                # (1, 4, h, w)
     noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(seed))
     sched = model.noise_scheduler()
@@ -41,7 +43,8 @@ def swap_test(model, person: torch.Tensor, garment: torch.Tensor, *, timesteps=T
             zt = a * z0[sl] + s * noise[sl]
             tt = torch.full((len(zt),), t, dtype=torch.long)
             for name, roll in (("own", 0), ("swapped", 1)):
-                cond = model.condition_from(zp[sl].roll(roll, 0), embed[sl].roll(roll, 0))
+                cond = model.condition_from(zp[sl].roll(roll, 0), embed[sl].roll(roll, 0),
+                                            warp=None if warp is None else warp[sl].roll(roll, 0))
                 v = model.predict(zt, tt, cond)
                 x0 = a * zt - s * v                                                                # (b, 4, h, w)
                 err[name].append(((x0 - z0[sl]) ** 2).flatten(1).mean(1))

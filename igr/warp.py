@@ -209,18 +209,18 @@ def _item(args) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return s.person, coords, weight
 
 
-def make_data(out: Path, split: str, n: int, workers: int = 2) -> None:
-    """Person photos (uint8) and their correspondence targets for `n` SynthGarment items, one .npz."""
+def make_data(out: Path, split: str, n: int, workers: int = 2, first: int = 0) -> None:
+    """Person photos (uint8) and their correspondence targets for `n` SynthGarment items from `first` on, one .npz."""
     from multiprocessing import get_context
 
     from tqdm.auto import tqdm
 
     with get_context("spawn").Pool(workers) as pool:
-        items = list(tqdm(pool.imap(_item, [(split, i) for i in range(n)], chunksize=16), total=n, desc="warp data"))
+        items = list(tqdm(pool.imap(_item, [(split, i) for i in range(first, first + n)], chunksize=16), total=n, desc="warp data"))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp.npz")
     np.savez(tmp, person=np.stack([p for p, _, _ in items]), coords=np.stack([c for _, c, _ in items]),
-             weight=np.stack([w for _, _, w in items]), split=split)
+             weight=np.stack([w for _, _, w in items]), split=split, first=first)
     tmp.replace(out)
 
 
@@ -282,6 +282,26 @@ def train(data: Path, out: Path, *, steps: int, batch: int = 32, lr: float = 1e-
             log.write(json.dumps(row) + "\n")
             log.flush()
     net.save_pretrained(out / "final", {"step": steps, "data": str(data)})
+
+
+def attach(model: Path, warpnet: Path, out: Path) -> list[str]:
+    """`model`'s IGR model with a warp prior: the WarpNet of `warpnet` (frozen) inside it, its warped photo's latent
+    and visibility concatenated to the denoiser's input, whose new input channels start at zero (so it computes what
+    `model` did until trained: `IGRModel.transplant`). Writes `out`; returns the tensors not taken from `model`."""
+    from .model import IGRModel
+
+    base = IGRModel.from_pretrained(model)
+    if base.config.warp_prior:
+        raise ValueError(f"{model} already has a warp prior")
+    net = WarpNet.from_pretrained(warpnet)
+    with_warp = IGRModel(base.config.replace(warp_prior=True), pretrained=False)
+    if net.config() != with_warp.warpnet.config():
+        raise ValueError(f"{warpnet} is a WarpNet of another shape ({net.config()}) than a model's "
+                         f"({with_warp.warpnet.config()})")
+    fresh = [k for k in with_warp.transplant(base) if not k.startswith("warpnet.")]
+    with_warp.warpnet.load_state_dict(net.state_dict())
+    with_warp.save_pretrained(out)
+    return fresh
 
 
 VARIANTS = {
@@ -478,12 +498,18 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--split", default="train")
     q.add_argument("--n", type=int, default=8000)
     q.add_argument("--workers", type=int, default=2)
+    q.add_argument("--first", type=int, default=0, help="the first item (e.g. past a latent cache's items, so that a "
+                   "WarpNet trained on these warps the cache's persons as it warps unseen ones)")
     q = sub.add_parser("train", help="train a WarpNet")
     q.add_argument("--data", type=Path, required=True)
     q.add_argument("--out", type=Path, required=True)
     q.add_argument("--steps", type=int, default=3000)
     q.add_argument("--batch", type=int, default=32)
     q.add_argument("--lr", type=float, default=1e-3)
+    q = sub.add_parser("attach", help="an IGR model with a trained WarpNet as its warp prior (to fine-tune)")
+    q.add_argument("--model", type=Path, required=True, help="IGR model folder (e.g. models/teacher-zsnr)")
+    q.add_argument("--warp", type=Path, required=True, help="WarpNet folder (python -m igr.warp train's OUT/final)")
+    q.add_argument("--out", type=Path, required=True)
     q = sub.add_parser("eval", help="the warp variants beside the baseline, through igr.eval's metrics")
     q.add_argument("--model", type=Path, help="WarpNet folder (leave out for the baseline and oracle only)")
     q.add_argument("--prior-of", type=Path, required=True, help="IGR model folder with an aligned prior")
@@ -517,8 +543,15 @@ def main(argv: list[str] | None = None) -> int:
                           variants=args.variants.split(","), boot=args.boot,
                           strengths=tuple(float(x) for x in args.strengths.split(",") if x),
                           command="python -m igr.warp " + " ".join(argv if argv is not None else sys.argv[1:]))
+    elif args.cmd == "attach":
+        try:
+            fresh = attach(args.model, args.warp, args.out)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"python -m igr.warp: error: {e}", file=sys.stderr)
+            return 2
+        print(f"wrote {args.out}: {args.model} with the warp prior of {args.warp}; new: {', '.join(fresh)}")
     elif args.cmd == "data":
-        make_data(args.out, args.split, args.n, args.workers)
+        make_data(args.out, args.split, args.n, args.workers, args.first)
     elif args.cmd == "train":
         if not args.data.is_file():
             print(f"python -m igr.warp: error: no data file {args.data} (python -m igr.warp data)", file=sys.stderr)

@@ -37,10 +37,18 @@ def _same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 
 def components_of(config: IGRConfig) -> tuple[str, ...]:
-    """The components a model of `config` has: COMPONENTS, plus the prior where `aligned_prior` adds it, plus
-    the light decoder (and encoder, where its config has one) where `light` adds them."""
+    """The components a model of `config` has: COMPONENTS, plus the prior where `aligned_prior` adds it, the
+    WarpNet where `warp_prior` does, plus the light decoder (and encoder, where its config has one) where `light`
+    adds them."""
     light = ("light_decoder",) + (("light_encoder",) if config.light_vae.encoder else ()) if config.light else ()
-    return COMPONENTS + (("prior",) if config.aligned_prior else ()) + light
+    return (COMPONENTS + (("prior",) if config.aligned_prior else ()) + (("warpnet",) if config.warp_prior else ())
+            + light)
+
+
+def _warpnet() -> nn.Module:
+    from ..warp import WarpNet
+
+    return WarpNet().requires_grad_(False)
 
 
 def folder_components(folder: str | Path) -> tuple[str, ...]:
@@ -348,22 +356,25 @@ class Rows:
 @dataclass
 class Conditioning:
     """Both garment signals for a batch: GarmNet tokens per fusion block and the image tokens; with an
-    aligned prior, also its garment latent (concatenated to the denoiser's input)."""
+    aligned prior, also its garment latent, and with a warp prior the warped photo's latent and visibility (both
+    concatenated to the denoiser's input)."""
     reference: dict[str, torch.Tensor]     # block -> (B, L, C)
     image_tokens: torch.Tensor             # (B, N, D)
     prior: torch.Tensor | None = None      # (B, 4, h, w) or None
+    warp: torch.Tensor | None = None       # (B, 5, h, w) or None
 
     def null(self) -> Conditioning:
-        """Every signal dropped: zero reference bank, image tokens and prior (CFG's unconditional branch)."""
+        """Every signal dropped: zero reference bank, image tokens, prior and warp (CFG's unconditional branch)."""
+        zero = lambda x: None if x is None else torch.zeros_like(x)
         return Conditioning({k: torch.zeros_like(v) for k, v in self.reference.items()},
-                            torch.zeros_like(self.image_tokens),
-                            None if self.prior is None else torch.zeros_like(self.prior))
+                            torch.zeros_like(self.image_tokens), zero(self.prior), zero(self.warp))
 
     @staticmethod
     def cat(parts: list[Conditioning]) -> Conditioning:
+        cat = lambda xs: None if xs[0] is None else torch.cat(xs)
         return Conditioning({k: torch.cat([p.reference[k] for p in parts]) for k in parts[0].reference},
-                            torch.cat([p.image_tokens for p in parts]),
-                            None if parts[0].prior is None else torch.cat([p.prior for p in parts]))
+                            torch.cat([p.image_tokens for p in parts]), cat([p.prior for p in parts]),
+                            cat([p.warp for p in parts]))
 
 
 def _keep(keep: bool | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -385,8 +396,10 @@ class IGRModel(nn.Module):
         self.vae = build_vae(config.vae)
         self.image_encoder = ImageEncoder(config.encoder, config.unet.cross_attention_dim, pretrained=pretrained)
         self.garmnet = GarmNet(config.unet, c)
-        self.denoiser = GarmDenoiser(config.unet, c, 2 * c if config.aligned_prior else c)
+        extra = (c if config.aligned_prior else 0) + (c + 1 if config.warp_prior else 0)
+        self.denoiser = GarmDenoiser(config.unet, c, c + extra)
         self.prior = AlignedPrior(config.prior, c) if config.aligned_prior else None
+        self.warpnet = _warpnet() if config.warp_prior else None
         self.light_decoder, self.light_encoder = build_light(config.light_vae) if config.light else (None, None)
         if self.garmnet.block_names != self.denoiser.block_names:
             raise RuntimeError("GarmNet and GarmDenoiser fusion blocks do not line up")
@@ -421,31 +434,52 @@ class IGRModel(nn.Module):
         `light`: encode the person with the light encoder (None: where the model has light parts)."""
         with torch.no_grad():
             z = self.encode(person, light=self.uses_light(light))         # (B, 4, h, w), VAE frozen
-        return self.condition_from(z, self.image_encoder.embed(person), keep_low=keep_low, keep_high=keep_high)
+        return self.condition_from(z, self.image_encoder.embed(person), keep_low=keep_low, keep_high=keep_high,
+                                   warp=self.warp_input(person))
+
+    @torch.no_grad()
+    def warp_input(self, person: torch.Tensor) -> torch.Tensor | None:
+        """With a warp prior: the person (B, 3, 256, 192) resampled into the in-shop frame by the frozen WarpNet,
+        as a latent, and WarpNet's visibility pooled to the latent grid: (B, 5, h, w). None without one."""
+        if self.warpnet is None:
+            return None
+        from ..warp import warp
+
+        coords, logit = self.warpnet(person)
+        z = self.encode(warp(person, coords))
+        visible = F.adaptive_avg_pool2d(torch.sigmoid(logit), z.shape[-2:])
+        return torch.cat([z, visible.to(z.dtype)], 1)
 
     def condition_from(self, person_latent: torch.Tensor, person_embed: torch.Tensor, *,
                        keep_low: bool | torch.Tensor = True, keep_high: bool | torch.Tensor = True,
-                       keep_prior: bool | torch.Tensor = True, prior: torch.Tensor | None = None) -> Conditioning:
+                       keep_prior: bool | torch.Tensor = True, prior: torch.Tensor | None = None,
+                       warp: torch.Tensor | None = None) -> Conditioning:
         """Both garment signals from the frozen features (person latent, image-tower embedding), e.g. a latent cache.
 
         With an aligned prior, its latent rides along (detached: the denoiser does not train the prior);
-        `prior` passes one already computed (training computes it once, for its own loss too)."""
+        `prior` passes one already computed (training computes it once, for its own loss too). With a warp
+        prior, `warp` is `warp_input`'s (a cache's "warp"), dropped with the prior."""
         if not self.config.use_low:
             keep_low = False
         if not self.config.use_high:
             keep_high = False
         reference = {k: _keep(keep_low, v) for k, v in self.garmnet(person_latent).items()}
         tokens = _keep(keep_high, self.image_encoder.tokens(person_embed))  # (B, N, D)
-        if self.prior is None:
-            return Conditioning(reference, tokens)
-        if prior is None:
+        if self.warpnet is not None and warp is None:
+            raise ValueError("this model reads a warp prior: pass warp= (IGRModel.warp_input, or a latent cache "
+                             "made with python -m igr.train.cache --warp-from)")
+        if self.prior is not None and prior is None:
             prior = self.prior(person_latent)
-        return Conditioning(reference, tokens, _keep(keep_prior, prior.detach()))      # (B, 4, h, w)
+        return Conditioning(reference, tokens,
+                            None if self.prior is None else _keep(keep_prior, prior.detach()),   # (B, 4, h, w)
+                            None if self.warpnet is None else _keep(keep_prior, warp))           # (B, 5, h, w)
 
     def predict(self, latent: torch.Tensor, timestep: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """One denoiser call: v (B, 4, h, w)."""
         if cond.prior is not None:
             latent = torch.cat([latent, cond.prior.to(latent.dtype)], dim=1)            # (B, 8, h, w)
+        if cond.warp is not None:
+            latent = torch.cat([latent, cond.warp.to(latent.dtype)], dim=1)             # (B, +5, h, w)
         return self.denoiser(latent, timestep, cond.image_tokens, cond.reference)
 
     # -- training --------------------------------------------------------------------------------
@@ -464,13 +498,15 @@ class IGRModel(nn.Module):
             z0, zp = self.encode(garment), self.encode(person)             # (B, 4, h, w), VAE frozen
             embed = self.image_encoder.embed(person)                       # image tower frozen
         return self.diffusion_loss_from(zp, embed, z0, timesteps=timesteps, noise=noise, generator=generator,
-                                        dropout=dropout, parts=parts, rows=rows)
+                                        dropout=dropout, parts=parts, rows=rows, warp=self.warp_input(person))
 
     def diffusion_loss_from(self, person_latent: torch.Tensor, person_embed: torch.Tensor, z0: torch.Tensor, *,
                             timesteps: torch.Tensor | None = None, noise: torch.Tensor | None = None,
                             generator: torch.Generator | None = None, dropout: float | None = None,
-                            parts: dict[str, float] | None = None, rows: Rows | None = None) -> torch.Tensor:
-        """`diffusion_loss` on frozen features: person latent, person embedding (image tower), garment latent z0.
+                            parts: dict[str, float] | None = None, rows: Rows | None = None,
+                            warp: torch.Tensor | None = None) -> torch.Tensor:
+        """`diffusion_loss` on frozen features: person latent, person embedding (image tower), garment latent z0;
+        `warp`: a warp prior's input (`warp_input`), for a model that reads one.
 
         With an aligned prior, the loss adds the prior's L1 to z0 (its own regression target); `parts`, when
         given, receives each term's value. `rows`: this batch's place in a larger global batch (see `Rows`)."""
@@ -487,7 +523,7 @@ class IGRModel(nn.Module):
         keep = (torch.rand(n, generator=generator) >= p)[lo:lo + b].to(z0.device)
         prior = self.prior(person_latent) if self.prior is not None else None
         cond = self.condition_from(person_latent, person_embed, keep_low=keep, keep_high=keep, keep_prior=keep,
-                                   prior=prior)
+                                   prior=prior, warp=warp)
         zt = sched.add_noise(z0, noise, timesteps)
         target = sched.get_velocity(z0, noise, timesteps)
         loss = F.mse_loss(self.predict(zt, timesteps, cond), target)

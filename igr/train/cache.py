@@ -28,6 +28,7 @@ from torch import nn
 from ..files import atomic_folder
 
 KEYS = ("person_latent", "garment_latent", "person_embed")
+WARP = "warp"          # (N, 5, h, w) fp16: a warp prior's input (IGRModel.warp_input), in caches made with --warp-from
 
 
 def digest(module: nn.Module, salt: str = "") -> str:
@@ -47,6 +48,8 @@ def frozen_digests(model: nn.Module) -> dict[str, str]:
         cfg = model.image_encoder.cfg
         salt = "" if cfg.backbone == "clip" else f"grid {list(cfg.grid)} input {list(cfg.input_size)}"
         out[cfg.backbone] = digest(model.image_encoder.tower, salt)
+    if getattr(model, "warpnet", None) is not None:
+        out["warpnet"] = digest(model.warpnet)
     return out
 
 
@@ -88,6 +91,46 @@ def build(model: nn.Module, out: str | Path, *, sizes: list[tuple[int, int]], n:
     return Path(out)
 
 
+def add_warp(model: nn.Module, source: str | Path, out: str | Path, *, batch: int = 32, progress: bool = True) -> Path:
+    """A copy of the cache `source` with each row's warp prior input (`model.warp_input` of the row's person, a
+    model with `warp_prior`) added as "warp", and the WarpNet's digest in meta.json. The persons are generated
+    again from their SynthGarment train items; `model`'s VAE must be the one `source` was made with."""
+    from tqdm.auto import tqdm
+
+    from ..data.synth import generate, seed_for
+
+    if getattr(model, "warpnet", None) is None:
+        raise ValueError("--warp-from needs a --model with a warp prior (config warp_prior)")
+    source = Path(source)
+    meta = json.loads((source / "meta.json").read_text())
+    mine = frozen_digests(model)
+    if meta["digests"].get("vae") != mine["vae"]:
+        raise ValueError(f"{source} was made with another VAE (digest {meta['digests'].get('vae')}, this model "
+                         f"{mine['vae']})")
+    size = (model.config.height, model.config.width)
+    if list(size) not in meta["sizes"]:
+        raise ValueError(f"{source} has no {size[0]}x{size[1]} rows (sizes {meta['sizes']}): the warp works at that size")
+    model = model.eval()
+    with atomic_folder(out) as tmp:
+        for h, w in meta["sizes"]:
+            name = f"{h}x{w}.safetensors"
+            t = load_file(str(source / name))
+            if (h, w) == size:
+                index = t["index"].tolist()
+                parts = []
+                for s in tqdm(range(0, len(index), batch), desc=f"warp {h}x{w}", disable=not progress):
+                    person = np.stack([generate(seed_for("train", i), size=size).person for i in index[s:s + batch]])
+                    person = torch.from_numpy(person).permute(0, 3, 1, 2).float() / 127.5 - 1
+                    with torch.no_grad():
+                        parts.append(model.warp_input(person).half())
+                t[WARP] = torch.cat(parts).contiguous()
+            save_file(t, str(tmp / name))
+        meta["digests"] = {**meta["digests"], "warpnet": mine["warpnet"]}
+        meta["warp_from"] = str(source)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return Path(out)
+
+
 class LatentCache:
     """Read side: rows of one size, optionally the high-quality subset, in a seeded order per epoch."""
 
@@ -101,8 +144,9 @@ class LatentCache:
         for part, value in (expect or {}).items():
             if part not in self.meta["digests"]:
                 made = ", ".join(self.meta["digests"])
-                raise ValueError(f"{folder} was made with another image tower (digests of {made}; this model needs "
-                                 f"{part}): rebuild it from this stage's --init model")
+                what = "a warp prior: add one with --warp-from" if part == "warpnet" else \
+                    "another image tower: rebuild it from this stage's --init model"
+                raise ValueError(f"{folder} was made without this model's {part} (digests of {made}); {what}")
             if self.meta["digests"].get(part) != value:
                 raise ValueError(f"{folder} was made with other {part} weights (digest {self.meta['digests'].get(part)}, "
                                  f"this model {value}): rebuild it from this stage's --init model")
@@ -114,7 +158,7 @@ class LatentCache:
             torch.nonzero(t["quality"] >= min_quality).flatten()
         if len(keep) == 0:
             raise ValueError(f"{path}: no pair reaches quality {min_quality}")
-        self.rows = {k: t[k][keep] for k in KEYS}
+        self.rows = {k: t[k][keep] for k in (*KEYS, WARP) if k in t}
         self.index = t["index"][keep] if "index" in t else keep        # each row's SynthGarment train item
         self.n = len(keep)
         self._orders: dict[tuple[int, int], np.ndarray] = {}
@@ -145,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=lambda s: [_size(x) for x in s.split(",")], default=[(128, 96), (256, 192)])
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--warp-from", metavar="CACHE", help="copy this cache and add each row's warp prior input "
+                   "(--model: a model with warp_prior and the cache's VAE), instead of encoding pairs anew")
     args = p.parse_args(argv)
     if any(n < 1 for n in args.n) or len(args.n) not in (1, len(args.sizes)):
         p.error("--n: one positive count, or one per size")
@@ -156,6 +202,13 @@ def main(argv: list[str] | None = None) -> int:
         model = IGRModel.from_pretrained(args.model)
     except FileNotFoundError as e:
         p.error(str(e))
+    if args.warp_from:
+        try:
+            out = add_warp(model, args.warp_from, args.out, batch=args.batch)
+        except (ValueError, FileNotFoundError) as e:
+            p.error(str(e))
+        print(f"wrote {out}: {args.warp_from} with each row's warp prior input")
+        return 0
     n = args.n if len(args.n) > 1 else args.n * len(args.sizes)
     out = build(model, args.out, sizes=args.sizes, n=n, batch=args.batch, workers=args.workers)
     size = sum(f.stat().st_size for f in out.iterdir())

@@ -173,7 +173,8 @@ class StageLoss(nn.Module):
             parts = {}
             loss = self.model.diffusion_loss_from(batch["person_latent"], batch["person_embed"],
                                                   batch["garment_latent"], timesteps=timesteps,
-                                                  generator=generator, parts=parts, rows=rows)
+                                                  generator=generator, parts=parts, rows=rows,
+                                                  warp=batch.get("warp"))
             return loss, parts
         person, garment = batch["person"], batch["garment"]
         if stage == "vae":

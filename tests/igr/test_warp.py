@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from igr.data import SceneConfig, generate
+from igr.data.synth import seed_for
 from igr.warp import (SIZE, WarpNet, base_grid, composite, correspondence, deshade, loss_fn, make_data, restorers,
                       train, warp)
 
@@ -174,3 +175,68 @@ def test_cli_train_without_data_says_how_to_make_it(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "none.npz"), "--out", str(tmp_path / "run")]) == 2
     assert "python -m igr.warp data" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_warp_prior_model_starts_as_its_source_caches_its_warp_and_trains(tmp_path):
+    """`attach` puts a WarpNet into a model (same outputs until trained); the cache gains each row's warp input
+    (`--warp-from`); a coarse run reads it, moves the new input channels and leaves the WarpNet frozen."""
+    from igr.config import IGRConfig
+    from igr.model import IGRModel
+    from igr.probe import swap_test
+    from igr.train.cache import LatentCache, add_warp, build, frozen_digests, main as cache_main
+    from igr.train.config import StageConfig
+    from igr.train.trainer import Trainer
+    from igr.warp import attach
+
+    torch.manual_seed(0)
+    base = IGRModel(IGRConfig.tiny().replace(height=SIZE[0], width=SIZE[1])).eval()
+    base.save_pretrained(tmp_path / "base")
+    net = WarpNet()
+    torch.nn.init.normal_(net.out.weight, std=0.1)          # a visibility that varies
+    net.save_pretrained(tmp_path / "warpnet")
+    fresh = attach(tmp_path / "base", tmp_path / "warpnet", tmp_path / "with-warp")
+    assert fresh == ["denoiser.unet.conv_in.weight[:, 4:] (zero)"]
+    model = IGRModel.from_pretrained(tmp_path / "with-warp")
+    assert model.components[-1] == "warpnet" and torch.equal(model.warpnet.out.weight, net.out.weight)
+    with pytest.raises(ValueError, match="already has a warp prior"):
+        attach(tmp_path / "with-warp", tmp_path / "warpnet", tmp_path / "again")
+    from convert.bundle import write_bundle                  # what cannot carry the WarpNet yet says so
+    from distill.__main__ import main as distill_main
+    with pytest.raises(ValueError, match="bundles do not carry a WarpNet"):
+        write_bundle(tmp_path / "with-warp", tmp_path / "bundle", variants=["onnx-fp32"], progress=False)
+    with pytest.raises(SystemExit):
+        distill_main(["guidance", "--teacher", str(tmp_path / "with-warp"), "--cache", str(tmp_path), "--out",
+                      str(tmp_path / "students")])
+    assert not (tmp_path / "bundle").exists() and not (tmp_path / "students").exists()
+
+    person = torch.rand(2, 3, *SIZE) * 2 - 1
+    cond = model.condition(person)
+    assert cond.warp.shape == (2, 5, *base.config.latent_shape[1:])
+    assert 0 < cond.warp[:, 4].min() < cond.warp[:, 4].max() < 1          # visibility, pooled to the latent grid
+    assert not cond.null().warp.any()
+    z, t = torch.randn(2, *base.config.latent_shape), torch.tensor([300, 900])
+    with torch.no_grad():
+        assert torch.allclose(model.predict(z, t, cond), base.predict(z, t, base.condition(person)), atol=1e-5)
+    with pytest.raises(ValueError, match="warp prior"):
+        model.condition_from(base.encode(person), base.image_encoder.embed(person))
+    assert len(swap_test(model, person, person, timesteps=(500,), batch=2)) == 1
+
+    plain = build(base, tmp_path / "cache", sizes=[SIZE], n=3, batch=3, workers=0, progress=False)
+    with pytest.raises(ValueError, match="add one with --warp-from"):
+        LatentCache(plain, SIZE, expect=frozen_digests(model))
+    cached = add_warp(model, plain, tmp_path / "cache-warp", batch=2, progress=False)
+    rows = LatentCache(cached, SIZE, expect=frozen_digests(model)).rows
+    first = image(generate(seed_for("train", 1), size=SIZE).person)
+    assert torch.allclose(rows["warp"][1:2].float(), model.warp_input(first).half().float(), atol=2e-2)
+    assert torch.equal(rows["person_latent"], LatentCache(plain, SIZE).rows["person_latent"])
+    with pytest.raises(SystemExit):
+        cache_main(["--model", str(tmp_path / "base"), "--warp-from", str(plain), "--out", str(tmp_path / "c3")])
+    assert not (tmp_path / "c3").exists()
+
+    warp_before = {k: v.clone() for k, v in model.warpnet.state_dict().items()}
+    cfg = StageConfig.preset("coarse", "tiny", cache=str(cached), steps=2, size=SIZE, low_res_fraction=0.0)
+    result = Trainer(model.train(), cfg, tmp_path / "run").run(progress=False)
+    assert result.step == 2 and result.final is not None
+    trained = IGRModel.from_pretrained(result.final)
+    assert trained.denoiser.unet.conv_in.weight[:, 4:].abs().sum() > 0     # the warp channels opened
+    assert all(torch.equal(v, trained.warpnet.state_dict()[k]) for k, v in warp_before.items())
