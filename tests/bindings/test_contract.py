@@ -27,6 +27,13 @@ def test_noise_vectors_match_the_generator():
         assert abs(z.astype(np.float64).sum() - v["sum"]) < 1e-9
 
 
+def _avx512() -> bool:
+    """An x86-64 CPU with AVX-512 (Linux: the flags in /proc/cpuinfo)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    return (platform.machine() == "x86_64" and cpuinfo.is_file()
+            and any(line.startswith("flags") and " avx512f" in line for line in cpuinfo.read_text().splitlines()))
+
+
 def test_cases_are_the_default_bundles_outputs():
     data = json.loads((CONTRACT / "cases.json").read_text())
     with Restorer(backend="cpu") as r:
@@ -37,7 +44,9 @@ def test_cases_are_the_default_bundles_outputs():
             got = r.restore_arrays(person[None], [int(case["seed"])])[0].astype(np.float64)
             mse = np.mean((got - expected) ** 2)
             assert mse == 0 or 10 * np.log10(255**2 / mse) >= case["min_psnr_db"], case
-            if onnxruntime.__version__ == "1.32.0" and platform.machine() == "x86_64":   # where they were written
+            # the bytes, where they were written: ORT 1.32 on an x86 CPU with AVX-512 (ORT's fp32 kernels on an
+            # AVX2-only CPU round differently: 95-100 dB, pixels at most 1 apart)
+            if onnxruntime.__version__ == "1.32.0" and _avx512():
                 assert hashlib.sha256(got.astype(np.uint8).tobytes()).hexdigest() == case["garment_sha256"], case
 
 
