@@ -59,7 +59,7 @@ def resume_in_one_process(many: Path, one: Path, tmp: Path) -> None:
     trainer.run(progress=False)
     resumed = IGRModel.from_pretrained(run / FINAL).state_dict()
     for other in (one, many / "run"):
-        assert max_diff(resumed, IGRModel.from_pretrained(other / FINAL).state_dict()) < 1e-4, other
+        assert max_diff(resumed, IGRModel.from_pretrained(other / FINAL).state_dict()) < 5e-4, other
 
 
 def one_process_run(out: Path, batch: int = 2, **changes) -> Path:

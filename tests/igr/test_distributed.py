@@ -3,7 +3,8 @@ global batch, and a checkpoint written by 2 processes resumes in 2 and in 1.
 
 Tolerance: the same pairs and random draws reach both runs (`igr.model.Rows`); what differs is the order of float32
 sums (DDP averages two half-batch gradients, one process one full batch), so losses agree to 1e-5 relative and
-weights after 4 AdamW steps to 1e-4 absolute (measured here: 2e-7 and 1.1e-5)."""
+weights after 4 AdamW steps to 5e-4 absolute (measured: 2e-7 and 1.1e-5 on an AVX-512 Xeon; the weights 1.6e-4 on an
+AVX2-only EPYC, whose float32 kernels sum in another order)."""
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from tests.igr.ddp_run import (STEPS, config, logged, max_diff, one_process_run,
                                 torchrun_two)
 
 REPO = Path(__file__).resolve().parents[2]
-LOSS_RTOL, WEIGHT_ATOL = 1e-5, 1e-4
+LOSS_RTOL, WEIGHT_ATOL = 1e-5, 5e-4
 
 
 @pytest.fixture(scope="module")
