@@ -361,6 +361,16 @@ def test_same_inputs_give_byte_identical_bundles(bundle, student_dir, tmp_path):
         assert (bundle / rel).read_bytes() == (again / rel).read_bytes(), rel
 
 
+def _run_at_level(path: Path, level, output: str, persons: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """`output` of the student graph at `path`, run on the CPU at ORT graph optimization `level`."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = level
+    sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return sess.run([output], {"person": persons, "noise": noise})[0]
+
+
 def test_weight_only_int8_is_a_quarter_of_fp32_and_the_same_at_every_optimization_level(bundle, student_dir):
     import onnxruntime as ort
 
@@ -372,13 +382,9 @@ def test_weight_only_int8_is_a_quarter_of_fp32_and_the_same_at_every_optimizatio
     int8 = [i for i in proto.graph.initializer if i.data_type == onnx.TensorProto.INT8]
     assert int8 and not any(n.op_type in ("DequantizeLinear", "QuantizeLinear") for n in proto.graph.node)
     persons, _, noise = gate_images(IGRModel.from_pretrained(student_dir).config, 4)
-    outputs = []
-    for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                  ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
-        options = ort.SessionOptions()
-        options.graph_optimization_level = level
-        sess = ort.InferenceSession(str(w8), options, providers=["CPUExecutionProvider"])
-        outputs.append(sess.run(["latent"], {"person": persons, "noise": noise})[0])
+    outputs = [_run_at_level(w8, level, "latent", persons, noise)
+               for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                             ort.GraphOptimizationLevel.ORT_ENABLE_ALL)]
     # the weights are expanded exactly whether or not they are folded: only fp32 kernel order differs
     for other in outputs[1:]:
         np.testing.assert_allclose(other, outputs[0], rtol=0, atol=1e-4)
@@ -398,12 +404,8 @@ def test_static_int8_weights_use_7_bits_so_x86_int8_kernels_do_not_saturate(bund
                if i.data_type == onnx.TensorProto.INT8 and i.dims and np.prod(i.dims) > 1]
     assert weights and all(w.min() >= -64 and w.max() <= 64 for w in weights)
     persons, _, noise = gate_images(IGRModel.from_pretrained(student_dir).config, 4)
-    garments = []
-    for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
-        options = ort.SessionOptions()
-        options.graph_optimization_level = level
-        sess = ort.InferenceSession(str(qdq), options, providers=["CPUExecutionProvider"])
-        garments.append(sess.run(["garment"], {"person": persons, "noise": noise})[0])
+    garments = [_run_at_level(qdq, level, "garment", persons, noise)
+                for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)]
     assert psnr(garments[0], garments[1], 255.0) >= 30.0
 
 

@@ -16,6 +16,7 @@ from igr.train.config import StageConfig
 from igr.train.trainer import CHECKPOINT, Trainer, build_model
 
 STEPS = 4
+LOSS_RTOL, WEIGHT_ATOL = 1e-5, 5e-4   # one process against many (test_distributed.py's docstring)
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -59,7 +60,7 @@ def resume_in_one_process(many: Path, one: Path, tmp: Path) -> None:
     trainer.run(progress=False)
     resumed = IGRModel.from_pretrained(run / FINAL).state_dict()
     for other in (one, many / "run"):
-        assert max_diff(resumed, IGRModel.from_pretrained(other / FINAL).state_dict()) < 5e-4, other
+        assert max_diff(resumed, IGRModel.from_pretrained(other / FINAL).state_dict()) < WEIGHT_ATOL, other
 
 
 def one_process_run(out: Path, batch: int = 2, **changes) -> Path:

@@ -12,11 +12,10 @@ import pytest
 
 from igr.model import IGRModel
 from igr.train.trainer import CHECKPOINT, FINAL, Trainer, build_model
-from tests.igr.ddp_run import (STEPS, config, logged, max_diff, one_process_run, resume_in_one_process,
-                                torchrun_two)
+from tests.igr.ddp_run import (LOSS_RTOL, STEPS, WEIGHT_ATOL, config, logged, max_diff, one_process_run,
+                               resume_in_one_process, torchrun_two)
 
 REPO = Path(__file__).resolve().parents[2]
-LOSS_RTOL, WEIGHT_ATOL = 1e-5, 5e-4
 
 
 @pytest.fixture(scope="module")
