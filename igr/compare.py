@@ -62,8 +62,8 @@ def plot_curves(runs: dict[str, Path], out: Path) -> Path | None:
 
 def sample_grid(models: dict[str, Path], out: Path, n: int = 6, sampling: dict[str, dict] | None = None) -> Path:
     """person | each model's restore (its config's sampler; a baseline's regression) | ground truth. `sampling`:
-    per name, the settings its evaluation sampled with (`igr.eval`'s JSON: sampler, steps, guidance, strength), so
-    that a column shows what its row measured."""
+    per name, the settings its evaluation sampled with (`igr.eval`'s JSON: sampler, steps, guidance, strength, and
+    a warp prior's "true field"), so that a column shows what its row measured."""
     import torch
 
     from .baseline import KIND, RegressionModel
@@ -71,6 +71,7 @@ def sample_grid(models: dict[str, Path], out: Path, n: int = 6, sampling: dict[s
     from .images import contact_sheet, save_png, to_uint8
     from .model import IGRModel
     from .pipeline import sample
+    from .warp import true_field
 
     cols, size = [], None
     for name, folder in models.items():
@@ -83,7 +84,8 @@ def sample_grid(models: dict[str, Path], out: Path, n: int = 6, sampling: dict[s
             run = lambda p, m=m, how=how: sample(
                 m, p, steps=how.get("steps", m.config.sample_steps),
                 guidance_scale=how.get("guidance", m.config.guidance_scale),
-                sampler=how.get("sampler", m.config.sampler), strength=how.get("strength", 1.0), seed=0)
+                sampler=how.get("sampler", m.config.sampler), strength=how.get("strength", 1.0), seed=0,
+                cond=m.condition(p, field=true_field("test", range(len(p)))) if how.get("warp") == "true field" else None)
         size = (m.config.height, m.config.width)
         person, garment, _ = next(split_batches("test", n, size, n))
         with torch.no_grad():

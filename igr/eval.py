@@ -242,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sampler", choices=("ddim", "dpmsolver++"))
     p.add_argument("--strength", type=float,
                    help="models with an aligned prior: start from the prior noised to strength·T (SDEdit), not pure noise")
+    p.add_argument("--true-warp", action="store_true", help="models with a warp prior, SynthGarment only: warp each "
+                   "person by its true field instead of WarpNet's (what a perfect warp would give)")
     p.add_argument("--full-vae", action="store_true",
                    help="a model with light VAE parts (config light): encode and decode with the full VAE instead")
     p.add_argument("--batch", type=int, default=16)
@@ -282,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     scale = cfg.guidance_scale if args.guidance is None else args.guidance
     sampler = args.sampler or cfg.sampler
     light = False if baseline else model.uses_light(False if args.full_vae else None)
+    if args.true_warp and (baseline or getattr(model, "warpnet", None) is None):
+        p.error(f"--true-warp: {model_dir} has no warp prior (config warp_prior)")
+    if args.true_warp and args.data is not None:
+        p.error("--true-warp needs SynthGarment's correspondences; --data pairs carry none")
 
     from .data import DataFolderError
 
@@ -305,8 +311,13 @@ def main(argv: list[str] | None = None) -> int:
     def restore(person: torch.Tensor, first: int) -> torch.Tensor:
         if baseline:
             return model.restore(person)
+        cond = None
+        if args.true_warp:
+            from .warp import true_field
+
+            cond = model.condition(person, light=light, field=true_field(args.split, range(first, first + len(person))))
         return sample_items(model, person, first, steps=steps, guidance_scale=scale, sampler=sampler, seed=args.seed,
-                            strength=args.strength, light=light)
+                            strength=args.strength, light=light, cond=cond)
 
     try:
         metrics = evaluate(restore, features, split=args.split, n=args.n, size=(cfg.height, cfg.width),
@@ -319,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         "sampling": "one regression forward" if baseline else
                     {"sampler": sampler, "steps": steps, "guidance": scale, "seed": args.seed,
                      **({"strength": args.strength} if args.strength is not None else {}),
-                     **({"light": True} if light else {})},
+                     **({"light": True} if light else {}), **({"warp": "true field"} if args.true_warp else {})},
         "features": f"{feat_dir} image_encoder sha256 {file_digest(feat_dir, 'image_encoder.safetensors')}",
         "metrics": metrics,
         "command": "python -m igr.eval " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -22,14 +22,16 @@ TIMESTEPS = (50, 200, 400, 600, 800, 950, 999)
 
 @torch.no_grad()
 def swap_test(model, person: torch.Tensor, garment: torch.Tensor, *, timesteps=TIMESTEPS, seed: int = 0,
-              batch: int = 16) -> list[dict[str, float]]:
-    """Rows {t, own, swapped, mean_latent, swap_ratio, vs_mean} over pairs (person, garment) in [-1, 1]."""
+              batch: int = 16, field: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[dict[str, float]]:
+    """Rows {t, own, swapped, mean_latent, swap_ratio, vs_mean} over pairs (person, garment) in [-1, 1].
+    `field`: a warp prior model's field for each pair instead of its WarpNet's (`IGRModel.warp_input`)."""
     model = model.eval()
     z0 = torch.cat([model.encode(garment[i:i + batch]) for i in range(0, len(garment), batch)])     # (N, 4, h, w)
     zp = torch.cat([model.encode(person[i:i + batch]) for i in range(0, len(person), batch)])
     embed = torch.cat([model.image_encoder.embed(person[i:i + batch]) for i in range(0, len(person), batch)])
     warp = None if getattr(model, "warpnet", None) is None else \
-        torch.cat([model.warp_input(person[i:i + batch]) for i in range(0, len(person), batch)])   # (N, 5, h, w)
+        torch.cat([model.warp_input(person[i:i + batch], None if field is None else tuple(f[i:i + batch] for f in field))
+                   for i in range(0, len(person), batch)])                                          # (N, 5, h, w)
     mean = z0.mean(0, keepdim=True)                                                                # (1, 4, h, w)
     noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(seed))
     sched = model.noise_scheduler()
@@ -69,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="IGR model folder")
     p.add_argument("--n", type=int, default=64, help="test-split pairs")
     p.add_argument("--out", help="write OUT.json and OUT.md (default: print the table)")
+    p.add_argument("--true-warp", action="store_true",
+                   help="a warp prior model: warp each person by SynthGarment's true field instead of WarpNet's")
     args = p.parse_args(argv)
     if args.n < 2:
         p.error("--n must be at least 2 (the swap needs another pair)")
@@ -79,14 +83,23 @@ def main(argv: list[str] | None = None) -> int:
         model = IGRModel.from_pretrained(args.model)
     except (FileNotFoundError, ValueError) as e:
         p.error(str(e))
+    if args.true_warp and getattr(model, "warpnet", None) is None:
+        p.error(f"--true-warp: {args.model} has no warp prior (config warp_prior)")
     parts = list(split_batches("test", args.n, (model.config.height, model.config.width), 16))
     person, garment = (torch.cat([b[k] for b in parts]) for k in (0, 1))
-    rows = swap_test(model, person, garment)
+    field = None
+    if args.true_warp:
+        from .warp import true_field
+
+        field = true_field("test", range(args.n))
+    rows = swap_test(model, person, garment, field=field)
     text = markdown(rows, f"{args.model}, {args.n} test pairs")
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".json").write_text(json.dumps({"model": args.model, "n": args.n, "rows": rows}, indent=1) + "\n")
+        out.with_suffix(".json").write_text(json.dumps({"model": args.model, "n": args.n, "rows": rows,
+                                                        **({"warp": "true field"} if args.true_warp else {})},
+                                                       indent=1) + "\n")
         out.with_suffix(".md").write_text(text)
     print(text)
     return 0

@@ -37,6 +37,16 @@ SIZE = (256, 192)          # person and in-shop frame, px
 SPREAD = 4.0               # px: a cell whose person pixels scatter wider than this is ambiguous (front and back)
 
 
+def true_field(split: str, items) -> tuple[torch.Tensor, torch.Tensor]:
+    """SynthGarment's true field for these items of `split`, on WarpNet's grid (a quarter of SIZE): (coords
+    (N, 2, 64, 48), visible (N, 1, 64, 48)), what WarpNet's (coords, sigmoid(logit)) estimate from the photo alone."""
+    from .data.synth import generate, seed_for
+
+    grid = (SIZE[0] // 4, SIZE[1] // 4)
+    pairs = [correspondence(generate(seed_for(split, i), size=SIZE).flat_xy, grid) for i in items]
+    return (torch.from_numpy(np.stack([c for c, _ in pairs])), torch.from_numpy(np.stack([w for _, w in pairs]))[:, None])
+
+
 def correspondence(flat_xy: np.ndarray, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """In-shop cells -> where the person photo shows them, from a `Sample.flat_xy` (H, W, 2) field.
 
@@ -343,11 +353,8 @@ def restorers(net: "WarpNet | None", prior, split: str, *, teacher=None, strengt
     garment ("teacher-from-truth-s0.3": what noising and the teacher's steps alone cost)."""
     from .data.synth import generate, seed_for
 
-    grid = (SIZE[0] // 4, SIZE[1] // 4)
-
     def truth(first: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        pairs = [correspondence(generate(seed_for(split, first + i), size=SIZE).flat_xy, grid) for i in range(n)]
-        return (torch.from_numpy(np.stack([c for c, _ in pairs])), torch.from_numpy(np.stack([w for _, w in pairs]))[:, None])
+        return true_field(split, range(first, first + n))
 
     def learned(person: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         coords, logit = net(person)

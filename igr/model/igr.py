@@ -429,26 +429,34 @@ class IGRModel(nn.Module):
 
     # -- conditioning ----------------------------------------------------------------------------
     def condition(self, person: torch.Tensor, *, keep_low: bool | torch.Tensor = True,
-                  keep_high: bool | torch.Tensor = True, light: bool | None = None) -> Conditioning:
+                  keep_high: bool | torch.Tensor = True, light: bool | None = None,
+                  field: tuple[torch.Tensor, torch.Tensor] | None = None) -> Conditioning:
         """Both garment signals from the person image (B, 3, H, W); a False keep flag drops that path.
-        `light`: encode the person with the light encoder (None: where the model has light parts)."""
+        `light`: encode the person with the light encoder (None: where the model has light parts). `field`: a warp
+        prior's field given instead of WarpNet's (`warp_input`)."""
         with torch.no_grad():
             z = self.encode(person, light=self.uses_light(light))         # (B, 4, h, w), VAE frozen
         return self.condition_from(z, self.image_encoder.embed(person), keep_low=keep_low, keep_high=keep_high,
-                                   warp=self.warp_input(person))
+                                   warp=self.warp_input(person, field))
 
     @torch.no_grad()
-    def warp_input(self, person: torch.Tensor) -> torch.Tensor | None:
+    def warp_input(self, person: torch.Tensor, field: tuple[torch.Tensor, torch.Tensor] | None = None
+                   ) -> torch.Tensor | None:
         """With a warp prior: the person (B, 3, 256, 192) resampled into the in-shop frame by the frozen WarpNet,
-        as a latent, and WarpNet's visibility pooled to the latent grid: (B, 5, h, w). None without one."""
+        as a latent, and WarpNet's visibility pooled to the latent grid: (B, 5, h, w). None without one.
+        `field`: (coords (B, 2, 64, 48), visible (B, 1, 64, 48)) used instead of WarpNet's, e.g. SynthGarment's
+        true field (`igr.warp.true_field`), to measure what a perfect warp would give."""
         if self.warpnet is None:
             return None
         from ..warp import warp
 
-        coords, logit = self.warpnet(person)
-        z = self.encode(warp(person, coords))
-        visible = F.adaptive_avg_pool2d(torch.sigmoid(logit), z.shape[-2:])
-        return torch.cat([z, visible.to(z.dtype)], 1)
+        if field is None:
+            coords, logit = self.warpnet(person)
+            field = coords, torch.sigmoid(logit)
+        coords, visible = field
+        z = self.encode(warp(person, coords.to(person.dtype)))
+        visible = F.adaptive_avg_pool2d(visible.to(z.dtype), z.shape[-2:])
+        return torch.cat([z, visible], 1)
 
     def condition_from(self, person_latent: torch.Tensor, person_embed: torch.Tensor, *,
                        keep_low: bool | torch.Tensor = True, keep_high: bool | torch.Tensor = True,

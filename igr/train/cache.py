@@ -28,6 +28,7 @@ from torch import nn
 from ..files import atomic_folder
 
 KEYS = ("person_latent", "garment_latent", "person_embed")
+TRUE_FIELD = "true-field"  # the warpnet "digest" of a cache warped by SynthGarment's true field (--true-field)
 WARP = "warp"          # (N, 5, h, w) fp16: a warp prior's input (IGRModel.warp_input), in caches made with --warp-from
 
 
@@ -91,13 +92,19 @@ def build(model: nn.Module, out: str | Path, *, sizes: list[tuple[int, int]], n:
     return Path(out)
 
 
-def add_warp(model: nn.Module, source: str | Path, out: str | Path, *, batch: int = 32, progress: bool = True) -> Path:
+def add_warp(model: nn.Module, source: str | Path, out: str | Path, *, batch: int = 32, progress: bool = True,
+             true: bool = False) -> Path:
     """A copy of the cache `source` with each row's warp prior input (`model.warp_input` of the row's person, a
     model with `warp_prior`) added as "warp", and the WarpNet's digest in meta.json. The persons are generated
-    again from their SynthGarment train items; `model`'s VAE must be the one `source` was made with."""
+    again from their SynthGarment train items; `model`'s VAE must be the one `source` was made with.
+
+    `true`: each row warped by SynthGarment's true field (`igr.warp.true_field`) instead of the WarpNet's, recorded as
+    warpnet digest "true-field", which any warp prior model accepts: a measurement of what a perfect warp would
+    teach, not a model that a photo alone can feed."""
     from tqdm.auto import tqdm
 
     from ..data.synth import generate, seed_for
+    from ..warp import true_field
 
     if getattr(model, "warpnet", None) is None:
         raise ValueError("--warp-from needs a --model with a warp prior (config warp_prior)")
@@ -122,10 +129,11 @@ def add_warp(model: nn.Module, source: str | Path, out: str | Path, *, batch: in
                     person = np.stack([generate(seed_for("train", i), size=size).person for i in index[s:s + batch]])
                     person = torch.from_numpy(person).permute(0, 3, 1, 2).float() / 127.5 - 1
                     with torch.no_grad():
-                        parts.append(model.warp_input(person).half())
+                        field = true_field("train", index[s:s + batch]) if true else None
+                        parts.append(model.warp_input(person, field).half())
                 t[WARP] = torch.cat(parts).contiguous()
             save_file(t, str(tmp / name))
-        meta["digests"] = {**meta["digests"], "warpnet": mine["warpnet"]}
+        meta["digests"] = {**meta["digests"], "warpnet": TRUE_FIELD if true else mine["warpnet"]}
         meta["warp_from"] = str(source)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     return Path(out)
@@ -147,6 +155,8 @@ class LatentCache:
                 what = "a warp prior: add one with --warp-from" if part == "warpnet" else \
                     "another image tower: rebuild it from this stage's --init model"
                 raise ValueError(f"{folder} was made without this model's {part} (digests of {made}); {what}")
+            if part == "warpnet" and self.meta["digests"][part] == TRUE_FIELD:
+                continue                    # rows warped by the true field depend on no WarpNet
             if self.meta["digests"].get(part) != value:
                 raise ValueError(f"{folder} was made with other {part} weights (digest {self.meta['digests'].get(part)}, "
                                  f"this model {value}): rebuild it from this stage's --init model")
@@ -191,9 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--warp-from", metavar="CACHE", help="copy this cache and add each row's warp prior input "
                    "(--model: a model with warp_prior and the cache's VAE), instead of encoding pairs anew")
+    p.add_argument("--true-field", action="store_true", help="with --warp-from: warp each row by SynthGarment's "
+                   "true field instead of the model's WarpNet (what a perfect warp would teach)")
     args = p.parse_args(argv)
     if any(n < 1 for n in args.n) or len(args.n) not in (1, len(args.sizes)):
         p.error("--n: one positive count, or one per size")
+    if args.true_field and not args.warp_from:
+        p.error("--true-field goes with --warp-from")
     if Path(args.out).exists():
         p.error(f"{args.out} exists; remove it first (a cache is rebuilt whole, never patched)")
     from ..model import IGRModel
@@ -204,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(e))
     if args.warp_from:
         try:
-            out = add_warp(model, args.warp_from, args.out, batch=args.batch)
+            out = add_warp(model, args.warp_from, args.out, batch=args.batch, true=args.true_field)
         except (ValueError, FileNotFoundError) as e:
             p.error(str(e))
         print(f"wrote {out}: {args.warp_from} with each row's warp prior input")

@@ -55,7 +55,7 @@ def test_a_grid_column_samples_as_its_evaluation_did(tmp_path, monkeypatch):
     sample_grid({"s03": tmp_path / "prior", "own": tmp_path / "prior"}, tmp_path / "grid.png", n=2,
                 sampling=sampling)
     config = IGRModel.from_pretrained(tmp_path / "prior").config
-    assert seen[0] == dict(steps=4, guidance_scale=1.5, sampler="ddim", strength=0.3, seed=0)
+    assert seen[0] == dict(steps=4, guidance_scale=1.5, sampler="ddim", strength=0.3, seed=0, cond=None)
     assert seen[1] == dict(steps=config.sample_steps, guidance_scale=config.guidance_scale, sampler=config.sampler,
-                           strength=1.0, seed=0)
+                           strength=1.0, seed=0, cond=None)
     assert (tmp_path / "grid.png").is_file()

@@ -186,7 +186,7 @@ def test_a_warp_prior_model_starts_as_its_source_caches_its_warp_and_trains(tmp_
     from igr.train.cache import LatentCache, add_warp, build, frozen_digests, main as cache_main
     from igr.train.config import StageConfig
     from igr.train.trainer import Trainer
-    from igr.warp import attach
+    from igr.warp import attach, true_field
 
     torch.manual_seed(0)
     base = IGRModel(IGRConfig.tiny().replace(height=SIZE[0], width=SIZE[1])).eval()
@@ -232,6 +232,22 @@ def test_a_warp_prior_model_starts_as_its_source_caches_its_warp_and_trains(tmp_
     with pytest.raises(SystemExit):
         cache_main(["--model", str(tmp_path / "base"), "--warp-from", str(plain), "--out", str(tmp_path / "c3")])
     assert not (tmp_path / "c3").exists()
+
+    # --true-field: rows warped by SynthGarment's true field, which a run of any WarpNet accepts
+    truth = add_warp(model, plain, tmp_path / "cache-true", batch=2, progress=False, true=True)
+    true_rows = LatentCache(truth, SIZE, expect={**frozen_digests(model), "warpnet": "another"}).rows
+    field = true_field("train", [1])
+    assert torch.allclose(true_rows["warp"][1:2].float(), model.warp_input(first, field).half().float(), atol=2e-2)
+    assert (true_rows["warp"][:, :4] - rows["warp"][:, :4]).abs().mean() > 0.05     # not the WarpNet's warp
+    with pytest.raises(ValueError, match="other warpnet"):
+        LatentCache(cached, SIZE, expect={**frozen_digests(model), "warpnet": "another"})
+    from igr.eval import main as eval_main
+    with pytest.raises(SystemExit):                          # --true-warp needs a warp prior model
+        eval_main(["--model", str(tmp_path / "base"), "--n", "2", "--true-warp", "--out", str(tmp_path / "ev")])
+    assert not (tmp_path / "ev.json").exists()
+    assert eval_main(["--model", str(tmp_path / "with-warp"), "--n", "2", "--steps", "2", "--boot", "10", "--true-warp",
+                      "--out", str(tmp_path / "ev")]) == 0
+    assert json.loads((tmp_path / "ev.json").read_text())["sampling"]["warp"] == "true field"
 
     warp_before = {k: v.clone() for k, v in model.warpnet.state_dict().items()}
     cfg = StageConfig.preset("coarse", "tiny", cache=str(cached), steps=2, size=SIZE, low_res_fraction=0.0)
