@@ -71,7 +71,7 @@ def sample_grid(models: dict[str, Path], out: Path, n: int = 6, sampling: dict[s
     from .images import contact_sheet, save_png, to_uint8
     from .model import IGRModel
     from .pipeline import sample
-    from .warp import true_field
+    from .warp import TRUE_WARP, true_field
 
     cols, size = [], None
     for name, folder in models.items():
@@ -85,7 +85,7 @@ def sample_grid(models: dict[str, Path], out: Path, n: int = 6, sampling: dict[s
                 m, p, steps=how.get("steps", m.config.sample_steps),
                 guidance_scale=how.get("guidance", m.config.guidance_scale),
                 sampler=how.get("sampler", m.config.sampler), strength=how.get("strength", 1.0), seed=0,
-                cond=m.condition(p, field=true_field("test", range(len(p)))) if how.get("warp") == "true field" else None)
+                cond=m.condition(p, field=true_field("test", range(len(p)))) if how.get("warp") == TRUE_WARP else None)
         size = (m.config.height, m.config.width)
         person, garment, _ = next(split_batches("test", n, size, n))
         with torch.no_grad():

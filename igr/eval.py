@@ -270,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     from .baseline import KIND, RegressionModel
     from .model import IGRModel
     from .pipeline import sample_items
+    from .warp import TRUE_WARP, true_field
 
     model_dir = Path(args.model)
     baseline = json.loads((model_dir / "config.json").read_text()).get("kind") == KIND
@@ -313,8 +314,6 @@ def main(argv: list[str] | None = None) -> int:
             return model.restore(person)
         cond = None
         if args.true_warp:
-            from .warp import true_field
-
             cond = model.condition(person, light=light, field=true_field(args.split, range(first, first + len(person))))
         return sample_items(model, person, first, steps=steps, guidance_scale=scale, sampler=sampler, seed=args.seed,
                             strength=args.strength, light=light, cond=cond)
@@ -330,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         "sampling": "one regression forward" if baseline else
                     {"sampler": sampler, "steps": steps, "guidance": scale, "seed": args.seed,
                      **({"strength": args.strength} if args.strength is not None else {}),
-                     **({"light": True} if light else {}), **({"warp": "true field"} if args.true_warp else {})},
+                     **({"light": True} if light else {}), **({"warp": TRUE_WARP} if args.true_warp else {})},
         "features": f"{feat_dir} image_encoder sha256 {file_digest(feat_dir, 'image_encoder.safetensors')}",
         "metrics": metrics,
         "command": "python -m igr.eval " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--n must be at least 2 (the swap needs another pair)")
     from .eval import split_batches
     from .model import IGRModel
+    from .warp import TRUE_WARP, true_field
 
     try:
         model = IGRModel.from_pretrained(args.model)
@@ -89,8 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     person, garment = (torch.cat([b[k] for b in parts]) for k in (0, 1))
     field = None
     if args.true_warp:
-        from .warp import true_field
-
         field = true_field("test", range(args.n))
     rows = swap_test(model, person, garment, field=field)
     text = markdown(rows, f"{args.model}, {args.n} test pairs")
@@ -98,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.with_suffix(".json").write_text(json.dumps({"model": args.model, "n": args.n, "rows": rows,
-                                                        **({"warp": "true field"} if args.true_warp else {})},
+                                                        **({"warp": TRUE_WARP} if args.true_warp else {})},
                                                        indent=1) + "\n")
         out.with_suffix(".md").write_text(text)
     print(text)

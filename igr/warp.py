@@ -37,14 +37,22 @@ SIZE = (256, 192)          # person and in-shop frame, px
 SPREAD = 4.0               # px: a cell whose person pixels scatter wider than this is ambiguous (front and back)
 
 
-def true_field(split: str, items) -> tuple[torch.Tensor, torch.Tensor]:
-    """SynthGarment's true field for these items of `split`, on WarpNet's grid (a quarter of SIZE): (coords
+TRUE_WARP = "true field"   # an evaluation's "warp" when it fed the true field (igr.eval/igr.probe --true-warp)
+
+
+def field_of(samples) -> tuple[torch.Tensor, torch.Tensor]:
+    """SynthGarment's true field of these samples (`Sample.flat_xy`), on WarpNet's grid (a quarter of SIZE): (coords
     (N, 2, 64, 48), visible (N, 1, 64, 48)), what WarpNet's (coords, sigmoid(logit)) estimate from the photo alone."""
+    grid = (SIZE[0] // 4, SIZE[1] // 4)
+    pairs = [correspondence(s.flat_xy, grid) for s in samples]
+    return (torch.from_numpy(np.stack([c for c, _ in pairs])), torch.from_numpy(np.stack([w for _, w in pairs]))[:, None])
+
+
+def true_field(split: str, items) -> tuple[torch.Tensor, torch.Tensor]:
+    """`field_of` the SynthGarment items `items` of `split`, generated again."""
     from .data.synth import generate, seed_for
 
-    grid = (SIZE[0] // 4, SIZE[1] // 4)
-    pairs = [correspondence(generate(seed_for(split, i), size=SIZE).flat_xy, grid) for i in items]
-    return (torch.from_numpy(np.stack([c for c, _ in pairs])), torch.from_numpy(np.stack([w for _, w in pairs]))[:, None])
+    return field_of(generate(seed_for(split, i), size=SIZE) for i in items)
 
 
 def correspondence(flat_xy: np.ndarray, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -104,7 +104,7 @@ def add_warp(model: nn.Module, source: str | Path, out: str | Path, *, batch: in
     from tqdm.auto import tqdm
 
     from ..data.synth import generate, seed_for
-    from ..warp import true_field
+    from ..warp import field_of
 
     if getattr(model, "warpnet", None) is None:
         raise ValueError("--warp-from needs a --model with a warp prior (config warp_prior)")
@@ -126,11 +126,11 @@ def add_warp(model: nn.Module, source: str | Path, out: str | Path, *, batch: in
                 index = t["index"].tolist()
                 parts = []
                 for s in tqdm(range(0, len(index), batch), desc=f"warp {h}x{w}", disable=not progress):
-                    person = np.stack([generate(seed_for("train", i), size=size).person for i in index[s:s + batch]])
+                    samples = [generate(seed_for("train", i), size=size) for i in index[s:s + batch]]
+                    person = np.stack([x.person for x in samples])
                     person = torch.from_numpy(person).permute(0, 3, 1, 2).float() / 127.5 - 1
                     with torch.no_grad():
-                        field = true_field("train", index[s:s + batch]) if true else None
-                        parts.append(model.warp_input(person, field).half())
+                        parts.append(model.warp_input(person, field_of(samples) if true else None).half())
                 t[WARP] = torch.cat(parts).contiguous()
             save_file(t, str(tmp / name))
         meta["digests"] = {**meta["digests"], "warpnet": TRUE_FIELD if true else mine["warpnet"]}
