@@ -98,6 +98,42 @@ class _Res(nn.Module):
         return self.skip(x) + self.c2(F.silu(self.n2(h)))
 
 
+class Refiner(nn.Module):
+    """One correction of a field, made in the in-shop frame: the person (at half size) resampled by the field so
+    far, with those coordinates, the visibility and each cell's own position, through a small UNet (here the two
+    frames do line up, so its skips join what belongs together), gives an offset to the coordinates and to the
+    visibility logit. Its last convolution starts at zero: a new Refiner returns the field it was given."""
+
+    def __init__(self, channels=(32, 64, 128)):
+        super().__init__()
+        c = self.channels = tuple(channels)
+        self.stem = nn.Conv2d(3 + 2 + 1 + 2, c[0], 3, padding=1)
+        self.enc0 = _Res(c[0], c[0])
+        self.down = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(c[:-1], c[1:]))
+        self.enc = nn.ModuleList(_Res(b, b) for b in c[1:])
+        self.mid = _Res(c[-1], c[-1])
+        self.dec = nn.ModuleList(_Res(b + a, a) for a, b in zip(c[:-1], c[1:]))
+        self.out = nn.Conv2d(c[0], 3, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.register_buffer("grid", base_grid((SIZE[0] // 4, SIZE[1] // 4)), persistent=False)
+
+    def forward(self, person: torch.Tensor, coords: torch.Tensor, logit: torch.Tensor):
+        half = F.interpolate(person, scale_factor=0.5, mode="area")
+        seen = F.grid_sample(half, coords.permute(0, 2, 3, 1), mode="bilinear", padding_mode="border",
+                             align_corners=False)                                 # (B, 3, 64, 48) in-shop frame
+        x = self.enc0(self.stem(torch.cat([seen, coords, torch.tanh(logit / 4),
+                                           self.grid.expand(len(seen), -1, -1, -1)], 1)))
+        skips = [x]
+        for down, enc in zip(self.down, self.enc):
+            skips.append(x := enc(down(x)))
+        x = self.mid(x)
+        for dec, skip in zip(reversed(self.dec), reversed(skips[:-1])):
+            x = dec(torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="nearest"), skip], 1))
+        d = self.out(x)
+        return coords + 0.1 * d[:, :2], logit + d[:, 2:]
+
+
 class WarpNet(nn.Module):
     """Person (B, 3, 256, 192) in [-1, 1] -> coords (B, 2, 64, 48) in [-1, 1], visibility logits (B, 1, 64, 48).
 
@@ -105,11 +141,15 @@ class WarpNet(nn.Module):
     at a quarter size (geometry needs no print) becomes 16x12 tokens (convolutions, then a transformer over
     them); each cell of a 32x24 in-shop grid is a learned query that attends to those tokens, and its last
     attention points: the cell's coordinates are the attention-weighted mean of the token centres plus a small
-    offset. Coordinates and visibility are upsampled to 64x48."""
+    offset. Coordinates and visibility are upsampled to 64x48. With `refine` > 0, a `Refiner` then corrects
+    that field `refine` times (the same weights each time), looking at the photo resampled by it."""
 
-    def __init__(self, channels=(32, 64, 128), layers: int = 2, heads: int = 4):
+    def __init__(self, channels=(32, 64, 128), layers: int = 2, heads: int = 4, refine: int = 0):
         super().__init__()
-        self.channels, self.layers, self.heads = tuple(channels), layers, heads
+        if refine < 0:
+            raise ValueError(f"refine is a number of corrections, 0 or more, not {refine}")
+        self.channels, self.layers, self.heads, self.refine = tuple(channels), layers, heads, refine
+        self.refiner = Refiner() if refine else None
         c, d = self.channels, self.channels[-1]
         self.stem = nn.Conv2d(5, c[0], 3, padding=1)
         self.enc0 = _Res(c[0], c[0])
@@ -134,6 +174,17 @@ class WarpNet(nn.Module):
         self.cells = cells
 
     def forward(self, person: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.refined(person, *self.coarse(person))[-1]
+
+    def refined(self, person: torch.Tensor, coords: torch.Tensor, logit: torch.Tensor) -> list[tuple]:
+        """The field after each of the `refine` corrections of (coords, logit), the coarse field last where none."""
+        out = [(coords, logit)]
+        for _ in range(self.refine):
+            out.append(self.refiner(person, *out[-1]))
+        return out[1:] or out
+
+    def coarse(self, person: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The field before any correction: attention from the in-shop cells to the person's tokens."""
         if tuple(person.shape[-2:]) != SIZE:
             raise ValueError(f"WarpNet takes {SIZE[0]}x{SIZE[1]} person images, got {tuple(person.shape[-2:])}")
         x = F.interpolate(person, scale_factor=0.25, mode="area")
@@ -159,7 +210,7 @@ class WarpNet(nn.Module):
 
     def config(self) -> dict:
         return {"kind": KIND, "channels": list(self.channels), "layers": self.layers, "heads": self.heads,
-                "size": list(SIZE)}
+                "refine": self.refine, "size": list(SIZE)}
 
     def save_pretrained(self, folder: str | Path, extra: dict | None = None) -> Path:
         with atomic_folder(folder) as tmp:
@@ -173,7 +224,7 @@ class WarpNet(nn.Module):
         cfg = json.loads((folder / "config.json").read_text())
         if cfg.get("kind") != KIND:
             raise ValueError(f"{folder} is not a {KIND} folder (config.json kind {cfg.get('kind')!r})")
-        net = cls(cfg["channels"], cfg["layers"], cfg["heads"])
+        net = cls(cfg["channels"], cfg["layers"], cfg["heads"], cfg.get("refine", 0))
         net.load_state_dict(load_file(str(folder / "warp.safetensors")))
         return net.eval()
 
@@ -244,7 +295,11 @@ def make_data(out: Path, split: str, n: int, workers: int = 2, first: int = 0) -
 
 def loss_fn(net: WarpNet, person: torch.Tensor, coords: torch.Tensor, weight: torch.Tensor) -> tuple:
     """L1 on the coordinates where a cell is seen (in px of the full image), BCE on whether it is."""
-    pred, logit = net(person)
+    return field_loss(*net(person), coords, weight)
+
+
+def field_loss(pred: torch.Tensor, logit: torch.Tensor, coords: torch.Tensor, weight: torch.Tensor) -> tuple:
+    """`loss_fn` of a field already computed: (loss, L1 px, BCE)."""
     w = weight[:, None]
     scale = torch.tensor([SIZE[1] / 2, SIZE[0] / 2]).view(1, 2, 1, 1)
     l1 = ((pred - coords).abs() * scale * w).sum() / (2 * w.sum()).clamp(min=1)
@@ -252,8 +307,47 @@ def loss_fn(net: WarpNet, person: torch.Tensor, coords: torch.Tensor, weight: to
     return l1 + bce, l1.detach(), bce.detach()
 
 
+def error_parts(pred: torch.Tensor, coords: torch.Tensor, weight: torch.Tensor) -> dict[str, float]:
+    """How much of a field's error is one shift or one similarity per item: the mean L1 (px, over the items' seen
+    cells, each item weighted by its cells as `field_loss`) of `pred` as it is, after each item's mean offset is
+    removed, and after each item's least-squares similarity (one scale and one shift) to the truth is applied."""
+    scale = torch.tensor([SIZE[1] / 2, SIZE[0] / 2], dtype=torch.float64).view(1, 2, 1)
+    p, t = (a.double().flatten(2) * scale for a in (pred, coords))               # (B, 2, cells) px
+    w = weight.double().flatten(1)[:, None]                                         # (B, 1, cells)
+    n = w.sum(-1, keepdim=True).clamp(min=1)
+    mean = lambda a: (a * w).sum(-1, keepdim=True) / n                              # noqa: E731
+    pc, tc = p - mean(p), t - mean(t)
+    s = (pc * tc * w).sum((1, 2), keepdim=True) / (pc * pc * w).sum((1, 2), keepdim=True).clamp(min=1e-9)
+    l1 = lambda a: float((a.abs() * w).sum() / (2 * w.sum()).clamp(min=1))          # noqa: E731
+    return {"l1_px": l1(p - t), "after_shift_px": l1(pc - tc), "after_similarity_px": l1(s * pc - tc)}
+
+
+def with_refiner(init: Path, refine: int) -> WarpNet:
+    """The WarpNet of `init` with a Refiner applied `refine` times: a new (zero, so the same field) one where `init`
+    has none, its own where it has one."""
+    if refine < 1:
+        raise ValueError(f"refine is the number of corrections, at least 1, not {refine}")
+    base = WarpNet.from_pretrained(init)
+    net = WarpNet(base.channels, base.layers, base.heads, refine)
+    net.load_state_dict(base.state_dict(), strict=base.refine > 0)
+    return net
+
+
+def coarse_fields(net: WarpNet, person: torch.Tensor, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """`net`'s coarse field (coords, logit) of every uint8 photo in `person` (N, H, W, 3), with a progress bar."""
+    from tqdm.auto import tqdm
+
+    out = []
+    with torch.no_grad():
+        for s in tqdm(range(0, len(person), chunk), desc="coarse fields", unit_scale=chunk):
+            out.append(net.coarse(person[s: s + chunk].permute(0, 3, 1, 2).float().div(127.5).sub(1)))
+    return torch.cat([c for c, _ in out]), torch.cat([lg for _, lg in out])
+
+
 def train(data: Path, out: Path, *, steps: int, batch: int = 32, lr: float = 1e-3, seed: int = 0,
-          val: int = 256, log_every: int = 50) -> None:
+          val: int = 256, log_every: int = 50, init: Path | None = None, refine: int = 0) -> None:
+    """A WarpNet from scratch; or, with `init` and `refine`, a Refiner trained on the frozen WarpNet of `init`
+    (whose coarse fields are computed once), every correction's field in the loss (the last weighted most)."""
     from tqdm.auto import tqdm
 
     d = np.load(data)
@@ -262,44 +356,68 @@ def train(data: Path, out: Path, *, steps: int, batch: int = 32, lr: float = 1e-
     val = max(1, min(val, len(person) // 8))             # the file's last items, never trained on
     n_train = len(person) - val
     torch.manual_seed(seed)
-    net = WarpNet()
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    if (init is None) != (refine == 0):
+        raise ValueError("--init and --refine go together: a Refiner is trained on a trained WarpNet")
+    net = WarpNet() if init is None else with_refiner(init, refine)
+    if init is not None:
+        net.requires_grad_(False).refiner.requires_grad_(True)
+        net.eval().refiner.train()
+        coarse = coarse_fields(net, person)
+
+    def fields(p: torch.Tensor, idx: torch.Tensor) -> list[tuple]:
+        return [net(p)] if init is None else net.refined(p, coarse[0][idx], coarse[1][idx])
+
+    def loss_of(p, idx) -> tuple:
+        parts = [field_loss(*f, coords[idx], weight[idx]) for f in fields(p, idx)]
+        total = sum(0.8 ** (len(parts) - 1 - i) * part[0] for i, part in enumerate(parts))
+        return total, parts[-1][1], parts[-1][2]
+
+    train_net = net if init is None else net.refiner
+    opt = torch.optim.AdamW([q for q in net.parameters() if q.requires_grad], lr=lr, weight_decay=1e-4)
     warmup = max(1, min(200, steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     g = torch.Generator().manual_seed(seed)
     img = lambda idx: person[idx].permute(0, 3, 1, 2).float().div(127.5).sub(1)
     out.mkdir(parents=True, exist_ok=True)
+    def validate() -> dict:
+        """The validation items' L1 and BCE, and how much of the L1 one shift or similarity per item explains."""
+        train_net.eval()
+        with torch.no_grad():
+            idx = torch.arange(n_train, len(person))
+            pred, logit = zip(*(fields(img(i), i)[-1] for i in idx.split(64)))
+            pred, logit = torch.cat(pred), torch.cat(logit)
+        train_net.train()
+        _, l1, bce = field_loss(pred, logit, coords[idx], weight[idx])
+        parts = error_parts(pred, coords[idx], weight[idx])
+        return {"val_l1_px": round(float(l1), 4), "val_bce": round(float(bce), 4),
+                **{f"val_{k}": round(v, 4) for k, v in parts.items() if k != "l1_px"}}
+
     log = open(out / "log.jsonl", "w")                  # a run starts from scratch: its own log
+    if init is not None:                                # where the Refiner starts: the frozen WarpNet's own field
+        log.write(json.dumps({"step": 0, **validate()}) + "\n")
+    meta = lambda n: {"step": n, "data": str(data), **({"init": str(init)} if init else {})}  # noqa: E731
     t0 = time.perf_counter()
     for step in tqdm(range(steps), desc="warp train"):
         idx = torch.randint(0, n_train, (batch,), generator=g)
         p = img(idx)
         if torch.rand((), generator=g) < 0.5:      # photometric jitter: the warp must not key on colour
             p = (p * (0.8 + 0.4 * torch.rand(batch, 3, 1, 1, generator=g))).clamp(-1, 1)
-        loss, l1, bce = loss_fn(net, p, coords[idx], weight[idx])
+        loss, l1, bce = loss_of(p, idx)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(train_net.parameters(), 1.0)
         opt.step()
         sched.step()
         if (step + 1) % log_every == 0 or step + 1 == steps:
             row = {"step": step + 1, "l1_px": round(float(l1), 4), "bce": round(float(bce), 4),
                    "lr": sched.get_last_lr()[0], "seconds": round(time.perf_counter() - t0, 1)}
             if (step + 1) % (log_every * 10) == 0 or step + 1 == steps:
-                net.eval()
-                with torch.no_grad():
-                    vl, vb = [], []
-                    for s in range(n_train, len(person), 64):
-                        idx = torch.arange(s, min(len(person), s + 64))
-                        _, l1v, bv = loss_fn(net, img(idx), coords[idx], weight[idx])
-                        vl.append(float(l1v) * len(idx)), vb.append(float(bv) * len(idx))
-                row.update(val_l1_px=round(sum(vl) / val, 4), val_bce=round(sum(vb) / val, 4))
-                net.train()
-                net.save_pretrained(out / "final", {"step": step + 1, "data": str(data)})
+                row.update(validate())
+                net.save_pretrained(out / "final", meta(step + 1))
             log.write(json.dumps(row) + "\n")
             log.flush()
-    net.save_pretrained(out / "final", {"step": steps, "data": str(data)})
+    net.save_pretrained(out / "final", meta(steps))
 
 
 def attach(model: Path, warpnet: Path, out: Path) -> list[str]:
@@ -521,6 +639,8 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--steps", type=int, default=3000)
     q.add_argument("--batch", type=int, default=32)
     q.add_argument("--lr", type=float, default=1e-3)
+    q.add_argument("--init", type=Path, help="a trained WarpNet (OUT/final), kept frozen: train a Refiner on its field")
+    q.add_argument("--refine", type=int, default=0, help="with --init: how many times the Refiner corrects the field")
     q = sub.add_parser("attach", help="an IGR model with a trained WarpNet as its warp prior (to fine-tune)")
     q.add_argument("--model", type=Path, required=True, help="IGR model folder (e.g. models/teacher-zsnr)")
     q.add_argument("--warp", type=Path, required=True, help="WarpNet folder (python -m igr.warp train's OUT/final)")
@@ -568,10 +688,16 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "data":
         make_data(args.out, args.split, args.n, args.workers, args.first)
     elif args.cmd == "train":
+        if (args.init is None) != (args.refine == 0) or args.refine < 0:
+            p.error("--init and --refine (1 or more) go together: a Refiner is trained on a trained WarpNet")
         if not args.data.is_file():
             print(f"python -m igr.warp: error: no data file {args.data} (python -m igr.warp data)", file=sys.stderr)
             return 2
-        train(args.data, args.out, steps=args.steps, batch=args.batch, lr=args.lr)
+        if args.init is not None and not (args.init / "config.json").is_file():
+            print(f"python -m igr.warp: error: {args.init} is not a WarpNet folder (no config.json)", file=sys.stderr)
+            return 2
+        train(args.data, args.out, steps=args.steps, batch=args.batch, lr=args.lr, init=args.init,
+              refine=args.refine)
     return 0
 
 

@@ -8,8 +8,8 @@ import torch
 
 from igr.data import SceneConfig, generate
 from igr.data.synth import seed_for
-from igr.warp import (SIZE, WarpNet, base_grid, composite, correspondence, deshade, loss_fn, make_data, restorers,
-                      train, warp)
+from igr.warp import (SIZE, WarpNet, base_grid, composite, correspondence, deshade, error_parts, loss_fn, make_data,
+                      restorers, train, warp, with_refiner)
 
 GRID = (SIZE[0] // 4, SIZE[1] // 4)
 
@@ -144,6 +144,38 @@ def test_warpnet_learns_from_generated_correspondences(tmp_path):
     assert after < 0.8 * before
     rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == 40 and "val_l1_px" in rows[-1]
+    assert rows[-1]["val_after_similarity_px"] <= rows[-1]["val_after_shift_px"] <= rows[-1]["val_l1_px"]
+
+    # a Refiner on that frozen WarpNet: it starts from the same field, then lowers the error on what it trains on
+    fresh = with_refiner(tmp_path / "run" / "final", 2).eval()
+    with torch.no_grad():
+        assert torch.equal(fresh(person)[0], net(person)[0])
+    train(data, tmp_path / "ref", steps=40, batch=8, lr=2e-3, log_every=20, init=tmp_path / "run" / "final", refine=2)
+    refined = WarpNet.from_pretrained(tmp_path / "ref" / "final")
+    assert refined.config()["refine"] == 2 and json.loads((tmp_path / "ref" / "final" / "config.json").read_text())[
+        "init"] == str(tmp_path / "run" / "final")
+    base_state = net.state_dict()
+    assert all(torch.equal(v, base_state[k]) for k, v in refined.state_dict().items() if not k.startswith("refiner."))
+    with torch.no_grad():
+        assert float(loss_fn(refined, person, coords, weight)[0]) < after
+    rows = [json.loads(line) for line in (tmp_path / "ref" / "log.jsonl").read_text().splitlines()]
+    assert rows[0]["step"] == 0 and {"val_l1_px", "val_after_shift_px"} <= rows[0].keys() and rows[-1]["step"] == 40
+    with pytest.raises(ValueError, match="go together"):
+        train(data, tmp_path / "bad", steps=1, refine=1)
+
+
+def test_error_parts_separate_one_shift_and_one_similarity_per_item():
+    grid = base_grid(GRID)[None].repeat(3, 1, 1, 1)
+    weight = torch.ones(3, *GRID)
+    weight[2, :, 24:] = 0                                      # only the cells seen count
+    shifted = grid + torch.tensor([0.02, -0.05, 0.1]).view(3, 1, 1, 1)
+    parts = error_parts(shifted, grid, weight)
+    assert parts["l1_px"] > 3 and parts["after_shift_px"] < 1e-4 and parts["after_similarity_px"] < 1e-4
+    centre = (grid * weight[:, None]).sum((2, 3), keepdim=True) / weight[:, None].sum((2, 3), keepdim=True)
+    scaled = (grid - centre) * 1.3 + centre
+    parts = error_parts(scaled, grid, weight)
+    assert parts["after_shift_px"] == pytest.approx(parts["l1_px"], rel=1e-6) and parts["after_shift_px"] > 3
+    assert parts["after_similarity_px"] < 1e-4
 
 
 def test_report_pairs_each_variant_with_the_baseline(tmp_path):
@@ -175,6 +207,9 @@ def test_cli_train_without_data_says_how_to_make_it(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "none.npz"), "--out", str(tmp_path / "run")]) == 2
     assert "python -m igr.warp data" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(tmp_path / "none.npz"), "--out", str(tmp_path / "run"), "--refine", "2"])
+    assert "--init and --refine" in capsys.readouterr().err
 
 
 def test_a_warp_prior_model_starts_as_its_source_caches_its_warp_and_trains(tmp_path):
@@ -200,6 +235,10 @@ def test_a_warp_prior_model_starts_as_its_source_caches_its_warp_and_trains(tmp_
     assert model.components[-1] == "warpnet" and torch.equal(model.warpnet.out.weight, net.out.weight)
     with pytest.raises(ValueError, match="already has a warp prior"):
         attach(tmp_path / "with-warp", tmp_path / "warpnet", tmp_path / "again")
+    with_refiner(tmp_path / "warpnet", 1).save_pretrained(tmp_path / "refined")   # a warp prior builds no Refiner
+    with pytest.raises(ValueError, match="another shape"):
+        attach(tmp_path / "base", tmp_path / "refined", tmp_path / "again")
+    assert not (tmp_path / "again").exists()
     from convert.bundle import write_bundle                  # what cannot carry the WarpNet yet says so
     from distill.__main__ import main as distill_main
     with pytest.raises(ValueError, match="bundles do not carry a WarpNet"):
