@@ -63,7 +63,7 @@ def plot_curves(runs: dict[str, Path], out: Path) -> Path | None:
 def sample_grid(models: dict[str, Path], out: Path, n: int = 6, sampling: dict[str, dict] | None = None) -> Path:
     """person | each model's restore (its config's sampler; a baseline's regression) | ground truth. `sampling`:
     per name, the settings its evaluation sampled with (`igr.eval`'s JSON: sampler, steps, guidance, strength, and
-    a warp prior's "true field"), so that a column shows what its row measured."""
+    a warp prior's field of `igr.warp.WARP_FIELDS`), so that a column shows what its row measured."""
     import torch
 
     from .baseline import KIND, RegressionModel
@@ -71,7 +71,7 @@ def sample_grid(models: dict[str, Path], out: Path, n: int = 6, sampling: dict[s
     from .images import contact_sheet, save_png, to_uint8
     from .model import IGRModel
     from .pipeline import sample
-    from .warp import TRUE_WARP, true_field
+    from .warp import WARP_FIELDS, diagnostic_field
 
     cols, size = [], None
     for name, folder in models.items():
@@ -81,11 +81,13 @@ def sample_grid(models: dict[str, Path], out: Path, n: int = 6, sampling: dict[s
         else:
             m = IGRModel.from_pretrained(folder)
             how = (sampling or {}).get(name, {})
-            run = lambda p, m=m, how=how: sample(
+            mode = {v: k for k, v in WARP_FIELDS.items()}.get(how.get("warp"))
+            run = lambda p, m=m, how=how, mode=mode: sample(
                 m, p, steps=how.get("steps", m.config.sample_steps),
                 guidance_scale=how.get("guidance", m.config.guidance_scale),
                 sampler=how.get("sampler", m.config.sampler), strength=how.get("strength", 1.0), seed=0,
-                cond=m.condition(p, field=true_field("test", range(len(p)))) if how.get("warp") == TRUE_WARP else None)
+                cond=None if mode is None else m.condition(
+                    p, field=diagnostic_field(mode, m.warpnet, p, "test", range(len(p)))))
         size = (m.config.height, m.config.width)
         person, garment, _ = next(split_batches("test", n, size, n))
         with torch.no_grad():

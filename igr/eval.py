@@ -26,6 +26,7 @@ import torch
 
 from .metrics import (HEADLINE, LABELS, PER_SAMPLE, WHITE_THRESHOLD, WHOLE_IMAGE, GarmentFeatures, OnnxMetric,
                       bootstrap, feature_distances, image_metrics, parse_metric_files, summarize)
+from .warp import WARP_FIELDS
 
 
 def data_pairs(spec: str, split: str, n: int | None, size: tuple[int, int]):
@@ -242,8 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sampler", choices=("ddim", "dpmsolver++"))
     p.add_argument("--strength", type=float,
                    help="models with an aligned prior: start from the prior noised to strength·T (SDEdit), not pure noise")
-    p.add_argument("--true-warp", action="store_true", help="models with a warp prior, SynthGarment only: warp each "
-                   "person by its true field instead of WarpNet's (what a perfect warp would give)")
+    p.add_argument("--true-warp", nargs="?", const="field", choices=tuple(WARP_FIELDS),
+                   help="models with a warp prior, SynthGarment only: warp each person by its true field instead of "
+                   "WarpNet's (what a perfect warp would give); 'placement': WarpNet's field placed by the true one; "
+                   "'shape': the true field at WarpNet's placement; 'coords', 'visibility': that half from WarpNet, "
+                   "the other true (igr.warp.diagnostic_field)")
     p.add_argument("--full-vae", action="store_true",
                    help="a model with light VAE parts (config light): encode and decode with the full VAE instead")
     p.add_argument("--batch", type=int, default=16)
@@ -270,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     from .baseline import KIND, RegressionModel
     from .model import IGRModel
     from .pipeline import sample_items
-    from .warp import TRUE_WARP, true_field
+    from .warp import diagnostic_field
 
     model_dir = Path(args.model)
     baseline = json.loads((model_dir / "config.json").read_text()).get("kind") == KIND
@@ -314,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
             return model.restore(person)
         cond = None
         if args.true_warp:
-            cond = model.condition(person, light=light, field=true_field(args.split, range(first, first + len(person))))
+            cond = model.condition(person, light=light, field=diagnostic_field(
+                args.true_warp, model.warpnet, person, args.split, range(first, first + len(person))))
         return sample_items(model, person, first, steps=steps, guidance_scale=scale, sampler=sampler, seed=args.seed,
                             strength=args.strength, light=light, cond=cond)
 
@@ -329,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         "sampling": "one regression forward" if baseline else
                     {"sampler": sampler, "steps": steps, "guidance": scale, "seed": args.seed,
                      **({"strength": args.strength} if args.strength is not None else {}),
-                     **({"light": True} if light else {}), **({"warp": TRUE_WARP} if args.true_warp else {})},
+                     **({"light": True} if light else {}), **({"warp": WARP_FIELDS[args.true_warp]} if args.true_warp else {})},
         "features": f"{feat_dir} image_encoder sha256 {file_digest(feat_dir, 'image_encoder.safetensors')}",
         "metrics": metrics,
         "command": "python -m igr.eval " + " ".join(argv if argv is not None else sys.argv[1:]),

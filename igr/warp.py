@@ -38,6 +38,14 @@ SPREAD = 4.0               # px: a cell whose person pixels scatter wider than t
 
 
 TRUE_WARP = "true field"   # an evaluation's "warp" when it fed the true field (igr.eval/igr.probe --true-warp)
+# what `igr.eval --true-warp MODE` feeds a warp prior model, as its JSON's "warp" names it (`diagnostic_field`)
+WARP_FIELDS = {
+    "field": TRUE_WARP,
+    "placement": "WarpNet's field, placed by the true field (one similarity per item)",
+    "shape": "the true field, at WarpNet's placement (one similarity per item)",
+    "coords": "WarpNet's coordinates, the true visibility",
+    "visibility": "the true coordinates, WarpNet's visibility",
+}
 
 
 def field_of(samples) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,6 +61,54 @@ def true_field(split: str, items) -> tuple[torch.Tensor, torch.Tensor]:
     from .data.synth import generate, seed_for
 
     return field_of(generate(seed_for(split, i), size=SIZE) for i in items)
+
+
+def diagnostic_field(mode: str, warpnet: "WarpNet", person: torch.Tensor, split: str, items
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A field (coords, visible) for a warp prior model, made from SynthGarment's true field of `items` (`mode` in
+    `WARP_FIELDS`): "field", the true field itself; "placement", `warpnet`'s own field with each item's similarity
+    onto the true one applied (a right placement, WarpNet's shape and visibility); "shape", the true field with
+    each item's similarity onto `warpnet`'s applied (WarpNet's placement, the true shape and visibility); "coords"
+    and "visibility", one half of the field from `warpnet`, the other from the truth. They split a WarpNet's
+    error: where it finds the garment in the photo (coordinates: placement and shape) against what of the in-shop
+    frame it says is seen (visibility)."""
+    if mode not in WARP_FIELDS:
+        raise ValueError(f"unknown warp field {mode!r}: choose one of {', '.join(WARP_FIELDS)}")
+    coords, visible = true_field(split, items)
+    if mode == "field":
+        return coords, visible
+    with torch.no_grad():
+        mine, logit = warpnet(person)
+    weight = visible[:, 0]
+    if mode == "coords":
+        return mine, visible
+    if mode == "visibility":
+        return coords, torch.sigmoid(logit)
+    if mode == "placement":
+        return align(mine, coords, weight), torch.sigmoid(logit)
+    return align(coords, mine, weight), visible
+
+
+def _px_per_unit() -> torch.Tensor:
+    return torch.tensor([SIZE[1] / 2, SIZE[0] / 2], dtype=torch.float64).view(1, 2, 1)
+
+
+def _px(field: torch.Tensor) -> torch.Tensor:
+    """(B, 2, gh, gw) grid_sample units -> (B, 2, cells) px of the full image, float64."""
+    return field.double().flatten(2) * _px_per_unit()
+
+
+def align(src: torch.Tensor, dst: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """`src` (B, 2, gh, gw) moved by each item's similarity (one scale, one shift, in px) that best maps it onto
+    `dst` in least squares over the cells `weight` (B, gh, gw) marks; applied to every cell."""
+    p, t = _px(src), _px(dst)
+    w = weight.double().flatten(1)[:, None]
+    n = w.sum(-1, keepdim=True).clamp(min=1)
+    pm, tm = (p * w).sum(-1, keepdim=True) / n, (t * w).sum(-1, keepdim=True) / n
+    s = ((p - pm) * (t - tm) * w).sum((1, 2), keepdim=True) / ((p - pm) ** 2 * w).sum((1, 2), keepdim=True).clamp(
+        min=1e-9)
+    moved = (p - pm) * s + tm
+    return (moved / _px_per_unit()).reshape(src.shape).to(src.dtype)
 
 
 def correspondence(flat_xy: np.ndarray, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -311,15 +367,13 @@ def error_parts(pred: torch.Tensor, coords: torch.Tensor, weight: torch.Tensor) 
     """How much of a field's error is one shift or one similarity per item: the mean L1 (px, over the items' seen
     cells, each item weighted by its cells as `field_loss`) of `pred` as it is, after each item's mean offset is
     removed, and after each item's least-squares similarity (one scale and one shift) to the truth is applied."""
-    scale = torch.tensor([SIZE[1] / 2, SIZE[0] / 2], dtype=torch.float64).view(1, 2, 1)
-    p, t = (a.double().flatten(2) * scale for a in (pred, coords))               # (B, 2, cells) px
+    p, t = _px(pred), _px(coords)                                                   # (B, 2, cells) px
     w = weight.double().flatten(1)[:, None]                                         # (B, 1, cells)
     n = w.sum(-1, keepdim=True).clamp(min=1)
     mean = lambda a: (a * w).sum(-1, keepdim=True) / n                              # noqa: E731
-    pc, tc = p - mean(p), t - mean(t)
-    s = (pc * tc * w).sum((1, 2), keepdim=True) / (pc * pc * w).sum((1, 2), keepdim=True).clamp(min=1e-9)
     l1 = lambda a: float((a.abs() * w).sum() / (2 * w.sum()).clamp(min=1))          # noqa: E731
-    return {"l1_px": l1(p - t), "after_shift_px": l1(pc - tc), "after_similarity_px": l1(s * pc - tc)}
+    return {"l1_px": l1(p - t), "after_shift_px": l1(p - mean(p) - t + mean(t)),
+            "after_similarity_px": l1(_px(align(pred, coords, weight)) - t)}
 
 
 def with_refiner(init: Path, refine: int) -> WarpNet:

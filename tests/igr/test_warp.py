@@ -8,8 +8,9 @@ import torch
 
 from igr.data import SceneConfig, generate
 from igr.data.synth import seed_for
-from igr.warp import (SIZE, WarpNet, base_grid, composite, correspondence, deshade, error_parts, loss_fn, make_data,
-                      restorers, train, warp, with_refiner)
+from igr.warp import (SIZE, WARP_FIELDS, WarpNet, align, base_grid, composite, correspondence, deshade,
+                      diagnostic_field, error_parts, loss_fn, make_data, restorers, train, true_field, warp,
+                      with_refiner)
 
 GRID = (SIZE[0] // 4, SIZE[1] // 4)
 
@@ -164,6 +165,36 @@ def test_warpnet_learns_from_generated_correspondences(tmp_path):
         train(data, tmp_path / "bad", steps=1, refine=1)
 
 
+def test_diagnostic_fields_split_a_warpnets_error_into_placement_and_shape():
+    torch.manual_seed(0)
+    net = WarpNet().eval()
+    torch.nn.init.normal_(net.out.weight, std=0.1)
+    items = [3, 4]
+    person = torch.cat([image(generate(seed_for("test", i), size=SIZE).person) for i in items])
+    coords, visible = true_field("test", items)
+    with torch.no_grad():
+        mine, logit = net(person)
+    c, v = diagnostic_field("field", net, person, "test", items)
+    assert torch.equal(c, coords) and torch.equal(v, visible)
+    # placement: WarpNet's field and visibility, moved by one similarity per item onto the truth
+    c, v = diagnostic_field("placement", net, person, "test", items)
+    assert torch.equal(v, torch.sigmoid(logit))
+    parts, placed = error_parts(mine, coords, visible[:, 0]), error_parts(c, coords, visible[:, 0])
+    assert placed["l1_px"] == pytest.approx(parts["after_similarity_px"], rel=1e-4)
+    assert placed["l1_px"] < parts["l1_px"]
+    # shape: the true field and visibility, moved onto WarpNet's placement; no closer to the truth than a similarity
+    c, v = diagnostic_field("shape", net, person, "test", items)
+    assert torch.equal(v, visible) and error_parts(c, coords, visible[:, 0])["after_similarity_px"] < 1e-3
+    seen = visible > 0
+    assert ((c - mine) ** 2)[seen.expand_as(c)].sum() <= ((coords - mine) ** 2)[seen.expand_as(c)].sum()
+    c, v = diagnostic_field("coords", net, person, "test", items)
+    assert torch.equal(c, mine) and torch.equal(v, visible)
+    c, v = diagnostic_field("visibility", net, person, "test", items)
+    assert torch.equal(c, coords) and torch.equal(v, torch.sigmoid(logit))
+    with pytest.raises(ValueError, match="unknown warp field"):
+        diagnostic_field("oracle", net, person, "test", items)
+
+
 def test_error_parts_separate_one_shift_and_one_similarity_per_item():
     grid = base_grid(GRID)[None].repeat(3, 1, 1, 1)
     weight = torch.ones(3, *GRID)
@@ -176,6 +207,7 @@ def test_error_parts_separate_one_shift_and_one_similarity_per_item():
     parts = error_parts(scaled, grid, weight)
     assert parts["after_shift_px"] == pytest.approx(parts["l1_px"], rel=1e-6) and parts["after_shift_px"] > 3
     assert parts["after_similarity_px"] < 1e-4
+    assert torch.allclose(align(scaled, grid, weight), grid, atol=1e-6)          # every cell moved, seen or not
 
 
 def test_report_pairs_each_variant_with_the_baseline(tmp_path):
@@ -287,6 +319,9 @@ def test_a_warp_prior_model_starts_as_its_source_caches_its_warp_and_trains(tmp_
     assert eval_main(["--model", str(tmp_path / "with-warp"), "--n", "2", "--steps", "2", "--boot", "10", "--true-warp",
                       "--out", str(tmp_path / "ev")]) == 0
     assert json.loads((tmp_path / "ev.json").read_text())["sampling"]["warp"] == "true field"
+    assert eval_main(["--model", str(tmp_path / "with-warp"), "--n", "2", "--steps", "2", "--boot", "10", "--true-warp",
+                      "placement", "--out", str(tmp_path / "ev-placed")]) == 0
+    assert json.loads((tmp_path / "ev-placed.json").read_text())["sampling"]["warp"] == WARP_FIELDS["placement"]
 
     warp_before = {k: v.clone() for k, v in model.warpnet.state_dict().items()}
     cfg = StageConfig.preset("coarse", "tiny", cache=str(cached), steps=2, size=SIZE, low_res_fraction=0.0)
