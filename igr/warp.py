@@ -12,6 +12,7 @@ field.
 
     python -m igr.warp data  --out runs/warp-data.npz --n 8000
     python -m igr.warp train --data runs/warp-data.npz --out runs/warp --steps 3000
+    python -m igr.warp train --data runs/warp-data.npz --out runs/warp-refine --init runs/warp/final --refine 2 --steps 1000
     python -m igr.warp eval  --model runs/warp/final --prior-of models/teacher-zsnr --n 128 --out reports/eval-zsnr/warp
     scripts/warp-prior.sh     # all of it, and the report: reports/warp-prior.md
 """
@@ -434,6 +435,7 @@ def train(data: Path, out: Path, *, steps: int, batch: int = 32, lr: float = 1e-
     g = torch.Generator().manual_seed(seed)
     img = lambda idx: person[idx].permute(0, 3, 1, 2).float().div(127.5).sub(1)
     out.mkdir(parents=True, exist_ok=True)
+
     def validate() -> dict:
         """The validation items' L1 and BCE, and how much of the L1 one shift or similarity per item explains."""
         train_net.eval()
