@@ -401,8 +401,9 @@ def coarse_fields(net: WarpNet, person: torch.Tensor, chunk: int = 64) -> tuple[
 
 def train(data: Path, out: Path, *, steps: int, batch: int = 32, lr: float = 1e-3, seed: int = 0,
           val: int = 256, log_every: int = 50, init: Path | None = None, refine: int = 0) -> None:
-    """A WarpNet from scratch; or, with `init` and `refine`, a Refiner trained on the frozen WarpNet of `init`
-    (whose coarse fields are computed once), every correction's field in the loss (the last weighted most)."""
+    """A WarpNet from scratch; with `init` alone, the WarpNet of `init` trained on (all its weights, a new
+    schedule); with `init` and `refine`, a Refiner trained on the frozen WarpNet of `init` (whose coarse fields are
+    computed once), every correction's field in the loss (the last weighted most)."""
     from tqdm.auto import tqdm
 
     d = np.load(data)
@@ -411,23 +412,24 @@ def train(data: Path, out: Path, *, steps: int, batch: int = 32, lr: float = 1e-
     val = max(1, min(val, len(person) // 8))             # the file's last items, never trained on
     n_train = len(person) - val
     torch.manual_seed(seed)
-    if (init is None) != (refine == 0):
-        raise ValueError("--init and --refine go together: a Refiner is trained on a trained WarpNet")
-    net = WarpNet() if init is None else with_refiner(init, refine)
-    if init is not None:
+    if refine and init is None:
+        raise ValueError("--refine needs --init: a Refiner is trained on a trained WarpNet")
+    refining = bool(refine)
+    net = with_refiner(init, refine) if refining else WarpNet() if init is None else WarpNet.from_pretrained(init)
+    if refining:
         net.requires_grad_(False).refiner.requires_grad_(True)
         net.eval().refiner.train()
         coarse = coarse_fields(net, person)
 
     def fields(p: torch.Tensor, idx: torch.Tensor) -> list[tuple]:
-        return [net(p)] if init is None else net.refined(p, coarse[0][idx], coarse[1][idx])
+        return net.refined(p, coarse[0][idx], coarse[1][idx]) if refining else [net(p)]
 
     def loss_of(p, idx) -> tuple:
         parts = [field_loss(*f, coords[idx], weight[idx]) for f in fields(p, idx)]
         total = sum(0.8 ** (len(parts) - 1 - i) * part[0] for i, part in enumerate(parts))
         return total, parts[-1][1], parts[-1][2]
 
-    train_net = net if init is None else net.refiner
+    train_net = net.refiner if refining else net.train()
     opt = torch.optim.AdamW([q for q in net.parameters() if q.requires_grad], lr=lr, weight_decay=1e-4)
     warmup = max(1, min(200, steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -450,7 +452,7 @@ def train(data: Path, out: Path, *, steps: int, batch: int = 32, lr: float = 1e-
                 **{f"val_{k}": round(v, 4) for k, v in parts.items() if k != "l1_px"}}
 
     log = open(out / "log.jsonl", "w")                  # a run starts from scratch: its own log
-    if init is not None:                                # where the Refiner starts: the frozen WarpNet's own field
+    if init is not None:                                # where it starts: the WarpNet of `init`
         log.write(json.dumps({"step": 0, **validate()}) + "\n")
     meta = lambda n: {"step": n, "data": str(data), **({"init": str(init)} if init else {})}  # noqa: E731
     t0 = time.perf_counter()
@@ -476,15 +478,19 @@ def train(data: Path, out: Path, *, steps: int, batch: int = 32, lr: float = 1e-
     net.save_pretrained(out / "final", meta(steps))
 
 
-def attach(model: Path, warpnet: Path, out: Path) -> list[str]:
+def attach(model: Path, warpnet: Path, out: Path, *, replace: bool = False) -> list[str]:
     """`model`'s IGR model with a warp prior: the WarpNet of `warpnet` (frozen) inside it, its warped photo's latent
     and visibility concatenated to the denoiser's input, whose new input channels start at zero (so it computes what
-    `model` did until trained: `IGRModel.transplant`). Writes `out`; returns the tensors not taken from `model`."""
+    `model` did until trained: `IGRModel.transplant`). `replace`: `model` has a warp prior already, and only its
+    WarpNet is exchanged (a denoiser trained on one warp, sampled with another). Writes `out`; returns the tensors
+    not taken from `model`."""
     from .model import IGRModel
 
     base = IGRModel.from_pretrained(model)
-    if base.config.warp_prior:
-        raise ValueError(f"{model} already has a warp prior")
+    if base.config.warp_prior and not replace:
+        raise ValueError(f"{model} already has a warp prior (exchange its WarpNet with --replace)")
+    if replace and not base.config.warp_prior:
+        raise ValueError(f"{model} has no warp prior to replace: attach one without --replace")
     net = WarpNet.from_pretrained(warpnet)
     with_warp = IGRModel(base.config.replace(warp_prior=True), pretrained=False)
     if net.config() != with_warp.warpnet.config():
@@ -695,12 +701,14 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--steps", type=int, default=3000)
     q.add_argument("--batch", type=int, default=32)
     q.add_argument("--lr", type=float, default=1e-3)
-    q.add_argument("--init", type=Path, help="a trained WarpNet (OUT/final), kept frozen: train a Refiner on its field")
+    q.add_argument("--init", type=Path, help="a trained WarpNet (OUT/final) to go on training; with --refine, kept "
+                   "frozen while a Refiner learns to correct its field")
     q.add_argument("--refine", type=int, default=0, help="with --init: how many times the Refiner corrects the field")
     q = sub.add_parser("attach", help="an IGR model with a trained WarpNet as its warp prior (to fine-tune)")
     q.add_argument("--model", type=Path, required=True, help="IGR model folder (e.g. models/teacher-zsnr)")
     q.add_argument("--warp", type=Path, required=True, help="WarpNet folder (python -m igr.warp train's OUT/final)")
     q.add_argument("--out", type=Path, required=True)
+    q.add_argument("--replace", action="store_true", help="MODEL has a warp prior: exchange its WarpNet, keep the rest")
     q = sub.add_parser("eval", help="the warp variants beside the baseline, through igr.eval's metrics")
     q.add_argument("--model", type=Path, help="WarpNet folder (leave out for the baseline and oracle only)")
     q.add_argument("--prior-of", type=Path, required=True, help="IGR model folder with an aligned prior")
@@ -736,16 +744,16 @@ def main(argv: list[str] | None = None) -> int:
                           command="python -m igr.warp " + " ".join(argv if argv is not None else sys.argv[1:]))
     elif args.cmd == "attach":
         try:
-            fresh = attach(args.model, args.warp, args.out)
+            fresh = attach(args.model, args.warp, args.out, replace=args.replace)
         except (ValueError, FileNotFoundError) as e:
             print(f"python -m igr.warp: error: {e}", file=sys.stderr)
             return 2
-        print(f"wrote {args.out}: {args.model} with the warp prior of {args.warp}; new: {', '.join(fresh)}")
+        print(f"wrote {args.out}: {args.model} with the warp prior of {args.warp}; new: {', '.join(fresh) or 'none'}")
     elif args.cmd == "data":
         make_data(args.out, args.split, args.n, args.workers, args.first)
     elif args.cmd == "train":
-        if (args.init is None) != (args.refine == 0) or args.refine < 0:
-            p.error("--init and --refine (1 or more) go together: a Refiner is trained on a trained WarpNet")
+        if args.refine < 0 or (args.refine and args.init is None):
+            p.error("--refine (1 or more) needs --init: a Refiner is trained on a trained WarpNet")
         if not args.data.is_file():
             print(f"python -m igr.warp: error: no data file {args.data} (python -m igr.warp data)", file=sys.stderr)
             return 2

@@ -161,8 +161,15 @@ def test_warpnet_learns_from_generated_correspondences(tmp_path):
         assert float(loss_fn(refined, person, coords, weight)[0]) < after
     rows = [json.loads(line) for line in (tmp_path / "ref" / "log.jsonl").read_text().splitlines()]
     assert rows[0]["step"] == 0 and {"val_l1_px", "val_after_shift_px"} <= rows[0].keys() and rows[-1]["step"] == 40
-    with pytest.raises(ValueError, match="go together"):
+    with pytest.raises(ValueError, match="needs --init"):
         train(data, tmp_path / "bad", steps=1, refine=1)
+    # --init alone goes on training every weight of that WarpNet, from where it stood
+    train(data, tmp_path / "more", steps=20, batch=8, lr=1e-3, log_every=20, init=tmp_path / "run" / "final")
+    rows = [json.loads(line) for line in (tmp_path / "more" / "log.jsonl").read_text().splitlines()]
+    first = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])
+    assert rows[0]["step"] == 0 and rows[0]["val_l1_px"] == pytest.approx(first["val_l1_px"], abs=1e-3)
+    more = WarpNet.from_pretrained(tmp_path / "more" / "final")
+    assert more.refine == 0 and not torch.equal(more.out.weight, net.out.weight)
 
 
 def test_diagnostic_fields_split_a_warpnets_error_into_placement_and_shape():
@@ -241,7 +248,7 @@ def test_cli_train_without_data_says_how_to_make_it(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
     with pytest.raises(SystemExit):
         main(["train", "--data", str(tmp_path / "none.npz"), "--out", str(tmp_path / "run"), "--refine", "2"])
-    assert "--init and --refine" in capsys.readouterr().err
+    assert "--refine (1 or more) needs --init" in capsys.readouterr().err
 
 
 def test_a_warp_prior_model_starts_as_its_source_caches_its_warp_and_trains(tmp_path):
@@ -267,6 +274,15 @@ def test_a_warp_prior_model_starts_as_its_source_caches_its_warp_and_trains(tmp_
     assert model.components[-1] == "warpnet" and torch.equal(model.warpnet.out.weight, net.out.weight)
     with pytest.raises(ValueError, match="already has a warp prior"):
         attach(tmp_path / "with-warp", tmp_path / "warpnet", tmp_path / "again")
+    other = WarpNet()
+    torch.nn.init.normal_(other.out.weight, std=0.1)
+    other.save_pretrained(tmp_path / "other")                  # --replace: only the WarpNet is exchanged
+    assert attach(tmp_path / "with-warp", tmp_path / "other", tmp_path / "swapped", replace=True) == []
+    swapped = IGRModel.from_pretrained(tmp_path / "swapped")
+    assert torch.equal(swapped.warpnet.out.weight, other.out.weight)
+    assert all(torch.equal(v, model.denoiser.state_dict()[k]) for k, v in swapped.denoiser.state_dict().items())
+    with pytest.raises(ValueError, match="no warp prior to replace"):
+        attach(tmp_path / "base", tmp_path / "other", tmp_path / "again", replace=True)
     with_refiner(tmp_path / "warpnet", 1).save_pretrained(tmp_path / "refined")   # a warp prior builds no Refiner
     with pytest.raises(ValueError, match="another shape"):
         attach(tmp_path / "base", tmp_path / "refined", tmp_path / "again")
