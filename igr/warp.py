@@ -358,7 +358,7 @@ def loss_fn(net: WarpNet, person: torch.Tensor, coords: torch.Tensor, weight: to
 def field_loss(pred: torch.Tensor, logit: torch.Tensor, coords: torch.Tensor, weight: torch.Tensor) -> tuple:
     """`loss_fn` of a field already computed: (loss, L1 px, BCE)."""
     w = weight[:, None]
-    scale = torch.tensor([SIZE[1] / 2, SIZE[0] / 2]).view(1, 2, 1, 1)
+    scale = _px_per_unit().to(pred.dtype)[..., None]
     l1 = ((pred - coords).abs() * scale * w).sum() / (2 * w.sum()).clamp(min=1)
     bce = F.binary_cross_entropy_with_logits(logit, w)
     return l1 + bce, l1.detach(), bce.detach()
@@ -388,14 +388,13 @@ def with_refiner(init: Path, refine: int) -> WarpNet:
     return net
 
 
-def coarse_fields(net: WarpNet, person: torch.Tensor, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """`net`'s coarse field (coords, logit) of every uint8 photo in `person` (N, H, W, 3), with a progress bar."""
+def coarse_fields(net: WarpNet, img, n: int, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """`net`'s coarse field (coords, logit) of photos 0..n-1, `img(indices)` giving them in [-1, 1], with a
+    progress bar."""
     from tqdm.auto import tqdm
 
-    out = []
     with torch.no_grad():
-        for s in tqdm(range(0, len(person), chunk), desc="coarse fields", unit_scale=chunk):
-            out.append(net.coarse(person[s: s + chunk].permute(0, 3, 1, 2).float().div(127.5).sub(1)))
+        out = [net.coarse(img(idx)) for idx in tqdm(torch.arange(n).split(chunk), desc="coarse fields")]
     return torch.cat([c for c, _ in out]), torch.cat([lg for _, lg in out])
 
 
@@ -412,6 +411,7 @@ def train(data: Path, out: Path, *, steps: int, batch: int = 32, lr: float = 1e-
     val = max(1, min(val, len(person) // 8))             # the file's last items, never trained on
     n_train = len(person) - val
     torch.manual_seed(seed)
+    img = lambda idx: person[idx].permute(0, 3, 1, 2).float().div(127.5).sub(1)  # noqa: E731
     if refine and init is None:
         raise ValueError("--refine needs --init: a Refiner is trained on a trained WarpNet")
     refining = bool(refine)
@@ -419,7 +419,7 @@ def train(data: Path, out: Path, *, steps: int, batch: int = 32, lr: float = 1e-
     if refining:
         net.requires_grad_(False).refiner.requires_grad_(True)
         net.eval().refiner.train()
-        coarse = coarse_fields(net, person)
+        coarse = coarse_fields(net, img, len(person))
 
     def fields(p: torch.Tensor, idx: torch.Tensor) -> list[tuple]:
         return net.refined(p, coarse[0][idx], coarse[1][idx]) if refining else [net(p)]
@@ -435,7 +435,6 @@ def train(data: Path, out: Path, *, steps: int, batch: int = 32, lr: float = 1e-
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     g = torch.Generator().manual_seed(seed)
-    img = lambda idx: person[idx].permute(0, 3, 1, 2).float().div(127.5).sub(1)
     out.mkdir(parents=True, exist_ok=True)
 
     def validate() -> dict:
