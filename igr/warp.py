@@ -12,6 +12,9 @@ field.
 
     python -m igr.warp data  --out runs/warp-data.npz --n 8000
     python -m igr.warp train --data runs/warp-data.npz --out runs/warp --steps 3000
+    python -m igr.warp train --data runs/warp-data.npz --out runs/warp --steps 3000 --resume   # after a stop
+    python -m igr.warp train --data runs/warp-data.npz --out runs/warp-long --init runs/warp/final --steps 50000 \
+        --batch 64 --lr 3e-4 --device cuda                                                     # where one is lent
     python -m igr.warp train --data runs/warp-data.npz --out runs/warp-refine --init runs/warp/final --refine 2 --steps 1000
     python -m igr.warp eval  --model runs/warp/final --prior-of models/teacher-zsnr --n 128 --out reports/eval-zsnr/warp
     scripts/warp-prior.sh     # all of it, and the report: reports/warp-prior.md
@@ -398,24 +401,52 @@ def coarse_fields(net: WarpNet, img, n: int, chunk: int = 64) -> tuple[torch.Ten
     return torch.cat([c for c, _ in out]), torch.cat([lg for _, lg in out])
 
 
+def _checkpoint_settings(data: Path, steps: int, batch: int, lr: float, seed: int, val: int, log_every: int,
+                         init: Path | None, refine: int) -> dict:
+    """What a resumed run must share with the run that wrote the checkpoint for the resume to be exact."""
+    return {"data": str(data), "steps": steps, "batch": batch, "lr": lr, "seed": seed, "val": val,
+            "log_every": log_every, "init": None if init is None else str(init), "refine": refine}
+
+
 def train(data: Path, out: Path, *, steps: int, batch: int = 32, lr: float = 1e-3, seed: int = 0,
-          val: int = 256, log_every: int = 50, init: Path | None = None, refine: int = 0) -> None:
+          val: int = 256, log_every: int = 50, init: Path | None = None, refine: int = 0,
+          device: str = "cpu", resume: bool = False, until: int | None = None) -> None:
     """A WarpNet from scratch; with `init` alone, the WarpNet of `init` trained on (all its weights, a new
     schedule); with `init` and `refine`, a Refiner trained on the frozen WarpNet of `init` (whose coarse fields are
-    computed once), every correction's field in the loss (the last weighted most)."""
+    computed once), every correction's field in the loss (the last weighted most).
+
+    Every validation (each `log_every` × 10 steps) also writes OUT/checkpoint/state.pt: the weights, the optimizer,
+    the schedule and the data order's generator. `resume` goes on from it with the same settings, bit for bit on
+    the same device; `until` stops after that step (and its checkpoint). The batches are drawn on the CPU whatever
+    `device` computes, so a run moved between devices sees the same data order."""
     from tqdm.auto import tqdm
 
+    settings = _checkpoint_settings(data, steps, batch, lr, seed, val, log_every, init, refine)
+    ckpt_path = out / "checkpoint" / "state.pt"
+    ckpt = None
+    if resume:
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"no checkpoint to resume: {ckpt_path} (a run writes one at each validation)")
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        differ = {k: (ckpt["settings"].get(k), v) for k, v in settings.items() if ckpt["settings"].get(k) != v}
+        if differ:
+            raise ValueError("resume needs the settings of the run that wrote the checkpoint; these differ "
+                             "(checkpoint, now): " + ", ".join(f"{k} {a!r} != {b!r}" for k, (a, b) in differ.items()))
+    if until is not None and not 0 < until <= steps:
+        raise ValueError(f"until is a step in 1..{steps}, not {until}")
+    dev = torch.device(device)
     d = np.load(data)
     person = torch.from_numpy(d["person"])              # (N, H, W, 3) uint8
     coords, weight = torch.from_numpy(d["coords"]), torch.from_numpy(d["weight"])
     val = max(1, min(val, len(person) // 8))             # the file's last items, never trained on
     n_train = len(person) - val
     torch.manual_seed(seed)
-    img = lambda idx: person[idx].permute(0, 3, 1, 2).float().div(127.5).sub(1)  # noqa: E731
+    img = lambda idx: person[idx].to(dev).permute(0, 3, 1, 2).float().div(127.5).sub(1)  # noqa: E731
     if refine and init is None:
         raise ValueError("--refine needs --init: a Refiner is trained on a trained WarpNet")
     refining = bool(refine)
     net = with_refiner(init, refine) if refining else WarpNet() if init is None else WarpNet.from_pretrained(init)
+    net.to(dev)
     if refining:
         net.requires_grad_(False).refiner.requires_grad_(True)
         net.eval().refiner.train()
@@ -425,7 +456,7 @@ def train(data: Path, out: Path, *, steps: int, batch: int = 32, lr: float = 1e-
         return net.refined(p, coarse[0][idx], coarse[1][idx]) if refining else [net(p)]
 
     def loss_of(p, idx) -> tuple:
-        parts = [field_loss(*f, coords[idx], weight[idx]) for f in fields(p, idx)]
+        parts = [field_loss(*f, coords[idx].to(dev), weight[idx].to(dev)) for f in fields(p, idx)]
         total = sum(0.8 ** (len(parts) - 1 - i) * part[0] for i, part in enumerate(parts))
         return total, parts[-1][1], parts[-1][2]
 
@@ -445,36 +476,63 @@ def train(data: Path, out: Path, *, steps: int, batch: int = 32, lr: float = 1e-
             pred, logit = zip(*(fields(img(i), i)[-1] for i in idx.split(64)))
             pred, logit = torch.cat(pred), torch.cat(logit)
         train_net.train()
+        pred, logit = pred.cpu(), logit.cpu()
         _, l1, bce = field_loss(pred, logit, coords[idx], weight[idx])
         parts = error_parts(pred, coords[idx], weight[idx])
         return {"val_l1_px": round(float(l1), 4), "val_bce": round(float(bce), 4),
                 **{f"val_{k}": round(v, 4) for k, v in parts.items() if k != "l1_px"}}
 
-    log = open(out / "log.jsonl", "w")                  # a run starts from scratch: its own log
-    if init is not None:                                # where it starts: the WarpNet of `init`
-        log.write(json.dumps({"step": 0, **validate()}) + "\n")
+    start = 0
+    if ckpt is not None:
+        train_net.load_state_dict(ckpt["train_net"])
+        opt.load_state_dict(ckpt["opt"])
+        sched.load_state_dict(ckpt["sched"])
+        g.set_state(ckpt["generator"])
+        start = ckpt["step"]
+        kept = [line for line in (out / "log.jsonl").read_text().splitlines() if json.loads(line)["step"] <= start]
+        log = open(out / "log.jsonl", "w")              # the rows past the checkpoint are done again
+        log.write("".join(line + "\n" for line in kept))
+    else:
+        log = open(out / "log.jsonl", "w")              # a run starts from scratch: its own log
+        if init is not None:                            # where it starts: the WarpNet of `init`
+            log.write(json.dumps({"step": 0, **validate()}) + "\n")
     meta = lambda n: {"step": n, "data": str(data), **({"init": str(init)} if init else {})}  # noqa: E731
-    t0 = time.perf_counter()
-    for step in tqdm(range(steps), desc="warp train"):
+
+    def save_checkpoint(n: int) -> None:
+        state = {"step": n, "settings": settings, "train_net": train_net.state_dict(), "opt": opt.state_dict(),
+                 "sched": sched.state_dict(), "generator": g.get_state(), "seconds": time.perf_counter() - t0}
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(ckpt_path)                          # never half-written
+
+    stop = steps if until is None else until
+    t0 = time.perf_counter() - (ckpt or {}).get("seconds", 0.0)
+    for step in tqdm(range(start, stop), desc="warp train", initial=start, total=stop):
         idx = torch.randint(0, n_train, (batch,), generator=g)
         p = img(idx)
         if torch.rand((), generator=g) < 0.5:      # photometric jitter: the warp must not key on colour
-            p = (p * (0.8 + 0.4 * torch.rand(batch, 3, 1, 1, generator=g))).clamp(-1, 1)
+            p = (p * (0.8 + 0.4 * torch.rand(batch, 3, 1, 1, generator=g)).to(dev)).clamp(-1, 1)
         loss, l1, bce = loss_of(p, idx)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(train_net.parameters(), 1.0)
         opt.step()
         sched.step()
-        if (step + 1) % log_every == 0 or step + 1 == steps:
+        if (step + 1) % log_every == 0 or step + 1 in (steps, stop):
             row = {"step": step + 1, "l1_px": round(float(l1), 4), "bce": round(float(bce), 4),
                    "lr": sched.get_last_lr()[0], "seconds": round(time.perf_counter() - t0, 1)}
-            if (step + 1) % (log_every * 10) == 0 or step + 1 == steps:
+            checkpoint = (step + 1) % (log_every * 10) == 0 or step + 1 in (steps, stop)
+            if checkpoint:
                 row.update(validate())
                 net.save_pretrained(out / "final", meta(step + 1))
             log.write(json.dumps(row) + "\n")
             log.flush()
-    net.save_pretrained(out / "final", meta(steps))
+            if checkpoint:
+                save_checkpoint(step + 1)
+    log.close()
+    if stop == steps:
+        net.save_pretrained(out / "final", meta(steps))
 
 
 def attach(model: Path, warpnet: Path, out: Path, *, replace: bool = False) -> list[str]:
@@ -703,6 +761,11 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--init", type=Path, help="a trained WarpNet (OUT/final) to go on training; with --refine, kept "
                    "frozen while a Refiner learns to correct its field")
     q.add_argument("--refine", type=int, default=0, help="with --init: how many times the Refiner corrects the field")
+    q.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where the steps run (the batches are drawn "
+                   "on the CPU alike)")
+    q.add_argument("--resume", action="store_true", help="go on from OUT/checkpoint (written at every validation), "
+                   "with the same settings")
+    q.add_argument("--until", type=int, help="stop after this step, with a checkpoint (--resume goes on)")
     q = sub.add_parser("attach", help="an IGR model with a trained WarpNet as its warp prior (to fine-tune)")
     q.add_argument("--model", type=Path, required=True, help="IGR model folder (e.g. models/teacher-zsnr)")
     q.add_argument("--warp", type=Path, required=True, help="WarpNet folder (python -m igr.warp train's OUT/final)")
@@ -759,8 +822,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.init is not None and not (args.init / "config.json").is_file():
             print(f"python -m igr.warp: error: {args.init} is not a WarpNet folder (no config.json)", file=sys.stderr)
             return 2
-        train(args.data, args.out, steps=args.steps, batch=args.batch, lr=args.lr, init=args.init,
-              refine=args.refine)
+        if args.device.startswith("cuda") and not torch.cuda.is_available():
+            print(f"python -m igr.warp: error: --device {args.device}, but torch sees no CUDA device here",
+                  file=sys.stderr)
+            return 2
+        try:
+            train(args.data, args.out, steps=args.steps, batch=args.batch, lr=args.lr, init=args.init,
+                  refine=args.refine, device=args.device, resume=args.resume, until=args.until)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"python -m igr.warp: error: {e}", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -346,3 +346,34 @@ def test_a_warp_prior_model_starts_as_its_source_caches_its_warp_and_trains(tmp_
     trained = IGRModel.from_pretrained(result.final)
     assert trained.denoiser.unet.conv_in.weight[:, 4:].abs().sum() > 0     # the warp channels opened
     assert all(torch.equal(v, trained.warpnet.state_dict()[k]) for k, v in warp_before.items())
+
+
+def test_warpnet_training_resumes_bit_for_bit_and_refuses_other_settings(tmp_path, capsys):
+    """Stopped at a checkpoint and resumed, a run ends with the weights and log of one that never stopped."""
+    from igr.warp import main
+
+    data = tmp_path / "warp.npz"
+    make_data(data, "train", 24, workers=1)
+    kw = dict(steps=12, batch=4, lr=2e-3, log_every=2)      # a validation and a checkpoint every 20 steps, and at 12
+    train(data, tmp_path / "straight", **kw)
+    train(data, tmp_path / "split", until=5, **kw)
+    assert json.loads((tmp_path / "split" / "final" / "config.json").read_text())["step"] == 5
+    # a resume with other settings would not be the same run
+    with pytest.raises(ValueError, match="lr"):
+        train(data, tmp_path / "split", resume=True, **{**kw, "lr": 1e-3})
+    train(data, tmp_path / "split", resume=True, **kw)
+    a = WarpNet.from_pretrained(tmp_path / "straight" / "final").state_dict()
+    b = WarpNet.from_pretrained(tmp_path / "split" / "final").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = lambda run: [{k: v for k, v in json.loads(line).items() if k != "seconds"}  # noqa: E731
+                        for line in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+    straight, split = rows("straight"), rows("split")
+    assert [r["step"] for r in straight] == [2, 4, 6, 8, 10, 12]
+    assert [r["step"] for r in split] == [2, 4, 5, 6, 8, 10, 12]      # the stop's own row, then the same rows
+    assert [r for r in split if r["step"] != 5] == straight
+
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert "no checkpoint to resume" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["train", "--data", str(data), "--out", str(tmp_path / "gpu"), "--device", "cuda"]) == 2
+        assert "no CUDA device" in capsys.readouterr().err
