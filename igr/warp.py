@@ -501,10 +501,8 @@ def train(data: Path, out: Path, *, steps: int, batch: int = 32, lr: float = 1e-
     def save_checkpoint(n: int) -> None:
         state = {"step": n, "settings": settings, "train_net": train_net.state_dict(), "opt": opt.state_dict(),
                  "sched": sched.state_dict(), "generator": g.get_state(), "seconds": time.perf_counter() - t0}
-        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = ckpt_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(ckpt_path)                          # never half-written
+        with atomic_folder(ckpt_path.parent) as tmp:    # never half-written
+            torch.save(state, tmp / ckpt_path.name)
 
     stop = steps if until is None else until
     t0 = time.perf_counter() - (ckpt or {}).get("seconds", 0.0)
@@ -519,20 +517,18 @@ def train(data: Path, out: Path, *, steps: int, batch: int = 32, lr: float = 1e-
         torch.nn.utils.clip_grad_norm_(train_net.parameters(), 1.0)
         opt.step()
         sched.step()
-        if (step + 1) % log_every == 0 or step + 1 in (steps, stop):
+        if (step + 1) % log_every == 0 or step + 1 == stop:
             row = {"step": step + 1, "l1_px": round(float(l1), 4), "bce": round(float(bce), 4),
                    "lr": sched.get_last_lr()[0], "seconds": round(time.perf_counter() - t0, 1)}
-            checkpoint = (step + 1) % (log_every * 10) == 0 or step + 1 in (steps, stop)
+            checkpoint = (step + 1) % (log_every * 10) == 0 or step + 1 == stop
             if checkpoint:
                 row.update(validate())
                 net.save_pretrained(out / "final", meta(step + 1))
             log.write(json.dumps(row) + "\n")
             log.flush()
-            if checkpoint:
+            if checkpoint:                              # the last step's too: OUT/final is already its weights
                 save_checkpoint(step + 1)
     log.close()
-    if stop == steps:
-        net.save_pretrained(out / "final", meta(steps))
 
 
 def attach(model: Path, warpnet: Path, out: Path, *, replace: bool = False) -> list[str]:
