@@ -401,14 +401,33 @@ def coarse_fields(net: WarpNet, img, n: int, chunk: int = 64) -> tuple[torch.Ten
     return torch.cat([c for c, _ in out]), torch.cat([lg for _, lg in out])
 
 
-def _checkpoint_settings(data: Path, steps: int, batch: int, lr: float, seed: int, val: int, log_every: int,
+def load_data(data: "Path | list[Path]") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Persons (N, H, W, 3) uint8, coordinates and weights of one `make_data` file, or of several joined in the order
+    given (the last file's last items then validate). Files whose items overlap in the same split are refused: an
+    item would be trained on and validated on at once."""
+    paths = [data] if isinstance(data, (str, Path)) else list(data)
+    parts, seen = [], []
+    for path in paths:
+        d = np.load(path)
+        n, split, first = len(d["person"]), str(d["split"]), int(d["first"])
+        for other, (s2, f2, n2) in seen:
+            if s2 == split and first < f2 + n2 and f2 < first + n:
+                raise ValueError(f"{path} ({split} items {first}-{first + n - 1}) overlaps {other} "
+                                 f"({s2} items {f2}-{f2 + n2 - 1})")
+        seen.append((path, (split, first, n)))
+        parts.append((d["person"], d["coords"], d["weight"]))
+    return tuple(torch.from_numpy(np.concatenate(a) if len(a) > 1 else a[0]) for a in zip(*parts))
+
+
+def _checkpoint_settings(data: "Path | list[Path]", steps: int, batch: int, lr: float, seed: int, val: int, log_every: int,
                          init: Path | None, refine: int) -> dict:
     """What a resumed run must share with the run that wrote the checkpoint for the resume to be exact."""
-    return {"data": str(data), "steps": steps, "batch": batch, "lr": lr, "seed": seed, "val": val,
+    data = str(data) if isinstance(data, (str, Path)) else [str(d) for d in data]
+    return {"data": data[0] if isinstance(data, list) and len(data) == 1 else data, "steps": steps, "batch": batch, "lr": lr, "seed": seed, "val": val,
             "log_every": log_every, "init": None if init is None else str(init), "refine": refine}
 
 
-def train(data: Path, out: Path, *, steps: int, batch: int = 32, lr: float = 1e-3, seed: int = 0,
+def train(data: "Path | list[Path]", out: Path, *, steps: int, batch: int = 32, lr: float = 1e-3, seed: int = 0,
           val: int = 256, log_every: int = 50, init: Path | None = None, refine: int = 0,
           device: str = "cpu", resume: bool = False, until: int | None = None) -> None:
     """A WarpNet from scratch; with `init` alone, the WarpNet of `init` trained on (all its weights, a new
@@ -435,9 +454,7 @@ def train(data: Path, out: Path, *, steps: int, batch: int = 32, lr: float = 1e-
     if until is not None and not 0 < until <= steps:
         raise ValueError(f"until is a step in 1..{steps}, not {until}")
     dev = torch.device(device)
-    d = np.load(data)
-    person = torch.from_numpy(d["person"])              # (N, H, W, 3) uint8
-    coords, weight = torch.from_numpy(d["coords"]), torch.from_numpy(d["weight"])
+    person, coords, weight = load_data(data)            # person: (N, H, W, 3) uint8
     val = max(1, min(val, len(person) // 8))             # the file's last items, never trained on
     n_train = len(person) - val
     torch.manual_seed(seed)
@@ -749,7 +766,8 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--first", type=int, default=0, help="the first item (e.g. past a latent cache's items, so that a "
                    "WarpNet trained on these warps the cache's persons as it warps unseen ones)")
     q = sub.add_parser("train", help="train a WarpNet")
-    q.add_argument("--data", type=Path, required=True)
+    q.add_argument("--data", type=Path, required=True, action="append",
+                   help="a `data` file; give it again to join several (the last file's last items validate)")
     q.add_argument("--out", type=Path, required=True)
     q.add_argument("--steps", type=int, default=3000)
     q.add_argument("--batch", type=int, default=32)
@@ -812,8 +830,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "train":
         if args.refine < 0 or (args.refine and args.init is None):
             p.error("--refine (1 or more) needs --init: a Refiner is trained on a trained WarpNet")
-        if not args.data.is_file():
-            print(f"python -m igr.warp: error: no data file {args.data} (python -m igr.warp data)", file=sys.stderr)
+        missing = [d for d in args.data if not d.is_file()]
+        if missing:
+            print(f"python -m igr.warp: error: no data file {missing[0]} (python -m igr.warp data)", file=sys.stderr)
             return 2
         if args.init is not None and not (args.init / "config.json").is_file():
             print(f"python -m igr.warp: error: {args.init} is not a WarpNet folder (no config.json)", file=sys.stderr)
@@ -823,7 +842,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
         try:
-            train(args.data, args.out, steps=args.steps, batch=args.batch, lr=args.lr, init=args.init,
+            train(args.data[0] if len(args.data) == 1 else args.data, args.out, steps=args.steps, batch=args.batch, lr=args.lr, init=args.init,
                   refine=args.refine, device=args.device, resume=args.resume, until=args.until)
         except (ValueError, FileNotFoundError) as e:
             print(f"python -m igr.warp: error: {e}", file=sys.stderr)

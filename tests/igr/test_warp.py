@@ -377,3 +377,31 @@ def test_warpnet_training_resumes_bit_for_bit_and_refuses_other_settings(tmp_pat
     if not torch.cuda.is_available():
         assert main(["train", "--data", str(data), "--out", str(tmp_path / "gpu"), "--device", "cuda"]) == 2
         assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_warpnet_trains_on_several_data_files_joined_in_order(tmp_path, capsys):
+    """Two files of consecutive items are the one file of all of them; overlapping items are refused."""
+    from igr.warp import load_data, main
+
+    make_data(tmp_path / "all.npz", "train", 16, workers=1)
+    make_data(tmp_path / "a.npz", "train", 8, workers=1)
+    make_data(tmp_path / "b.npz", "train", 8, workers=1, first=8)
+    joined, whole = load_data([tmp_path / "a.npz", tmp_path / "b.npz"]), load_data(tmp_path / "all.npz")
+    assert all(torch.equal(x, y) for x, y in zip(joined, whole)) and len(joined[0]) == 16
+    kw = dict(steps=4, batch=4, lr=2e-3, log_every=2)
+    train(tmp_path / "all.npz", tmp_path / "one", **kw)
+    assert main(["train", "--data", str(tmp_path / "a.npz"), "--data", str(tmp_path / "b.npz"),
+                 "--out", str(tmp_path / "two"), "--steps", "4", "--batch", "4", "--lr", "2e-3"]) == 0
+    a = WarpNet.from_pretrained(tmp_path / "one" / "final").state_dict()
+    b = WarpNet.from_pretrained(tmp_path / "two" / "final").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    make_data(tmp_path / "c.npz", "train", 8, workers=1, first=4)
+    with pytest.raises(ValueError, match="overlaps"):
+        load_data([tmp_path / "a.npz", tmp_path / "c.npz"])
+    assert main(["train", "--data", str(tmp_path / "a.npz"), "--data", str(tmp_path / "c.npz"),
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "overlaps" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path / "a.npz"), "--data", str(tmp_path / "none.npz"),
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "no data file" in capsys.readouterr().err
