@@ -18,6 +18,8 @@ import numpy as np
 import onnx
 import torch
 
+from igr.files import atomic_file
+
 from .specs import BATCH, ExportSpec
 
 OPSET = 18
@@ -92,10 +94,8 @@ def clean(proto: onnx.ModelProto) -> None:
 def save(proto: onnx.ModelProto, path: Path) -> Path:
     """Check, then write atomically (one file, no external data)."""
     onnx.checker.check_model(proto)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(proto.SerializeToString(deterministic=True))
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(proto.SerializeToString(deterministic=True))
     return path
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from igr.files import atomic_file
 from igr.model import IGRModel
 
 
@@ -62,10 +63,8 @@ def calibration_set(model: IGRModel, *, n: int = 64, split: str = "val", seed: i
 def save(data: dict[str, np.ndarray], path: str | Path) -> Path:
     """Write the set as an uncompressed .npz, atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, **data)
-    tmp.replace(path)
+    with atomic_file(path, ".npz") as tmp:
+        np.savez(tmp, **data)
     return path
 
 

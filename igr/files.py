@@ -1,4 +1,4 @@
-"""Writing folders atomically: build beside the destination, then rename into place."""
+"""Writing files and folders atomically: build beside the destination, then rename into place."""
 from __future__ import annotations
 
 import os
@@ -34,3 +34,19 @@ def replace_folder(new: Path, dest: Path) -> None:
         shutil.rmtree(old)
     else:
         os.replace(new, dest)
+
+
+@contextmanager
+def atomic_file(dest: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary sibling path to write (ending in `suffix`, for writers that go by it: np.savez's ".npz",
+    matplotlib's ".png"); on success it replaces `dest` in one rename, on error it is removed. Readers see the old
+    file or the whole new one, never a part."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.{os.getpid()}.{time.time_ns()}.tmp{suffix}"
+    try:
+        yield tmp
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

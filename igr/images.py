@@ -1,13 +1,13 @@
 """Image plumbing shared by the tools: uint8 arrays <-> model tensors, contact sheets, atomic PNG writes."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from .files import atomic_file
 
 
 def to_tensor(image: np.ndarray):
@@ -32,16 +32,9 @@ def as_rgb(a: np.ndarray) -> np.ndarray:
 
 def save_png(image: Image.Image, path: str | Path) -> Path:
     """Write a PNG atomically (temporary file beside it, then rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.resolve().parent)
-    os.close(fd)
-    try:
+    with atomic_file(path, ".png") as tmp:
         image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def contact_sheet(rows: Sequence[Sequence[np.ndarray]], *, title: str,

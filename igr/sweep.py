@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import sys
 from pathlib import Path
+
+from .files import atomic_file
 
 
 def _floats(text: str) -> list[float]:
@@ -88,9 +89,8 @@ def write_choice(folder: Path, choice: dict) -> None:
 
     cfg = IGRConfig.load(folder / "config.json").replace(
         sampler=choice["sampler"], sample_steps=choice["steps"], guidance_scale=choice["scale"])
-    tmp = folder / f".config.json.{os.getpid()}.tmp"
-    cfg.save(tmp)
-    os.replace(tmp, folder / "config.json")
+    with atomic_file(folder / "config.json") as tmp:
+        cfg.save(tmp)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .files import atomic_folder
+from .files import atomic_file, atomic_folder
 
 KIND = "warp"
 SIZE = (256, 192)          # person and in-shop frame, px
@@ -346,11 +346,9 @@ def make_data(out: Path, split: str, n: int, workers: int = 2, first: int = 0) -
 
     with get_context("spawn").Pool(workers) as pool:
         items = list(tqdm(pool.imap(_item, [(split, i) for i in range(first, first + n)], chunksize=16), total=n, desc="warp data"))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez(tmp, person=np.stack([p for p, _, _ in items]), coords=np.stack([c for _, c, _ in items]),
-             weight=np.stack([w for _, _, w in items]), split=split, first=first)
-    tmp.replace(out)
+    with atomic_file(out, ".npz") as tmp:
+        np.savez(tmp, person=np.stack([p for p, _, _ in items]), coords=np.stack([c for _, c, _ in items]),
+                 weight=np.stack([w for _, _, w in items]), split=split, first=first)
 
 
 def loss_fn(net: WarpNet, person: torch.Tensor, coords: torch.Tensor, weight: torch.Tensor) -> tuple:

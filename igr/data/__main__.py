@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..files import atomic_folder
+from ..files import atomic_file, atomic_folder
 from .synth import SPLITS, generate, parse_size, seed_for
 
 
@@ -142,9 +142,8 @@ def cmd_subset(args) -> None:
     lines = [f"# hqft subset of {args.data}: {len(kept)} of {len(ranked)} train pairs, ranked by garment texture "
              f"score (python -m igr.data subset --keep {args.keep}); score floor {kept[-1][0]:.3f}"]
     lines += [f"{name}  # {score:.3f}" for score, name in kept]
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(out)
+    with atomic_file(out) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}: {len(kept)} of {len(ranked)} pairs (texture score >= {kept[-1][0]:.3f})")
 
 

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..config import IGRConfig
 from ..data import SynthGarmentDataset
-from ..files import atomic_folder
+from ..files import atomic_file, atomic_folder
 from ..model import IGRModel, Rows
 from .cache import LatentCache, frozen_digests
 from .config import StageConfig
@@ -821,9 +821,8 @@ def truncate_log(path: Path, step: int) -> None:
     if not path.exists():
         return
     rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(r + "\n" for r in rows))
-    tmp.replace(path)                           # atomic: a reader sees the old log or the new one
+    with atomic_file(path) as tmp:              # a reader sees the old log or the new one
+        tmp.write_text("".join(r + "\n" for r in rows))
 
 
 def plot_log(log: Path, out: Path) -> Path | None:
@@ -855,10 +854,9 @@ def plot_log(log: Path, out: Path) -> Path | None:
         axes[0, 1].set_xlabel("step"), axes[0, 1].set_ylabel(metric), axes[0, 1].grid(alpha=0.3)
     fig.suptitle(log.parent.name)
     fig.tight_layout()
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_file(out, ".png") as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    tmp.replace(out)
     return out
 
 
