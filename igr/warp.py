@@ -15,6 +15,9 @@ field.
     python -m igr.warp train --data runs/warp-data.npz --out runs/warp --steps 3000 --resume   # after a stop
     python -m igr.warp train --data runs/warp-data.npz --out runs/warp-long --init runs/warp/final --steps 50000 \
         --batch 64 --lr 3e-4 --device cuda                                                     # where one is lent
+    python -m igr.warp data  --out runs/warp-data-more.npz --first 8000 --n 16000                  # more items, then
+    python -m igr.warp train --data runs/warp-data-more.npz --data runs/warp-data.npz --out runs/warp-joined \
+        --init runs/warp/final --steps 9000 --batch 16 --lr 3e-4     # both files (the last one's last items validate)
     python -m igr.warp train --data runs/warp-data.npz --out runs/warp-refine --init runs/warp/final --refine 2 --steps 1000
     python -m igr.warp eval  --model runs/warp/final --prior-of models/teacher-zsnr --n 128 --out reports/eval-zsnr/warp
     scripts/warp-prior.sh     # all of it, and the report: reports/warp-prior.md
