@@ -424,7 +424,8 @@ def _checkpoint_settings(data: "Path | list[Path]", steps: int, batch: int, lr: 
                          init: Path | None, refine: int) -> dict:
     """What a resumed run must share with the run that wrote the checkpoint for the resume to be exact."""
     data = str(data) if isinstance(data, (str, Path)) else [str(d) for d in data]
-    return {"data": data[0] if isinstance(data, list) and len(data) == 1 else data, "steps": steps, "batch": batch, "lr": lr, "seed": seed, "val": val,
+    return {"data": data[0] if isinstance(data, list) and len(data) == 1 else data, "steps": steps, "batch": batch,
+            "lr": lr, "seed": seed, "val": val,
             "log_every": log_every, "init": None if init is None else str(init), "refine": refine}
 
 
@@ -514,7 +515,7 @@ def train(data: "Path | list[Path]", out: Path, *, steps: int, batch: int = 32, 
         log = open(out / "log.jsonl", "w")              # a run starts from scratch: its own log
         if init is not None:                            # where it starts: the WarpNet of `init`
             log.write(json.dumps({"step": 0, **validate()}) + "\n")
-    meta = lambda n: {"step": n, "data": str(data), **({"init": str(init)} if init else {})}  # noqa: E731
+    meta = lambda n: {"step": n, "data": settings["data"], **({"init": str(init)} if init else {})}  # noqa: E731
 
     def save_checkpoint(n: int) -> None:
         state = {"step": n, "settings": settings, "train_net": train_net.state_dict(), "opt": opt.state_dict(),

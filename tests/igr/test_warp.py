@@ -395,6 +395,8 @@ def test_warpnet_trains_on_several_data_files_joined_in_order(tmp_path, capsys):
     a = WarpNet.from_pretrained(tmp_path / "one" / "final").state_dict()
     b = WarpNet.from_pretrained(tmp_path / "two" / "final").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "two" / "final" / "config.json").read_text())["data"] == [
+        str(tmp_path / "a.npz"), str(tmp_path / "b.npz")]
 
     make_data(tmp_path / "c.npz", "train", 8, workers=1, first=4)
     with pytest.raises(ValueError, match="overlaps"):
