@@ -354,6 +354,14 @@ def make_data(out: Path, split: str, n: int, workers: int = 2, first: int = 0) -
                  weight=np.stack([w for _, _, w in items]), split=split, first=first)
 
 
+def mirror(person: torch.Tensor, coords: torch.Tensor, weight: torch.Tensor) -> tuple:
+    """The left-right mirror of training items: the photo (B, 3, H, W) and the in-shop frame both flipped, so each
+    cell's coordinates come from its mirror cell with x negated (grid_sample units are symmetric about 0), and so
+    does its weight (B, gh, gw). warp(mirrored photo, mirrored field) is the mirrored in-shop image."""
+    c = coords.flip(-1)
+    return person.flip(-1), torch.cat([-c[:, :1], c[:, 1:]], 1), weight.flip(-1)
+
+
 def loss_fn(net: WarpNet, person: torch.Tensor, coords: torch.Tensor, weight: torch.Tensor) -> tuple:
     """L1 on the coordinates where a cell is seen (in px of the full image), BCE on whether it is."""
     return field_loss(*net(person), coords, weight)
@@ -421,35 +429,38 @@ def load_data(data: "Path | list[Path]") -> tuple[torch.Tensor, torch.Tensor, to
 
 
 def _checkpoint_settings(data: "Path | list[Path]", steps: int, batch: int, lr: float, seed: int, val: int, log_every: int,
-                         init: Path | None, refine: int) -> dict:
+                         init: Path | None, refine: int, flip: bool = False) -> dict:
     """What a resumed run must share with the run that wrote the checkpoint for the resume to be exact."""
     data = str(data) if isinstance(data, (str, Path)) else [str(d) for d in data]
     return {"data": data[0] if isinstance(data, list) and len(data) == 1 else data, "steps": steps, "batch": batch,
             "lr": lr, "seed": seed, "val": val,
-            "log_every": log_every, "init": None if init is None else str(init), "refine": refine}
+            "log_every": log_every, "init": None if init is None else str(init), "refine": refine, "flip": flip}
 
 
 def train(data: "Path | list[Path]", out: Path, *, steps: int, batch: int = 32, lr: float = 1e-3, seed: int = 0,
           val: int = 256, log_every: int = 50, init: Path | None = None, refine: int = 0,
-          device: str = "cpu", resume: bool = False, until: int | None = None) -> None:
+          device: str = "cpu", resume: bool = False, until: int | None = None, flip: bool = False) -> None:
     """A WarpNet from scratch; with `init` alone, the WarpNet of `init` trained on (all its weights, a new
     schedule); with `init` and `refine`, a Refiner trained on the frozen WarpNet of `init` (whose coarse fields are
     computed once), every correction's field in the loss (the last weighted most).
 
     Every validation (each `log_every` × 10 steps) also writes OUT/checkpoint/state.pt: the weights, the optimizer,
     the schedule and the data order's generator. `resume` goes on from it with the same settings, bit for bit on
-    the same device; `until` stops after that step (and its checkpoint). The batches are drawn on the CPU whatever
+    the same device; `until` stops after that step (and its checkpoint). `flip` mirrors each item left-right with
+    probability 1/2 (`mirror`: the photo and its targets together), which a Refiner cannot (its coarse fields are
+    computed once, unmirrored). The batches are drawn on the CPU whatever
     `device` computes, so a run moved between devices sees the same data order."""
     from tqdm.auto import tqdm
 
-    settings = _checkpoint_settings(data, steps, batch, lr, seed, val, log_every, init, refine)
+    settings = _checkpoint_settings(data, steps, batch, lr, seed, val, log_every, init, refine, flip)
     ckpt_path = out / "checkpoint" / "state.pt"
     ckpt = None
     if resume:
         if not ckpt_path.is_file():
             raise FileNotFoundError(f"no checkpoint to resume: {ckpt_path} (a run writes one at each validation)")
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        differ = {k: (ckpt["settings"].get(k), v) for k, v in settings.items() if ckpt["settings"].get(k) != v}
+        written = {"flip": False, **ckpt["settings"]}        # a checkpoint from before `flip` never flipped
+        differ = {k: (written.get(k), v) for k, v in settings.items() if written.get(k) != v}
         if differ:
             raise ValueError("resume needs the settings of the run that wrote the checkpoint; these differ "
                              "(checkpoint, now): " + ", ".join(f"{k} {a!r} != {b!r}" for k, (a, b) in differ.items()))
@@ -463,6 +474,8 @@ def train(data: "Path | list[Path]", out: Path, *, steps: int, batch: int = 32, 
     img = lambda idx: person[idx].to(dev).permute(0, 3, 1, 2).float().div(127.5).sub(1)  # noqa: E731
     if refine and init is None:
         raise ValueError("--refine needs --init: a Refiner is trained on a trained WarpNet")
+    if refine and flip:
+        raise ValueError("--flip cannot train a Refiner: its coarse fields are computed once, on unmirrored photos")
     refining = bool(refine)
     net = with_refiner(init, refine) if refining else WarpNet() if init is None else WarpNet.from_pretrained(init)
     net.to(dev)
@@ -474,8 +487,12 @@ def train(data: "Path | list[Path]", out: Path, *, steps: int, batch: int = 32, 
     def fields(p: torch.Tensor, idx: torch.Tensor) -> list[tuple]:
         return net.refined(p, coarse[0][idx], coarse[1][idx]) if refining else [net(p)]
 
-    def loss_of(p, idx) -> tuple:
-        parts = [field_loss(*f, coords[idx].to(dev), weight[idx].to(dev)) for f in fields(p, idx)]
+    def loss_of(p, idx, flips=None) -> tuple:
+        c, w = coords[idx].to(dev), weight[idx].to(dev)
+        if flips is not None:                           # mirror the items drawn to be (photo and targets alike)
+            m = flips.to(dev).view(-1, 1, 1, 1)
+            p, c, w = (torch.where(m[:, 0] if a.dim() == 3 else m, b, a) for a, b in zip((p, c, w), mirror(p, c, w)))
+        parts = [field_loss(*f, c, w) for f in fields(p, idx)]
         total = sum(0.8 ** (len(parts) - 1 - i) * part[0] for i, part in enumerate(parts))
         return total, parts[-1][1], parts[-1][2]
 
@@ -530,7 +547,7 @@ def train(data: "Path | list[Path]", out: Path, *, steps: int, batch: int = 32, 
         p = img(idx)
         if torch.rand((), generator=g) < 0.5:      # photometric jitter: the warp must not key on colour
             p = (p * (0.8 + 0.4 * torch.rand(batch, 3, 1, 1, generator=g)).to(dev)).clamp(-1, 1)
-        loss, l1, bce = loss_of(p, idx)
+        loss, l1, bce = loss_of(p, idx, torch.rand(batch, generator=g) < 0.5 if flip else None)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(train_net.parameters(), 1.0)
@@ -782,6 +799,8 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--resume", action="store_true", help="go on from OUT/checkpoint (written at every validation), "
                    "with the same settings")
     q.add_argument("--until", type=int, help="stop after this step, with a checkpoint (--resume goes on)")
+    q.add_argument("--flip", action="store_true", help="mirror half the items left-right, the photo and its targets "
+                   "together (not with --refine)")
     q = sub.add_parser("attach", help="an IGR model with a trained WarpNet as its warp prior (to fine-tune)")
     q.add_argument("--model", type=Path, required=True, help="IGR model folder (e.g. models/teacher-zsnr)")
     q.add_argument("--warp", type=Path, required=True, help="WarpNet folder (python -m igr.warp train's OUT/final)")
@@ -845,7 +864,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         try:
             train(args.data[0] if len(args.data) == 1 else args.data, args.out, steps=args.steps, batch=args.batch, lr=args.lr, init=args.init,
-                  refine=args.refine, device=args.device, resume=args.resume, until=args.until)
+                  refine=args.refine, device=args.device, resume=args.resume, until=args.until, flip=args.flip)
         except (ValueError, FileNotFoundError) as e:
             print(f"python -m igr.warp: error: {e}", file=sys.stderr)
             return 2

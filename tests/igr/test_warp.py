@@ -407,3 +407,37 @@ def test_warpnet_trains_on_several_data_files_joined_in_order(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "a.npz"), "--data", str(tmp_path / "none.npz"),
                  "--out", str(tmp_path / "bad")]) == 2
     assert "no data file" in capsys.readouterr().err
+
+
+def test_a_mirrored_item_warps_to_the_mirrored_in_shop_image_and_flip_trains(tmp_path, capsys):
+    """`mirror` flips the photo and its targets together: the warp of the mirrored photo by the mirrored field is the
+    mirror of the warp, and a mirrored true field is the true field of the mirrored photo's garment."""
+    from igr.warp import main, mirror
+
+    s = generate(seed_for("train", 3), size=SIZE)
+    coords, weight = (torch.from_numpy(a)[None] for a in correspondence(s.flat_xy, GRID))
+    person = torch.from_numpy(s.person).permute(2, 0, 1)[None].float() / 127.5 - 1
+    mp, mc, mw = mirror(person, coords, weight)
+    assert torch.allclose(warp(mp, mc), warp(person, coords).flip(-1), atol=1e-5)
+    assert torch.equal(mw, weight.flip(-1)) and weight.sum() > 100
+    assert torch.equal(mirror(mp, mc, mw)[1], coords)                       # twice is the item itself
+    # the targets of the mirrored photo: the correspondence of the mirrored flat_xy field agrees
+    flat = s.flat_xy[:, ::-1].copy()
+    flat[..., 0] = SIZE[1] - 1 - flat[..., 0]
+    c2, w2 = (torch.from_numpy(a)[None] for a in correspondence(flat, GRID))
+    both = (w2 * mw).bool()[:, None].expand_as(mc)
+    assert both.sum() > 0.9 * 2 * mw.sum() and torch.allclose(c2[both], mc[both], atol=1e-5)
+
+    data = tmp_path / "warp.npz"
+    make_data(data, "train", 16, workers=1)
+    kw = dict(steps=4, batch=4, lr=2e-3, log_every=2)
+    train(data, tmp_path / "plain", **kw)
+    train(data, tmp_path / "flip", flip=True, **kw)
+    a = WarpNet.from_pretrained(tmp_path / "plain" / "final").state_dict()
+    b = WarpNet.from_pretrained(tmp_path / "flip" / "final").state_dict()
+    assert not all(torch.equal(a[k], b[k]) for k in a)                     # the mirrored items changed the steps
+    with pytest.raises(ValueError, match="flip"):
+        train(data, tmp_path / "flip", resume=True, **kw)                   # the checkpoint's run flipped
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--init", str(tmp_path / "plain" / "final"),
+                 "--refine", "1", "--flip"]) == 2
+    assert "--flip cannot train a Refiner" in capsys.readouterr().err
