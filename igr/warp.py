@@ -418,13 +418,18 @@ def load_data(data: "Path | list[Path]") -> tuple[torch.Tensor, torch.Tensor, to
     parts, seen = [], []
     for path in paths:
         d = np.load(path)
+        parts.append((d["person"], d["coords"], d["weight"]))
+        if len(paths) == 1:
+            break
+        if not {"split", "first"} <= set(d.files):
+            raise ValueError(f"{path} does not record which items it holds (written before `data --first`): "
+                             "make it again to join it with other files")
         n, split, first = len(d["person"]), str(d["split"]), int(d["first"])
         for other, (s2, f2, n2) in seen:
             if s2 == split and first < f2 + n2 and f2 < first + n:
                 raise ValueError(f"{path} ({split} items {first}-{first + n - 1}) overlaps {other} "
                                  f"({s2} items {f2}-{f2 + n2 - 1})")
         seen.append((path, (split, first, n)))
-        parts.append((d["person"], d["coords"], d["weight"]))
     return tuple(torch.from_numpy(np.concatenate(a) if len(a) > 1 else a[0]) for a in zip(*parts))
 
 
@@ -468,7 +473,7 @@ def train(data: "Path | list[Path]", out: Path, *, steps: int, batch: int = 32, 
         raise ValueError(f"until is a step in 1..{steps}, not {until}")
     dev = torch.device(device)
     person, coords, weight = load_data(data)            # person: (N, H, W, 3) uint8
-    val = max(1, min(val, len(person) // 8))             # the file's last items, never trained on
+    val = max(1, min(val, len(person) // 8))             # the (last) file's last items, never trained on
     n_train = len(person) - val
     torch.manual_seed(seed)
     img = lambda idx: person[idx].to(dev).permute(0, 3, 1, 2).float().div(127.5).sub(1)  # noqa: E731

@@ -404,6 +404,12 @@ def test_warpnet_trains_on_several_data_files_joined_in_order(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "a.npz"), "--data", str(tmp_path / "c.npz"),
                  "--out", str(tmp_path / "bad")]) == 2
     assert "overlaps" in capsys.readouterr().err
+    # a file written before it recorded its items trains alone, and is refused in a join
+    d = np.load(tmp_path / "b.npz")
+    np.savez(tmp_path / "old.npz", person=d["person"], coords=d["coords"], weight=d["weight"])
+    assert all(torch.equal(x, y) for x, y in zip(load_data(tmp_path / "old.npz"), load_data(tmp_path / "b.npz")))
+    with pytest.raises(ValueError, match="does not record which items"):
+        load_data([tmp_path / "a.npz", tmp_path / "old.npz"])
     assert main(["train", "--data", str(tmp_path / "a.npz"), "--data", str(tmp_path / "none.npz"),
                  "--out", str(tmp_path / "bad")]) == 2
     assert "no data file" in capsys.readouterr().err
