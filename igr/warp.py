@@ -436,8 +436,8 @@ def load_data(data: "Path | list[Path]") -> tuple[torch.Tensor, torch.Tensor, to
 def _checkpoint_settings(data: "Path | list[Path]", steps: int, batch: int, lr: float, seed: int, val: int, log_every: int,
                          init: Path | None, refine: int, flip: bool = False) -> dict:
     """What a resumed run must share with the run that wrote the checkpoint for the resume to be exact."""
-    data = str(data) if isinstance(data, (str, Path)) else [str(d) for d in data]
-    return {"data": data[0] if isinstance(data, list) and len(data) == 1 else data, "steps": steps, "batch": batch,
+    names = [str(d) for d in ([data] if isinstance(data, (str, Path)) else data)]
+    return {"data": names[0] if len(names) == 1 else names, "steps": steps, "batch": batch,
             "lr": lr, "seed": seed, "val": val,
             "log_every": log_every, "init": None if init is None else str(init), "refine": refine, "flip": flip}
 
@@ -868,7 +868,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
         try:
-            train(args.data[0] if len(args.data) == 1 else args.data, args.out, steps=args.steps, batch=args.batch, lr=args.lr, init=args.init,
+            train(args.data, args.out, steps=args.steps, batch=args.batch, lr=args.lr, init=args.init,
                   refine=args.refine, device=args.device, resume=args.resume, until=args.until, flip=args.flip)
         except (ValueError, FileNotFoundError) as e:
             print(f"python -m igr.warp: error: {e}", file=sys.stderr)
