@@ -62,8 +62,9 @@ def encode_pairs(model: nn.Module, person: torch.Tensor, garment: torch.Tensor) 
 
 
 def build(model: nn.Module, out: str | Path, *, sizes: list[tuple[int, int]], n: int | list[int], batch: int = 32,
-          workers: int = 1, progress: bool = True) -> Path:
-    """Encode the first `n` SynthGarment train pairs at each size (`n` one count, or one per size) into `out`."""
+          workers: int = 1, progress: bool = True, device: str | torch.device = "cpu") -> Path:
+    """Encode the first `n` SynthGarment train pairs at each size (`n` one count, or one per size) into `out`.
+    `workers` processes generate the pairs; `device` encodes them (the rows are stored from the CPU either way)."""
     counts = n if isinstance(n, list) else [n] * len(sizes)
     if len(counts) != len(sizes):
         raise ValueError(f"{len(counts)} counts for {len(sizes)} sizes")
@@ -72,7 +73,7 @@ def build(model: nn.Module, out: str | Path, *, sizes: list[tuple[int, int]], n:
 
     from ..data import SynthGarmentDataset
 
-    model = model.eval()
+    model = model.eval().to(device)
     with atomic_folder(out) as tmp:
         for size, n in zip(sizes, counts):
             data = SynthGarmentDataset("train", n, size=size)
@@ -80,8 +81,10 @@ def build(model: nn.Module, out: str | Path, *, sizes: list[tuple[int, int]], n:
                                 prefetch_factor=4 if workers else None)
             parts: dict[str, list[torch.Tensor]] = {k: [] for k in (*KEYS, "quality")}
             for items in tqdm(loader, desc=f"cache {size[0]}x{size[1]}", disable=not progress):
-                for k, v in encode_pairs(model, items["person"], items["garment"]).items():
-                    parts[k].append(v)
+                with torch.no_grad():
+                    rows = encode_pairs(model, items["person"].to(device), items["garment"].to(device))
+                for k, v in rows.items():
+                    parts[k].append(v.cpu())
                 parts["quality"].append(items["quality"].float())
             tensors = {k: torch.cat(v).contiguous() for k, v in parts.items()}
             tensors["index"] = torch.arange(n, dtype=torch.int64)
@@ -92,19 +95,40 @@ def build(model: nn.Module, out: str | Path, *, sizes: list[tuple[int, int]], n:
     return Path(out)
 
 
+class _Persons(torch.utils.data.Dataset):
+    """SynthGarment train items generated again, for `add_warp`: each one's person in [-1, 1] and, where `true`,
+    its true field (`igr.warp.field_of`)."""
+
+    def __init__(self, index: list[int], size: tuple[int, int], true: bool):
+        self.index, self.size, self.true = index, size, true
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        from ..data.synth import generate, seed_for
+        from ..warp import field_of
+
+        s = generate(seed_for("train", self.index[i]), size=self.size)
+        item = {"person": torch.from_numpy(s.person).permute(2, 0, 1).float() / 127.5 - 1}
+        if self.true:
+            coords, visible = field_of([s])
+            item |= {"coords": coords[0], "visible": visible[0]}
+        return item
+
+
 def add_warp(model: nn.Module, source: str | Path, out: str | Path, *, batch: int = 32, progress: bool = True,
-             true: bool = False) -> Path:
+             true: bool = False, workers: int = 0, device: str | torch.device = "cpu") -> Path:
     """A copy of the cache `source` with each row's warp prior input (`model.warp_input` of the row's person, a
     model with `warp_prior`) added as "warp", and the WarpNet's digest in meta.json. The persons are generated
     again from their SynthGarment train items; `model`'s VAE must be the one `source` was made with.
 
     `true`: each row warped by SynthGarment's true field (`igr.warp.true_field`) instead of the WarpNet's, recorded as
     warpnet digest "true-field", which any warp prior model accepts: a measurement of what a perfect warp would
-    teach, not a model that a photo alone can feed."""
+    teach, not a model that a photo alone can feed. `workers` processes generate the persons; `device` warps and
+    encodes them."""
+    from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
-
-    from ..data.synth import generate, seed_for
-    from ..warp import field_of
 
     if getattr(model, "warpnet", None) is None:
         raise ValueError("--warp-from needs a --model with a warp prior (config warp_prior)")
@@ -117,20 +141,19 @@ def add_warp(model: nn.Module, source: str | Path, out: str | Path, *, batch: in
     size = (model.config.height, model.config.width)
     if list(size) not in meta["sizes"]:
         raise ValueError(f"{source} has no {size[0]}x{size[1]} rows (sizes {meta['sizes']}): the warp works at that size")
-    model = model.eval()
+    model = model.eval().to(device)
     with atomic_folder(out) as tmp:
         for h, w in meta["sizes"]:
             name = f"{h}x{w}.safetensors"
             t = load_file(str(source / name))
             if (h, w) == size:
-                index = t["index"].tolist()
+                loader = DataLoader(_Persons(t["index"].tolist(), size, true), batch_size=batch,
+                                    num_workers=workers, prefetch_factor=4 if workers else None)
                 parts = []
-                for s in tqdm(range(0, len(index), batch), desc=f"warp {h}x{w}", disable=not progress):
-                    samples = [generate(seed_for("train", i), size=size) for i in index[s:s + batch]]
-                    person = np.stack([x.person for x in samples])
-                    person = torch.from_numpy(person).permute(0, 3, 1, 2).float() / 127.5 - 1
+                for items in tqdm(loader, desc=f"warp {h}x{w}", disable=not progress):
+                    field = (items["coords"].to(device), items["visible"].to(device)) if true else None
                     with torch.no_grad():
-                        parts.append(model.warp_input(person, field_of(samples) if true else None).half())
+                        parts.append(model.warp_input(items["person"].to(device), field).half().cpu())
                 t[WARP] = torch.cat(parts).contiguous()
             save_file(t, str(tmp / name))
         meta["digests"] = {**meta["digests"], "warpnet": TRUE_FIELD if true else mine["warpnet"]}
@@ -198,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="train pairs per size: one count, or one per size (comma-separated)")
     p.add_argument("--sizes", type=lambda s: [_size(x) for x in s.split(",")], default=[(128, 96), (256, 192)])
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="processes generating the pairs")
+    p.add_argument("--device", default="cpu", help="where the frozen parts encode (cpu, cuda, ...)")
     p.add_argument("--warp-from", metavar="CACHE", help="copy this cache and add each row's warp prior input "
                    "(--model: a model with warp_prior and the cache's VAE), instead of encoding pairs anew")
     p.add_argument("--true-field", action="store_true", help="with --warp-from: warp each row by SynthGarment's "
@@ -218,13 +242,14 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(e))
     if args.warp_from:
         try:
-            out = add_warp(model, args.warp_from, args.out, batch=args.batch, true=args.true_field)
+            out = add_warp(model, args.warp_from, args.out, batch=args.batch, true=args.true_field,
+                           workers=args.workers, device=args.device)
         except (ValueError, FileNotFoundError) as e:
             p.error(str(e))
         print(f"wrote {out}: {args.warp_from} with each row's warp prior input")
         return 0
     n = args.n if len(args.n) > 1 else args.n * len(args.sizes)
-    out = build(model, args.out, sizes=args.sizes, n=n, batch=args.batch, workers=args.workers)
+    out = build(model, args.out, sizes=args.sizes, n=n, batch=args.batch, workers=args.workers, device=args.device)
     size = sum(f.stat().st_size for f in out.iterdir())
     print(f"wrote {out}: {n} pairs at sizes {args.sizes}, {size / 2**20:.1f} MiB")
     return 0
