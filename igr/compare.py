@@ -30,28 +30,41 @@ def _named(items: list[str], flag: str) -> dict[str, Path]:
     return out
 
 
+def global_batch(folder: Path) -> int:
+    """Pairs per optimizer step of the run in `folder` (batch x grad_accum x processes of its stage.json); 16, the
+    stages' batch here, where it has none."""
+    f = folder / "stage.json"
+    if not f.is_file():
+        return 16
+    meta = json.loads(f.read_text())
+    stage = meta.get("stage", {})
+    return int(stage.get("batch", 16)) * int(stage.get("grad_accum", 1)) * int(meta.get("processes", 1))
+
+
 def plot_curves(runs: dict[str, Path], out: Path) -> Path | None:
-    """Validation metrics (the trainer's `eval_every` rows) against step, one line per run."""
+    """Validation metrics (the trainer's `eval_every` rows) against the training pairs seen (step x the run's global
+    batch from its stage.json; 16 where a folder has none), one line per run: runs of other batch sizes line up."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    logs = {}
+    logs, batch = {}, {}
     for name, folder in runs.items():
         log = folder / "log.jsonl"
         if log.is_file():
             logs[name] = [r for r in map(json.loads, log.read_text().splitlines()) if "val_ssim" in r]
+            batch[name] = global_batch(folder)
     keys = [k for k in CURVE_KEYS if any(k in r for rows in logs.values() for r in rows)]
     if not keys:
         return None
     fig, axes = plt.subplots(1, len(keys), figsize=(3.4 * len(keys), 3.2), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for name, rows in logs.items():
-            pts = [(r["step"], r[key]) for r in rows if key in r]
+            pts = [(r["step"] * batch[name] / 1000, r[key]) for r in rows if key in r]
             if pts:
                 ax.plot(*zip(*pts), marker=".", label=name)
-        ax.set_xlabel("step (batch 16)"), ax.set_title(LABELS.get(key[4:], key[4:]) + " (val)", fontsize=9)
+        ax.set_xlabel("training pairs seen (thousands)"), ax.set_title(LABELS.get(key[4:], key[4:]) + " (val)", fontsize=9)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()

@@ -59,3 +59,11 @@ def test_a_grid_column_samples_as_its_evaluation_did(tmp_path, monkeypatch):
     assert seen[1] == dict(steps=config.sample_steps, guidance_scale=config.guidance_scale, sampler=config.sampler,
                            strength=1.0, seed=0, cond=None)
     assert (tmp_path / "grid.png").is_file()
+
+
+def test_curves_count_the_pairs_each_run_has_seen(tmp_path):
+    from igr.compare import global_batch
+
+    assert global_batch(tmp_path) == 16                     # no stage.json: the stages' batch here
+    (tmp_path / "stage.json").write_text(json.dumps({"stage": {"batch": 64, "grad_accum": 2}, "processes": 2}))
+    assert global_batch(tmp_path) == 256
