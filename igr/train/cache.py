@@ -107,10 +107,11 @@ class _Persons(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         from ..data.synth import generate, seed_for
+        from ..images import to_tensor
         from ..warp import field_of
 
         s = generate(seed_for("train", self.index[i]), size=self.size)
-        item = {"person": torch.from_numpy(s.person).permute(2, 0, 1).float() / 127.5 - 1}
+        item = {"person": to_tensor(s.person)}
         if self.true:
             coords, visible = field_of([s])
             item |= {"coords": coords[0], "visible": visible[0]}
