@@ -156,6 +156,11 @@ def vae_provenance(model_dir: Path, config) -> dict[str, Any]:
     return record
 
 
+def warp_provenance(model) -> dict[str, Any]:
+    """The WarpNet a warp prior student carries inside its graph (`igr.warp`): its architecture and size."""
+    return {**model.warpnet.config(), "parameters_m": round(sum(p.numel() for p in model.warpnet.parameters()) / 1e6, 3)}
+
+
 def requirements(config, single_call: bool) -> list[str]:
     """What a runtime must implement beyond schema 1.0 to run the bundle right (the manifest's `requires`; an SDK
     refuses a bundle that requires what it does not know). A single-call graph carries its whole sampler, so it
@@ -199,11 +204,12 @@ def write_bundle(model_dir: str | Path, out: str | Path, *, variants: list[str],
     model_dir = Path(model_dir)
     model = IGRModel.from_pretrained(model_dir)
     cfg = model.config
-    if cfg.warp_prior:
-        raise ValueError(f"{model_dir} reads a warp prior (igr.warp): bundles do not carry a WarpNet yet")
     meta_path = model_dir / "distill.json"
     distill = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     single_call = distill.get("kind") == "steps"
+    if cfg.warp_prior and not single_call:
+        raise ValueError(f"{model_dir} reads a warp prior (igr.warp): only a few-step student's single-call graph "
+                         f"carries the WarpNet, not a teacher's component graphs")
     if not single_call and set(variants) - {"onnx-fp32"}:
         raise ValueError("a multi-step model (teacher or guided) is bundled as component graphs with onnx-fp32 only: "
                          "reduced precision is gated end to end, on the single-call graph of a few-step student")
@@ -322,6 +328,8 @@ def write_bundle(model_dir: str | Path, out: str | Path, *, variants: list[str],
             "quality": quality,
             "rejected": rejected,
         }
+        if model.warpnet is not None:                  # the key only where there is one: other manifests unchanged
+            manifest["provenance"]["warp"] = warp_provenance(model)
         needs = requirements(cfg, single_call)
         if needs:                                    # absent otherwise: bundles an older SDK runs stay as they were
             manifest["requires"] = needs

@@ -36,8 +36,6 @@ def _load(parser: argparse.ArgumentParser, folder: str):
         model = IGRModel.from_pretrained(folder)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
-    if model.config.warp_prior:
-        parser.error(f"{folder} reads a warp prior (igr.warp): distillation does not carry one yet")
     return model
 
 

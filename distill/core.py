@@ -38,7 +38,7 @@ from igr.config import ConfigError, _from_dict
 from igr.files import atomic_folder
 from igr.model import Conditioning, IGRModel
 from igr.pipeline import denoise, make_scheduler
-from igr.train.cache import LatentCache, digest
+from igr.train.cache import TRUE_FIELD, WARP, LatentCache, digest
 from igr.train.trainer import learning_rate      # warm-up then cosine: reads .lr, .warmup, .steps
 
 KINDS = ("guidance", "steps")
@@ -83,8 +83,9 @@ class DistillConfig:
 
 def frozen_parts_digest(model: IGRModel) -> str:
     """One digest over what students share with their teacher: VAE, image encoder, GarmNet (and the aligned
-    prior, where the model has one)."""
-    parts = [model.vae, model.image_encoder, model.garmnet] + ([model.prior] if model.prior is not None else [])
+    prior and the WarpNet, where the model has them)."""
+    parts = [model.vae, model.image_encoder, model.garmnet] + ([model.prior] if model.prior is not None else []) \
+        + ([model.warpnet] if model.warpnet is not None else [])
     return digest(torch.nn.ModuleList(parts))
 
 
@@ -111,7 +112,8 @@ def student_config(config, *, kind: str, steps: int | None = None):
 # -- data -----------------------------------------------------------------------------------------
 def open_cache(model: IGRModel, folder: str | Path, *, check_rows: int = 2, tolerance: float = 0.05) -> LatentCache:
     """The latent cache at the model's size, after checking that the model re-encodes its first rows alike
-    (a cache made from the teacher's fp32 parts serves its fp16 shipped copy; another VAE is refused)."""
+    (a cache made from the teacher's fp32 parts serves its fp16 shipped copy; another VAE is refused), and with a
+    warp prior that its WarpNet warps them alike."""
     from igr.data import SynthGarmentDataset
 
     cfg = model.config
@@ -120,12 +122,31 @@ def open_cache(model: IGRModel, folder: str | Path, *, check_rows: int = 2, tole
     person = torch.stack([data[i]["person"] for i in range(check_rows)])
     with torch.no_grad():
         z = model.encode(person)
-    cached = cache.rows["person_latent"][:check_rows].float()
-    err = float((z - cached).abs().mean() / cached.abs().mean().clamp_min(1e-8))
-    if err > tolerance:
-        raise ValueError(f"{folder} was not made with this model's VAE (relative latent difference {err:.3f} > "
-                         f"{tolerance}): rebuild it with python -m igr.train.cache --model <this model>")
+    if _relative(z, cache.rows["person_latent"][:check_rows]) > tolerance:
+        raise ValueError(f"{folder} was not made with this model's VAE (relative latent difference "
+                         f"{_relative(z, cache.rows['person_latent'][:check_rows]):.3f} > {tolerance}): rebuild it "
+                         f"with python -m igr.train.cache --model <this model>")
+    if model.warpnet is not None:
+        # a student restores from the photo alone: the rows must be warped by this model's WarpNet, never by
+        # SynthGarment's true field (which a teacher's training run accepts)
+        made = cache.meta["digests"].get("warpnet")
+        add = f"python -m igr.train.cache --model <this model> --warp-from <a cache without warp rows>"
+        if made is None or WARP not in cache.rows:
+            raise ValueError(f"{folder} has no warp rows, which this model reads: add them with {add}")
+        if made == TRUE_FIELD:
+            raise ValueError(f"{folder} was warped by SynthGarment's true field: distillation needs rows warped by "
+                             f"the model's own WarpNet ({add})")
+        with torch.no_grad():
+            err = _relative(model.warp_input(person), cache.rows[WARP][:check_rows])
+        if err > tolerance:
+            raise ValueError(f"{folder} was not warped by this model's WarpNet (relative difference {err:.3f} > "
+                             f"{tolerance}): add warp rows with {add}")
     return cache
+
+
+def _relative(x: torch.Tensor, cached: torch.Tensor) -> float:
+    cached = cached.float()
+    return float((x - cached).abs().mean() / cached.abs().mean().clamp_min(1e-8))
 
 
 def cache_batch(cache: LatentCache, step: int, batch: int, seed: int) -> dict[str, torch.Tensor]:
@@ -147,8 +168,8 @@ def record_trajectories(source: IGRModel, cache: LatentCache, *, n: int, timeste
     the latent entering each of `timesteps` plus the final latent.
 
     Returns x (n, R + 1, 4, h, w) float32 (R recorded points, descending, then the end point),
-    garment_latent (n, 4, h, w), image_tokens (n, N, D), the GarmNet tokens as ref.<block> (fp16) and, with an
-    aligned prior, its latent as prior (n, 4, h, w).
+    garment_latent (n, 4, h, w), image_tokens (n, N, D), the GarmNet tokens as ref.<block> (fp16), with an
+    aligned prior its latent as prior (n, 4, h, w) and with a warp prior the cache's rows as warp (n, 5, h, w, fp16).
     """
     from tqdm.auto import tqdm
 
@@ -168,7 +189,8 @@ def record_trajectories(source: IGRModel, cache: LatentCache, *, n: int, timeste
         rows = range(start, min(n, start + batch))
         zp = cache.rows["person_latent"][start:rows.stop].float()
         embed = cache.rows["person_embed"][start:rows.stop].float()
-        cond = source.condition_from(zp, embed)
+        warp = cache.rows[WARP][start:rows.stop].float() if source.warpnet is not None else None
+        cond = source.condition_from(zp, embed, warp=warp)
         noise = row_noise(tuple(zp.shape[1:]), rows, seed)
         record: dict[int, torch.Tensor] = {}
         final = denoise(source, cond, noise, timesteps=plan, record=record)
@@ -179,6 +201,8 @@ def record_trajectories(source: IGRModel, cache: LatentCache, *, n: int, timeste
             out.setdefault(f"ref.{k}", []).append(v.half())
         if cond.prior is not None:
             out.setdefault("prior", []).append(cond.prior)
+        if cond.warp is not None:
+            out.setdefault(WARP, []).append(cond.warp.half())
         bar.update(len(rows))
     bar.close()
     return {k: torch.cat(v).contiguous() for k, v in out.items()}
@@ -220,7 +244,8 @@ def guidance_loss(teacher: IGRModel, student: IGRModel, batch: dict[str, torch.T
     noise = torch.randn(z0.shape, generator=generator)
     w = teacher.config.guidance_scale
     with torch.no_grad():
-        cond = teacher.condition_from(batch["person_latent"], batch["person_embed"])   # shared, frozen
+        cond = teacher.condition_from(batch["person_latent"], batch["person_embed"],  # shared, frozen
+                                      warp=batch.get(WARP))
         zt = teacher.noise_scheduler().add_noise(z0, noise, t)
         v_u, v_c = teacher.predict(torch.cat([zt, zt]), torch.cat([t, t]),
                                    Conditioning.cat([cond.null(), cond])).chunk(2)
@@ -274,7 +299,9 @@ def stored_conditioning(batch: dict[str, torch.Tensor], student: IGRModel | None
     if student is not None and "student_embed" in batch:
         tokens = student.image_encoder.tokens(batch["student_embed"])
     prior = None if student is not None and student.prior is None else batch.get("prior")
-    return Conditioning({k[4:]: v.float() for k, v in batch.items() if k.startswith("ref.")}, tokens, prior)
+    warp = batch.get(WARP)
+    return Conditioning({k[4:]: v.float() for k, v in batch.items() if k.startswith("ref.")}, tokens, prior,
+                        None if warp is None else warp.float())
 
 
 def step_loss(student: IGRModel, targets: StepTargets, batch: dict[str, torch.Tensor], generator: torch.Generator,

@@ -186,7 +186,7 @@ class Refiner(nn.Module):
         seen = F.grid_sample(half, coords.permute(0, 2, 3, 1), mode="bilinear", padding_mode="border",
                              align_corners=False)                                 # (B, 3, 64, 48) in-shop frame
         x = self.enc0(self.stem(torch.cat([seen, coords, torch.tanh(logit / 4),
-                                           self.grid.expand(len(seen), -1, -1, -1)], 1)))
+                                           self.grid.expand(seen.shape[0], -1, -1, -1)], 1)))
         skips = [x]
         for down, enc in zip(self.down, self.enc):
             skips.append(x := enc(down(x)))
@@ -251,10 +251,10 @@ class WarpNet(nn.Module):
         if tuple(person.shape[-2:]) != SIZE:
             raise ValueError(f"WarpNet takes {SIZE[0]}x{SIZE[1]} person images, got {tuple(person.shape[-2:])}")
         x = F.interpolate(person, scale_factor=0.25, mode="area")
-        x = self.enc0(self.stem(torch.cat([x, self.grid.expand(len(x), -1, -1, -1)], 1)))
+        x = self.enc0(self.stem(torch.cat([x, self.grid.expand(x.shape[0], -1, -1, -1)], 1)))
         for down, enc in zip(self.down, self.enc):
             x = enc(down(x))
-        B = len(x)
+        B = x.shape[0]                     # not len(): an exported graph keeps its batch dynamic
         k = self.mid(x.flatten(2).transpose(1, 2) + self.pos)                   # (B, T, d) person tokens
         q = self.queries.expand(B, -1, -1)
         for attn, norm, mlp in zip(self.cross, self.norm_q, self.mlp):

@@ -437,15 +437,16 @@ class IGRModel(nn.Module):
         with torch.no_grad():
             z = self.encode(person, light=self.uses_light(light))         # (B, 4, h, w), VAE frozen
         return self.condition_from(z, self.image_encoder.embed(person), keep_low=keep_low, keep_high=keep_high,
-                                   warp=self.warp_input(person, field))
+                                   warp=self.warp_input(person, field, light=light))
 
     @torch.no_grad()
-    def warp_input(self, person: torch.Tensor, field: tuple[torch.Tensor, torch.Tensor] | None = None
-                   ) -> torch.Tensor | None:
+    def warp_input(self, person: torch.Tensor, field: tuple[torch.Tensor, torch.Tensor] | None = None, *,
+                   light: bool | None = None) -> torch.Tensor | None:
         """With a warp prior: the person (B, 3, 256, 192) resampled into the in-shop frame by the frozen WarpNet,
         as a latent, and WarpNet's visibility pooled to the latent grid: (B, 5, h, w). None without one.
         `field`: (coords (B, 2, 64, 48), visible (B, 1, 64, 48)) used instead of WarpNet's, e.g. SynthGarment's
-        true field (`igr.warp.true_field`), to measure what a perfect warp would give."""
+        true field (`igr.warp.true_field`), to measure what a perfect warp would give. `light`: the warped photo
+        encoded as the person is (`condition`'s flag: the light encoder where the model has one)."""
         if self.warpnet is None:
             return None
         from ..warp import warp
@@ -454,7 +455,7 @@ class IGRModel(nn.Module):
             coords, logit = self.warpnet(person)
             field = coords, torch.sigmoid(logit)
         coords, visible = field
-        z = self.encode(warp(person, coords.to(person.dtype)))
+        z = self.encode(warp(person, coords.to(person.dtype)), light=self.uses_light(light))
         visible = F.adaptive_avg_pool2d(visible.to(z.dtype), z.shape[-2:])
         return torch.cat([z, visible], 1)
 

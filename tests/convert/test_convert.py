@@ -562,6 +562,76 @@ def test_a_light_student_bundles_with_its_light_parts_and_says_so(tmp_path):
         assert r.restore_arrays(person.numpy(), [0, 1]).shape == (2, cfg.height, cfg.width, 3)
 
 
+def _warp_student(root: Path, *, light: bool) -> IGRModel:
+    """A tiny 2-step student with an aligned prior and a warp prior (a WarpNet attached, its channels opened), at
+    the WarpNet's 256x192; with `light`, light VAE parts too."""
+    from igr.config import LightVAEConfig
+    from igr.warp import SIZE, WarpNet, attach
+
+    torch.manual_seed(6)
+    cfg = IGRConfig.tiny().replace(guidance_scale=1.0, sampler="ddim", sample_steps=2, zero_snr=True,
+                                   aligned_prior=True, height=SIZE[0], width=SIZE[1], light=light,
+                                   light_vae=LightVAEConfig.tiny())
+    IGRModel(cfg).save_pretrained(root / "base")
+    net = WarpNet()
+    torch.nn.init.normal_(net.out.weight, std=0.1)
+    net.save_pretrained(root / "warpnet")
+    attach(root / "base", root / "warpnet", root / "s2")
+    model = IGRModel.from_pretrained(root / "s2")
+    with torch.no_grad():
+        model.denoiser.unet.conv_in.weight[:, 8:].normal_(std=0.2)
+    meta = {"kind": "steps", "method": "progressive", "steps": 2, "guidance_baked": 2.0}
+    model.save_pretrained(root / "s2", extra={"distill.json": json.dumps(meta)})
+    return model.eval()
+
+
+def test_a_warp_prior_student_carries_its_warpnet_inside_the_one_graph_and_the_sdk_runs_it(tmp_path):
+    """A light student with a warp prior (igr.warp): the single-call graph runs the WarpNet, resamples the photo
+    (ONNX GridSample) and encodes it with the light encoder, as igr.pipeline.sample does; the bundle needs nothing
+    of the runtime beyond schema 1.0, its batch stays dynamic, and the manifest names the WarpNet. A teacher with a
+    warp prior is refused: only a single-call graph carries one."""
+    from igr.pipeline import sample
+    from igr_edge import Restorer
+
+    model = _warp_student(tmp_path, light=True)
+    cfg = model.config
+    person = torch.randint(0, 256, (2, cfg.height, cfg.width, 3), dtype=torch.uint8)
+    x = person.permute(0, 3, 1, 2).float() / 127.5 - 1
+    noise = torch.randn(2, *cfg.latent_shape)
+    with torch.no_grad():
+        garment, _ = specs_for(cfg, student_steps=2)["student"].build(model)(person, noise)
+        want = sample(model, x, noise=noise)
+        light_warp, full_warp = model.warp_input(x), model.warp_input(x, light=False)
+    assert (light_warp[:, :4] - full_warp[:, :4]).abs().mean() > 1e-3      # the warped photo's light encoding
+    want = ((want + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    assert (garment.int() - want.int()).abs().max() <= 1
+    write_bundle(tmp_path / "s2", tmp_path / "b", variants=["onnx-fp32"], gate_n=2, progress=False)
+    manifest = read_manifest(tmp_path / "b")
+    assert "requires" not in manifest and set(manifest["graphs"]) == {"student"}
+    assert manifest["provenance"]["warp"]["kind"] == "warp" and manifest["provenance"]["warp"]["parameters_m"] > 0.1
+    assert float(manifest["variants"]["onnx-fp32"]["parity"]["vs_torch"]["garment_psnr_db"]) >= 45
+    graph = onnx.load(tmp_path / "b" / "onnx-fp32" / "student.onnx")
+    assert any(n.op_type == "GridSample" for n in graph.graph.node)
+    with Restorer(tmp_path / "b") as r:
+        out = r.restore_arrays(person.numpy(), [0, 1])
+    assert out.shape == (2, cfg.height, cfg.width, 3)
+    teacher = tmp_path / "s2-teacher"
+    shutil.copytree(tmp_path / "s2", teacher)
+    (teacher / "distill.json").unlink()
+    with pytest.raises(ValueError, match="only a few-step student's single-call graph"):
+        write_bundle(teacher, tmp_path / "t", variants=["onnx-fp32"], progress=False)
+    assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.slow
+def test_a_warp_prior_students_core_ml_program_resamples_the_photo(tmp_path):
+    """coremltools converts the WarpNet's grid_sample to Core ML's resample (iOS 16): the package saves with it."""
+    _warp_student(tmp_path, light=False)
+    write_bundle(tmp_path / "s2", tmp_path / "cm", variants=["onnx-fp32", "coreml-fp16"], gate_n=2, progress=False)
+    parity = read_manifest(tmp_path / "cm")["variants"]["coreml-fp16"]["parity"]
+    assert parity["spec"]["ops"]["resample"] == 1 and parity["minimum_deployment_target"] == "iOS16"
+
+
 @pytest.mark.parametrize("zero_snr", (False, True))
 def test_the_manifest_records_zero_snr_and_the_sdk_plans_what_the_graph_bakes_in(zero_snr):
     cfg = IGRConfig.tiny().replace(guidance_scale=1.0, sampler="ddim", sample_steps=2, zero_snr=zero_snr)

@@ -447,3 +447,61 @@ def test_a_token_fit_matches_the_sources_tokens_first_and_then_keeps_the_project
     for k, v in student.image_encoder.cells.state_dict().items():
         torch.testing.assert_close(v, fitted.image_encoder.cells.state_dict()[k])    # frozen after the fit
     assert not torch.equal(student.denoiser.unet.conv_in.weight, source.denoiser.unet.conv_in.weight)
+
+
+def test_a_warp_prior_teacher_distils_on_its_own_warpnets_rows_and_refuses_the_true_fields(tmp_path):
+    """A teacher with a warp prior (igr.warp): guidance and step distillation read the cache's warp rows (its own
+    WarpNet's, never SynthGarment's true field: a student restores from a photo alone), the trajectories carry
+    them, and the WarpNet is part of the frozen digest the students share."""
+    from igr.train.cache import add_warp, build
+    from igr.warp import SIZE, WarpNet, attach
+
+    torch.manual_seed(0)
+    base = IGRModel(IGRConfig.tiny().replace(height=SIZE[0], width=SIZE[1], sampler="dpmsolver++", sample_steps=4,
+                                             guidance_scale=3.0)).eval()
+    base.save_pretrained(tmp_path / "base")
+    net = WarpNet()
+    torch.nn.init.normal_(net.out.weight, std=0.1)
+    net.save_pretrained(tmp_path / "warpnet")
+    attach(tmp_path / "base", tmp_path / "warpnet", tmp_path / "teacher")
+    teacher = IGRModel.from_pretrained(tmp_path / "teacher")
+    with torch.no_grad():                                  # a denoiser that reads the warp channels
+        teacher.denoiser.unet.conv_in.weight[:, 4:].normal_(std=0.1)
+    teacher.save_pretrained(tmp_path / "teacher")
+    plain = build(base, tmp_path / "cache", sizes=[SIZE], n=6, batch=6, workers=0, progress=False)
+    with pytest.raises(ValueError, match="no warp rows"):
+        core.open_cache(teacher, plain)
+    true = add_warp(teacher, plain, tmp_path / "cache-true", batch=6, progress=False, true=True)
+    with pytest.raises(ValueError, match="true field"):
+        core.open_cache(teacher, true)
+    cached = add_warp(teacher, plain, tmp_path / "cache-warp", batch=6, progress=False)
+    cache = core.open_cache(teacher, cached)
+    other = IGRModel.from_pretrained(tmp_path / "teacher")
+    with torch.no_grad():                                  # another WarpNet: its warp disagrees with the rows
+        other.warpnet.out.bias[:2].fill_(3.0)
+    with pytest.raises(ValueError, match="not warped by this model's WarpNet"):
+        core.open_cache(other, cached)
+    half = IGRModel.from_pretrained(tmp_path / "teacher")
+    half.warpnet.half().float()                            # a shipped fp16 copy of the same WarpNet serves
+    core.open_cache(half, cached)
+
+    batch = core.cache_batch(cache, 0, 4, seed=0)
+    loss = _fixed(lambda g: core.guidance_loss(teacher, teacher, batch, g))
+    moved = {**batch, "warp": batch["warp"].flip(0)}       # another row's warp changes the teacher's target
+    assert abs(_fixed(lambda g: core.guidance_loss(teacher, teacher, moved, g)) - loss) > 1e-6
+
+    plan = core.student_plan(teacher.config, 2)
+    traj = core.load_or_record(teacher, cached, tmp_path / "traj", n=4, timesteps=plan, batch=3, progress=False)
+    assert torch.equal(traj["warp"], cache.rows["warp"][:4])
+    stored = core.stored_conditioning(core.trajectory_batch(traj, 0, 4, seed=0))
+    assert stored.warp is not None and stored.warp.shape == (4, 5, *teacher.config.latent_shape[1:])
+    meta = core.trajectory_meta(teacher, plan, 4, 0)
+    assert meta["frozen"] != core.trajectory_meta(base, plan, 4, 0)["frozen"]        # the WarpNet is in the digest
+    assert distill_main(["guidance", "--teacher", str(tmp_path / "teacher"), "--cache", str(cached), "--out",
+                         str(tmp_path / "guided"), "--train-steps", "2", "--batch", "2"]) == 0
+    cfg = core.DistillConfig(kind="steps", steps=2, batch=2, warmup=1, student_steps=2, checkpoint_every=0)
+    core.distill_steps(teacher, traj, plan, tmp_path / "s2", cfg, source_meta=meta, progress=False)
+    student = IGRModel.from_pretrained(tmp_path / "s2" / "final")
+    assert all(torch.equal(v, student.warpnet.state_dict()[k]) for k, v in teacher.warpnet.state_dict().items())
+    out = sample_items(student, torch.rand(2, 3, *SIZE) * 2 - 1, 0, seed=1)       # restores from the photo alone
+    assert out.shape == (2, 3, *SIZE) and torch.isfinite(out).all()
