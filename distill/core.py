@@ -122,15 +122,15 @@ def open_cache(model: IGRModel, folder: str | Path, *, check_rows: int = 2, tole
     person = torch.stack([data[i]["person"] for i in range(check_rows)])
     with torch.no_grad():
         z = model.encode(person)
-    if _relative(z, cache.rows["person_latent"][:check_rows]) > tolerance:
-        raise ValueError(f"{folder} was not made with this model's VAE (relative latent difference "
-                         f"{_relative(z, cache.rows['person_latent'][:check_rows]):.3f} > {tolerance}): rebuild it "
-                         f"with python -m igr.train.cache --model <this model>")
+    err = _relative(z, cache.rows["person_latent"][:check_rows])
+    if err > tolerance:
+        raise ValueError(f"{folder} was not made with this model's VAE (relative latent difference {err:.3f} > "
+                         f"{tolerance}): rebuild it with python -m igr.train.cache --model <this model>")
     if model.warpnet is not None:
         # a student restores from the photo alone: the rows must be warped by this model's WarpNet, never by
         # SynthGarment's true field (which a teacher's training run accepts)
         made = cache.meta["digests"].get("warpnet")
-        add = f"python -m igr.train.cache --model <this model> --warp-from <a cache without warp rows>"
+        add = "python -m igr.train.cache --model <this model> --warp-from <a cache without warp rows>"
         if made is None or WARP not in cache.rows:
             raise ValueError(f"{folder} has no warp rows, which this model reads: add them with {add}")
         if made == TRUE_FIELD:
