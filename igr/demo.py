@@ -1,6 +1,6 @@
 """`make demo`: a SynthGarment sample sheet, then the shipped teacher restores test-split persons.
 
-The teacher (`models/teacher-zsnr`; `--model models/teacher-small` for the first one) samples with the sampler,
+The teacher (`models/teacher-warp`; `--model models/teacher-zsnr` or `models/teacher-small` for the earlier ones) samples with the sampler,
 steps and guidance scale stored in its config. `--untrained --preset P` runs the same pipeline on seeded
 random weights instead (a smoke test of the pipeline: its output is noise, not a garment).
 """
@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "teacher-zsnr"
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "teacher-warp"
 
 
 def main(argv: list[str] | None = None) -> int:
