@@ -84,8 +84,7 @@ class DistillConfig:
 def frozen_parts_digest(model: IGRModel) -> str:
     """One digest over what students share with their teacher: VAE, image encoder, GarmNet (and the aligned
     prior and the WarpNet, where the model has them)."""
-    parts = [model.vae, model.image_encoder, model.garmnet] + ([model.prior] if model.prior is not None else []) \
-        + ([model.warpnet] if model.warpnet is not None else [])
+    parts = [m for m in (model.vae, model.image_encoder, model.garmnet, model.prior, model.warpnet) if m is not None]
     return digest(torch.nn.ModuleList(parts))
 
 
@@ -116,13 +115,15 @@ def open_cache(model: IGRModel, folder: str | Path, *, check_rows: int = 2, tole
     warp prior that its WarpNet warps them alike."""
     from igr.data import SynthGarmentDataset
 
+    from .prior import relative_l1                  # not at the top: .prior imports .light, which imports this module
+
     cfg = model.config
     cache = LatentCache(folder, (cfg.height, cfg.width))
     data = SynthGarmentDataset("train", check_rows, size=(cfg.height, cfg.width))
     person = torch.stack([data[i]["person"] for i in range(check_rows)])
     with torch.no_grad():
         z = model.encode(person)
-    err = _relative(z, cache.rows["person_latent"][:check_rows])
+    err = relative_l1(z, cache.rows["person_latent"][:check_rows].float())
     if err > tolerance:
         raise ValueError(f"{folder} was not made with this model's VAE (relative latent difference {err:.3f} > "
                          f"{tolerance}): rebuild it with python -m igr.train.cache --model <this model>")
@@ -137,16 +138,11 @@ def open_cache(model: IGRModel, folder: str | Path, *, check_rows: int = 2, tole
             raise ValueError(f"{folder} was warped by SynthGarment's true field: distillation needs rows warped by "
                              f"the model's own WarpNet ({add})")
         with torch.no_grad():
-            err = _relative(model.warp_input(person), cache.rows[WARP][:check_rows])
+            err = relative_l1(model.warp_input(person), cache.rows[WARP][:check_rows].float())
         if err > tolerance:
             raise ValueError(f"{folder} was not warped by this model's WarpNet (relative difference {err:.3f} > "
                              f"{tolerance}): add warp rows with {add}")
     return cache
-
-
-def _relative(x: torch.Tensor, cached: torch.Tensor) -> float:
-    cached = cached.float()
-    return float((x - cached).abs().mean() / cached.abs().mean().clamp_min(1e-8))
 
 
 def cache_batch(cache: LatentCache, step: int, batch: int, seed: int) -> dict[str, torch.Tensor]:

@@ -44,7 +44,8 @@ def answers(prior: AlignedPrior, latents: torch.Tensor, batch: int = 64) -> torc
 
 
 def relative_l1(pred: torch.Tensor, target: torch.Tensor) -> float:
-    return float((pred - target).abs().mean() / target.abs().mean())
+    """Mean absolute difference over the target's mean magnitude (the target all zero: divided by 1e-8)."""
+    return float((pred - target).abs().mean() / target.abs().mean().clamp_min(1e-8))
 
 
 def distill_prior(model: IGRModel, channels: tuple[int, ...], latents: torch.Tensor, *, steps: int = 2000,
