@@ -75,8 +75,9 @@ def plot_curves(runs: dict[str, Path], out: Path) -> Path | None:
 
 def sample_grid(models: dict[str, Path], out: Path, n: int = 6, sampling: dict[str, dict] | None = None) -> Path:
     """person | each model's restore (its config's sampler; a baseline's regression) | ground truth. `sampling`:
-    per name, the settings its evaluation sampled with (`igr.eval`'s JSON: sampler, steps, guidance, strength, and
-    a warp prior's field of `igr.warp.WARP_FIELDS`), so that a column shows what its row measured."""
+    per name, the settings its evaluation sampled with (`igr.eval`'s JSON: sampler, steps, guidance, strength, the
+    number of samples averaged, and a warp prior's field of `igr.warp.WARP_FIELDS`), so that a column shows what
+    its row measured."""
     import torch
 
     from .baseline import KIND, RegressionModel
@@ -95,12 +96,13 @@ def sample_grid(models: dict[str, Path], out: Path, n: int = 6, sampling: dict[s
             m = IGRModel.from_pretrained(folder)
             how = (sampling or {}).get(name, {})
             mode = {v: k for k, v in WARP_FIELDS.items()}.get(how.get("warp"))
-            run = lambda p, m=m, how=how, mode=mode: sample(
+            run = lambda p, m=m, how=how, mode=mode: torch.stack([sample(        # K > 1: the mean of seeds 0..K-1
                 m, p, steps=how.get("steps", m.config.sample_steps),
                 guidance_scale=how.get("guidance", m.config.guidance_scale),
-                sampler=how.get("sampler", m.config.sampler), strength=how.get("strength", 1.0), seed=0,
+                sampler=how.get("sampler", m.config.sampler), strength=how.get("strength", 1.0), seed=seed,
                 cond=None if mode is None else m.condition(
                     p, field=diagnostic_field(mode, m.warpnet, p, "test", range(len(p)))))
+                for seed in range(how.get("samples_averaged", 1))]).mean(0)
         size = (m.config.height, m.config.width)
         person, garment, _ = next(split_batches("test", n, size, n))
         with torch.no_grad():

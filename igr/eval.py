@@ -252,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="a model with light VAE parts (config light): encode and decode with the full VAE instead")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples", type=int, default=1, metavar="K",
+                   help="restore each item K times (seeds SEED..SEED+K-1) and score the pixel mean of the K "
+                        "samples: an estimate of the posterior mean, which trades FD_garm for masked SSIM")
     p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--metric", action="append", default=[], metavar="NAME=PATH.onnx",
                    help="an extra metric from a local ONNX file: two inputs (LPIPS, DISTS: per-sample distance) "
@@ -273,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .baseline import KIND, RegressionModel
     from .model import IGRModel
-    from .pipeline import sample_items
+    from .pipeline import mean_of_samples
     from .warp import diagnostic_field
 
     model_dir = Path(args.model)
@@ -291,6 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     light = False if baseline else model.uses_light(False if args.full_vae else None)
     if args.true_warp and (baseline or getattr(model, "warpnet", None) is None):
         p.error(f"--true-warp: {model_dir} has no warp prior (config warp_prior)")
+    if args.samples < 1:
+        p.error(f"--samples must be at least 1, got {args.samples}")
+    if args.samples > 1 and baseline:
+        p.error("--samples: a regression baseline restores deterministically; there is nothing to average")
     if args.true_warp and args.data is not None:
         p.error("--true-warp needs SynthGarment's correspondences; --data pairs carry none")
 
@@ -320,8 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.true_warp:
             cond = model.condition(person, light=light, field=diagnostic_field(
                 args.true_warp, model.warpnet, person, args.split, range(first, first + len(person))))
-        return sample_items(model, person, first, steps=steps, guidance_scale=scale, sampler=sampler, seed=args.seed,
-                            strength=args.strength, light=light, cond=cond)
+        return mean_of_samples(model, person, first, args.samples, steps=steps, guidance_scale=scale,
+                               sampler=sampler, seed=args.seed, strength=args.strength, light=light, cond=cond)
 
     try:
         metrics = evaluate(restore, features, split=args.split, n=args.n, size=(cfg.height, cfg.width),
@@ -333,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": str(model_dir), "split": args.split, "n": args.n, **source,       # source: --data's spec, pairs, masks
         "sampling": "one regression forward" if baseline else
                     {"sampler": sampler, "steps": steps, "guidance": scale, "seed": args.seed,
+                     **({"samples_averaged": args.samples} if args.samples > 1 else {}),
                      **({"strength": args.strength} if args.strength is not None else {}),
                      **({"light": True} if light else {}), **({"warp": WARP_FIELDS[args.true_warp]} if args.true_warp else {})},
         "features": f"{feat_dir} image_encoder sha256 {file_digest(feat_dir, 'image_encoder.safetensors')}",

@@ -123,3 +123,17 @@ def sample_items(model: IGRModel, person: torch.Tensor, first: int, *, seed: int
     restores for an item does not depend on how the data set was batched."""
     noise = item_noise(model.config, seed, first, len(person), height=person.shape[-2], width=person.shape[-1])
     return sample(model, person, noise=noise, **kwargs)
+
+
+@torch.no_grad()
+def mean_of_samples(model: IGRModel, person: torch.Tensor, first: int, samples: int, *, seed: int = 0,
+                    cond: Conditioning | None = None, light: bool | None = None, **kwargs) -> torch.Tensor:
+    """The pixel mean of `samples` restores of items first..first+B-1 (`sample_items` with seeds seed..seed+K-1),
+    conditioned once: an estimate of the posterior mean, which scores higher than one sample on the metrics
+    that compare pixels (masked SSIM, ΔE) and costs K times the denoiser calls."""
+    if samples < 1:
+        raise ValueError(f"samples must be at least 1, got {samples}")
+    light = model.uses_light(light)
+    cond = model.condition(person, light=light) if cond is None else cond
+    return torch.stack([sample_items(model, person, first, seed=seed + k, cond=cond, light=light, **kwargs)
+                        for k in range(samples)]).mean(0)

@@ -177,3 +177,39 @@ def test_eval_cli_refuses_a_bad_metric_file(tiny_model, tmp_path, capsys, spec, 
         eval_main(["--model", str(folder), "--n", "4", "--metric", spec, "--out", str(tmp_path / "r")])
     assert e.value.code == 2 and says in capsys.readouterr().err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_mean_of_samples_is_the_pixel_mean_of_each_seeds_restore(tiny_model):
+    from igr.pipeline import mean_of_samples, sample_items
+
+    person = _images(3, b=2, h=tiny_model.config.height, w=tiny_model.config.width)
+    one = [sample_items(tiny_model, person, 5, seed=s, steps=2) for s in (7, 8, 9)]
+    assert torch.equal(mean_of_samples(tiny_model, person, 5, 1, seed=7, steps=2), one[0])
+    assert torch.allclose(mean_of_samples(tiny_model, person, 5, 3, seed=7, steps=2), torch.stack(one).mean(0),
+                          atol=1e-6)
+    assert not torch.allclose(one[0], one[1], atol=1e-3)           # the seeds differ, so the mean is not a copy
+    with pytest.raises(ValueError, match="at least 1"):
+        mean_of_samples(tiny_model, person, 5, 0)
+
+
+def test_eval_cli_scores_the_mean_of_k_samples(tiny_model, tmp_path, capsys):
+    from igr.eval import split_batches
+    from igr.pipeline import mean_of_samples
+
+    folder = tiny_model.save_pretrained(tmp_path / "model")
+    out = tmp_path / "report" / "k2"
+    assert eval_main(["--model", str(folder), "--n", "4", "--batch", "2", "--steps", "2", "--boot", "20",
+                      "--samples", "2", "--seed", "3", "--out", str(out)]) == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["sampling"]["samples_averaged"] == 2 and report["sampling"]["seed"] == 3
+    size = (tiny_model.config.height, tiny_model.config.width)
+    expected, first = [], 0
+    for person, garment, mask in split_batches("test", 4, size, 2):
+        pred = mean_of_samples(tiny_model, person, first, 2, seed=3, steps=2)
+        expected += image_metrics(pred, garment, mask)["psnr_mask"].tolist()
+        first += len(person)
+    assert report["metrics"]["per_sample"]["psnr_mask"] == pytest.approx(expected, abs=1e-4)
+    with pytest.raises(SystemExit) as e:
+        eval_main(["--model", str(folder), "--n", "4", "--samples", "0", "--out", str(tmp_path / "r")])
+    assert e.value.code == 2 and "--samples must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
