@@ -138,19 +138,29 @@ def evaluate(restore: Callable[[torch.Tensor, int], torch.Tensor], features: Gar
 
 
 @torch.no_grad()
+def flat_colour(garment: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The garment (B, 3, H, W) with every pixel inside its mask (B, 1, H, W) set to its mean colour there."""
+    m = mask.float().expand_as(garment)
+    mean = (garment * m).flatten(2).sum(2) / m.flatten(2).sum(2).clamp(min=1)
+    return torch.where(m > 0.5, mean[..., None, None].expand_as(garment), garment)
+
+
 def reference_rows(model, *, split: str, n: int, size: tuple[int, int], batch: int = 16,
                    data=None) -> dict[str, dict]:
-    """Three yardsticks on the same pairs: a blank (all-white) image, which scores high whole-image SSIM on these
+    """Four yardsticks on the same pairs: a blank (all-white) image, which scores high whole-image SSIM on these
     white backgrounds; the VAE's reconstruction of the true garment, the ceiling of any model decoding through
-    it; and the ground truth itself, perfect everywhere but in mask IoU, whose value there is the ceiling of
-    the white-threshold rule (`igr.metrics.garment_region`). `data`: as in `evaluate`."""
+    it; the true garment's silhouette filled with its own mean colour (`flat_colour`: perfect shape and colour,
+    no print), which masked SSIM rewards and the print correlation scores 0; and the ground truth itself,
+    perfect everywhere but in mask IoU, whose value there is the ceiling of the white-threshold rule
+    (`igr.metrics.garment_region`). `data`: as in `evaluate`."""
     from .perceptual import EffNetDistance
 
     perceptual = EffNetDistance()
-    per: dict[str, dict[str, list[np.ndarray]]] = {"blank": {}, "vae_reconstruction": {}, "ground_truth": {}}
+    per: dict[str, dict[str, list[np.ndarray]]] = {"blank": {}, "vae_reconstruction": {}, "flat_colour": {},
+                                                   "ground_truth": {}}
     for person, garment, mask in split_batches(split, n, size, batch, data=data):
         preds = {"blank": torch.ones_like(garment), "vae_reconstruction": model.decode(model.encode(garment)),
-                 "ground_truth": garment}
+                 "flat_colour": flat_colour(garment, mask), "ground_truth": garment}
         for name, pred in preds.items():
             for k, v in image_metrics(pred, garment, mask, perceptual=perceptual).items():
                 per[name].setdefault(k, []).append(v.numpy())
@@ -177,7 +187,12 @@ NOTES = ("Headline metrics first, judged on the garment; read them against the b
          "CIE76 colour difference (Euclidean in L*a*b*, D65) per pixel, averaged inside the true mask. *EffNet-L0 "
          "dist (ours)*: an LPIPS-style distance on ImageNet EfficientNet-Lite0 features from five stages, unit-"
          "normalised per position, squared differences, spatial mean, uniform weights (no learned layers, so not "
-         "LPIPS); 0 for identical images. Lower is better for ΔE, the EffNet distance, FD_garm and KID.")
+         "LPIPS); 0 for identical images. *print corr (ours)*: inside the true mask, the correlation of the output's "
+         "and the truth's colour deviations from their own mean colour: 1 for the truth's print layout at any "
+         "contrast, 0 for a flat garment, about 0 for texture in the wrong places (`igr.metrics.print_correlation`); "
+         "masked SSIM cannot tell a missing print from a restored one: the flat-colour yardstick (the truth's "
+         "silhouette filled with its mean colour) outscores every model on it. Lower is better for ΔE, the EffNet "
+         "distance, FD_garm and KID.")
 
 
 def markdown(report: dict) -> str:
@@ -260,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="an extra metric from a local ONNX file: two inputs (LPIPS, DISTS: per-sample distance) "
                         "or one (Inception, CLIP: features for FD_NAME and KID_NAME); images float32 NCHW in [0, 1]")
     p.add_argument("--references", action="store_true",
-                   help="also score a blank image and the VAE reconstruction of the truth on the same pairs")
+                   help="also score yardsticks on the same pairs: a blank image, the VAE reconstruction of the "
+                        "truth, the truth's silhouette filled with its mean colour, and the truth")
     p.add_argument("--out", required=True, help="output path without suffix: writes OUT.json and OUT.md")
     args = p.parse_args(argv)
     if args.n is None and args.data is None:
@@ -353,14 +369,15 @@ def main(argv: list[str] | None = None) -> int:
                                               batch=args.batch, data=data)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out.with_suffix(".features.npz"), **feats)       # FD_garm features, for paired FD
-    out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(report))
+    named = lambda suffix: out.with_name(out.name + suffix)     # OUT as given: a name like "g1.5" keeps its ".5"
+    np.savez_compressed(named(".features.npz"), **feats)       # FD_garm features, for paired FD
+    named(".json").write_text(json.dumps(report, indent=1) + "\n")
+    named(".md").write_text(markdown(report))
     m = metrics
     print(f"SSIM mask {m['ssim_mask']['mean']:.4f}  mask IoU {m['mask_iou']['mean']:.4f}  "
           f"ΔE76 {m['delta_e']['mean']:.2f}  EffNet dist {m['effnet_dist']['mean']:.4f}  "
           f"FD_garm {m['fd']['mean']:.3f} {m['fd']['ci95']}  (whole-image SSIM {m['ssim']['mean']:.4f})  "
-          f"-> {out.with_suffix('.json')}" + (f"  [{args.data} {args.split}, {args.n} pairs]" if data else ""))
+          f"-> {named('.json')}" + (f"  [{args.data} {args.split}, {args.n} pairs]" if data else ""))
     return 0
 
 

@@ -30,7 +30,7 @@ ABLATIONS = {  # name -> (eval file stem, what it is)
     "single_stage": ("abl-single", "one stage of the same total steps: full size, uniform timesteps, all pairs"),
 }
 SUMMARY = (*HEADLINE, "fd", "kid", *WHOLE_IMAGE)
-CATEGORY_COLUMNS = ("ssim_mask", "psnr_mask", "mask_iou", "delta_e", "effnet_dist", "ssim")
+CATEGORY_COLUMNS = ("ssim_mask", "psnr_mask", "mask_iou", "delta_e", "effnet_dist", "print_corr", "ssim")
 
 
 def row(report: dict) -> dict:

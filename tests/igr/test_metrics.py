@@ -96,7 +96,8 @@ def test_eval_cli_writes_json_and_markdown(tiny_model, tmp_path):
     assert eval_main(["--model", str(folder), "--n", "4", "--batch", "2", "--steps", "2", "--boot", "20",
                       "--references", "--out", str(tmp_path / "report" / "tiny")]) == 0
     report = json.loads((tmp_path / "report" / "tiny.json").read_text())
-    for k in ("ssim", "ms_ssim", "psnr", "ssim_mask", "psnr_mask", "mask_iou", "delta_e", "effnet_dist", "fd", "kid"):
+    for k in ("ssim", "ms_ssim", "psnr", "ssim_mask", "psnr_mask", "mask_iou", "delta_e", "effnet_dist", "print_corr",
+              "fd", "kid"):
         assert np.isfinite(report["metrics"][k]["mean"]), k
     md = (tmp_path / "report" / "tiny.md").read_text()
     assert report["n"] == 4 and "not Inception" in md and "vae_reconstruction" in md
@@ -108,6 +109,9 @@ def test_eval_cli_writes_json_and_markdown(tiny_model, tmp_path):
     assert refs["blank"]["psnr"] == pytest.approx(float(blank["psnr"].mean()), rel=1e-5)
     assert refs["blank"]["mask_iou"] == 0 and refs["ground_truth"]["effnet_dist"] == 0
     assert refs["ground_truth"]["mask_iou"] > 0.95 and refs["ground_truth"]["delta_e"] == 0
+    # the flat-colour yardstick: the truth's shape and mean colour, no print
+    assert refs["flat_colour"]["mask_iou"] > 0.95 and abs(refs["flat_colour"]["print_corr"]) < 0.05
+    assert refs["ground_truth"]["print_corr"] == pytest.approx(1) and "flat_colour" in md
     # one row per garment category, its n and means over its own items
     per = report["metrics"]["per_sample"]
     assert per["category"] == categories
@@ -197,10 +201,11 @@ def test_eval_cli_scores_the_mean_of_k_samples(tiny_model, tmp_path, capsys):
     from igr.pipeline import mean_of_samples
 
     folder = tiny_model.save_pretrained(tmp_path / "model")
-    out = tmp_path / "report" / "k2"
+    out = tmp_path / "report" / "k2-s1.5"                # a dot in the name: the files keep it (k2-s1.5.json)
     assert eval_main(["--model", str(folder), "--n", "4", "--batch", "2", "--steps", "2", "--boot", "20",
                       "--samples", "2", "--seed", "3", "--out", str(out)]) == 0
-    report = json.loads(out.with_suffix(".json").read_text())
+    report = json.loads((tmp_path / "report" / "k2-s1.5.json").read_text())
+    assert (tmp_path / "report" / "k2-s1.5.features.npz").is_file()
     assert report["sampling"]["samples_averaged"] == 2 and report["sampling"]["seed"] == 3
     size = (tiny_model.config.height, tiny_model.config.width)
     expected, first = [], 0
@@ -213,3 +218,22 @@ def test_eval_cli_scores_the_mean_of_k_samples(tiny_model, tmp_path, capsys):
         eval_main(["--model", str(folder), "--n", "4", "--samples", "0", "--out", str(tmp_path / "r")])
     assert e.value.code == 2 and "--samples must be at least 1" in capsys.readouterr().err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_print_correlation_tells_a_restored_print_from_a_flat_or_misplaced_one():
+    from igr.eval import flat_colour
+    from igr.metrics import print_correlation
+
+    truth, mask = _images(0), _mask()
+    p = lambda x: print_correlation((x + 1) / 2, (truth + 1) / 2, mask)
+    assert torch.allclose(p(truth), torch.ones(3), atol=1e-5)
+    faint = flat_colour(truth, mask) * 0.8 + truth * 0.2              # the same print at a fifth of its contrast
+    assert torch.allclose(p(faint), torch.ones(3), atol=1e-4)
+    assert torch.allclose(p(-truth), -torch.ones(3), atol=1e-5)          # inverted print
+    assert p(flat_colour(truth, mask)).abs().max() < 1e-5                # a binary mask: flat inside
+    assert p(_images(7)).abs().max() < 0.1                               # texture in the wrong places
+    outside = truth.clone()
+    outside[..., :16, :] = -truth[..., :16, :]                          # what lies outside the mask is not judged
+    assert torch.allclose(p(outside), torch.ones(3), atol=1e-5)
+    m = lambda x: image_metrics(x, truth, mask)["print_corr"]           # and image_metrics reports it
+    assert torch.equal(m(truth), p(truth))
