@@ -75,7 +75,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from .images import output_size
     from .noise import check_seed
     from .progress import Progress
-    from .restorer import Restorer
+    from .restorer import Restorer, check_samples
 
     files, missing = expand_inputs(args.inputs)
     for pattern in missing:
@@ -95,6 +95,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
                             low_memory=args.low_memory)
         restorer._steps(args.steps)                      # arguments checked once, not once per file
         check_seed(args.seed)
+        check_samples(args.samples)
         output_size(args.size, *restorer.bundle.size)
     except IgrEdgeError as e:
         print(f"igr-edge: {type(e).__name__}: {e}", file=sys.stderr)
@@ -109,7 +110,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
                     raise FileExistsError(f"{dst} is the input itself (choose another output folder)")
                 if dst.exists() and not args.overwrite:
                     raise FileExistsError(f"{dst} exists (pass --overwrite to replace it)")
-                garment = restorer.restore(src, args.seed, steps=args.steps, size=args.size)
+                garment = restorer.restore(src, args.seed, steps=args.steps, size=args.size, samples=args.samples)
                 atomic_write_image(garment, dst, overwrite=args.overwrite)
             except (IgrEdgeError, OSError) as e:
                 failed += 1
@@ -302,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="folder for the restored PNGs")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (components bundles; default the bundle's)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same garment on every platform)")
+    p.add_argument("--samples", type=int, default=1, metavar="K",
+                   help="average K restores per photo (seeds SEED..SEED+K-1): K times the time, nearer the truth")
     p.add_argument("--backend", default=None, help="cpu, cuda or coreml (default: IGR_EDGE_BACKEND, then the best here)")
     p.add_argument("--bundle", default=None, help="bundle folder (default: the one shipped in the package)")
     p.add_argument("--variant", default=None, help="run this bundle variant (default: the best for the backend)")

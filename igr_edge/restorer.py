@@ -47,6 +47,16 @@ def _seeds(seeds: Any) -> list[int]:
     return [check_seed(s) for s in seeds]
 
 
+MAX_SAMPLES = 16        # restores averaged per image at most (`samples`)
+
+
+def check_samples(samples: Any) -> int:
+    """A valid number of restores to average per image."""
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or not 1 <= samples <= MAX_SAMPLES:
+        raise IgrEdgeError(f"samples must be an integer from 1 to {MAX_SAMPLES}, got {samples!r}")
+    return int(samples)
+
+
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """(N, 3, H, W) float in [-1, 1] -> (N, H, W, 3) uint8, rounded as the single-call graph rounds."""
     return np.clip(np.round((image + 1.0) * 127.5), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
@@ -209,12 +219,17 @@ class Restorer:
                                f"steps={steps} needs that student's own bundle or a components bundle")
         return int(steps)
 
-    def restore_arrays(self, persons: np.ndarray, seeds: Sequence[int], *, steps: int | None = None) -> np.ndarray:
-        """(N, H, W, 3) uint8 persons at the model's size + one seed each -> (N, H, W, 3) uint8 garments."""
+    def restore_arrays(self, persons: np.ndarray, seeds: Sequence[int], *, steps: int | None = None,
+                       samples: int = 1) -> np.ndarray:
+        """(N, H, W, 3) uint8 persons at the model's size + one seed each -> (N, H, W, 3) uint8 garments.
+
+        `samples` K > 1: restore each person K times, from seeds seed, seed + 1, ... (modulo 2**64), and return the
+        pixel mean, rounded: K times the work, a garment nearer the truth on average (docs/sdk.md has the figures)."""
         run = self._run
         if run is None:
             raise IgrEdgeError("this Restorer is closed")
         steps = self._steps(steps)
+        samples = check_samples(samples)
         seeds = _seeds(seeds)
         width, height = self._bundle.size
         if (not isinstance(persons, np.ndarray) or persons.dtype != np.uint8
@@ -224,20 +239,26 @@ class Restorer:
                                f"got {got} and {len(seeds)} seeds")
         if len(persons) == 0:
             return np.zeros((0, height, width, 3), np.uint8)
-        noise = np.stack([normal(s, self._bundle.latent_shape, generator=self._bundle.noise_generator)
-                          for s in seeds])
-        out = []
-        for i in range(0, len(persons), MAX_BATCH):
-            out.append(run(np.ascontiguousarray(persons[i:i + MAX_BATCH]), noise[i:i + MAX_BATCH], steps))
-        return np.concatenate(out)
+        total = None
+        for k in range(samples):
+            noise = np.stack([normal((s + k) % 2**64, self._bundle.latent_shape, generator=self._bundle.noise_generator)
+                              for s in seeds])
+            out = np.concatenate([run(np.ascontiguousarray(persons[i:i + MAX_BATCH]), noise[i:i + MAX_BATCH], steps)
+                                  for i in range(0, len(persons), MAX_BATCH)])
+            if samples == 1:
+                return out
+            total = out.astype(np.float32) if total is None else total + out
+        return np.rint(total / samples).astype(np.uint8)
 
     def restore(self, image: _images.ImageInput, seed: int = 0, *, steps: int | None = None,
-                size: int | tuple[int, int] | None = None) -> Image.Image:
-        """The garment the person in `image` wears, as an RGB image of `size` (default: the model's)."""
-        return self.restore_batch([image], [seed], steps=steps, size=size)[0]
+                size: int | tuple[int, int] | None = None, samples: int = 1) -> Image.Image:
+        """The garment the person in `image` wears, as an RGB image of `size` (default: the model's). `samples`:
+        the mean of that many restores (`restore_arrays`)."""
+        return self.restore_batch([image], [seed], steps=steps, size=size, samples=samples)[0]
 
     def restore_batch(self, images: Iterable[_images.ImageInput], seeds: Sequence[int] | None = None, *,
-                      steps: int | None = None, size: int | tuple[int, int] | None = None) -> list[Image.Image]:
+                      steps: int | None = None, size: int | tuple[int, int] | None = None,
+                      samples: int = 1) -> list[Image.Image]:
         """`restore` over many images (seeds: one per image, default 0 each), run in batches of up to 8."""
         if isinstance(images, (str, bytes, os.PathLike, Image.Image, np.ndarray)) or not _iterable(images):
             raise IgrEdgeError("restore_batch takes a list of images; use restore() for one image "
@@ -248,6 +269,7 @@ class Restorer:
             raise IgrEdgeError(f"{len(images)} images but {len(seeds)} seeds")
         width, height = self._bundle.size
         _images.output_size(size, width, height)             # a bad size fails before any work
+        check_samples(samples)
         if not images:
             return []
         persons = []
@@ -258,7 +280,7 @@ class Restorer:
                 if len(images) == 1:
                     raise
                 raise type(e)(f"image {i}: {e}") from None
-        garments = self.restore_arrays(np.stack(persons), seeds, steps=steps)
+        garments = self.restore_arrays(np.stack(persons), seeds, steps=steps, samples=samples)
         return [_images.to_output(g, size) for g in garments]
 
     # -- lifetime --------------------------------------------------------------------------------
@@ -286,8 +308,9 @@ def clear_cache() -> None:
 
 def restore(image: _images.ImageInput, *, steps: int | None = None, seed: int = 0, backend: str | None = None,
             bundle: str | os.PathLike | None = None, size: int | tuple[int, int] | None = None,
-            compute_units: str | None = None, low_memory: bool | None = None) -> Image.Image:
-    """Restore the garment worn in `image` with the default bundle (or `bundle`): an RGB PIL image.
+            compute_units: str | None = None, low_memory: bool | None = None, samples: int = 1) -> Image.Image:
+    """Restore the garment worn in `image` with the default bundle (or `bundle`): an RGB PIL image. `samples` K:
+    the pixel mean of K restores from seeds seed .. seed + K - 1 (K times the time; `Restorer.restore_arrays`).
 
     The Restorer behind it is made once per (bundle, backend, compute units, low_memory) and reused by later calls
     (up to CACHE_SIZE)."""
@@ -304,4 +327,4 @@ def restore(image: _images.ImageInput, *, steps: int | None = None, seed: int = 
             while len(_CACHE) > CACHE_SIZE:
                 _CACHE.popitem(last=False)
         _CACHE.move_to_end(key)
-    return restorer.restore(image, seed, steps=steps, size=size)
+    return restorer.restore(image, seed, steps=steps, size=size, samples=samples)

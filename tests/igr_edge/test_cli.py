@@ -187,3 +187,17 @@ def test_demo_writes_a_contact_sheet_of_the_samples(tiny_student, tmp_path, caps
     assert sheet.width > 3 * 48 and sheet.height > n * 64
     assert len(list((tmp_path / "demo").glob("*-garment.png"))) == n
     assert "contact-sheet.png" in capsys.readouterr().out
+
+
+def test_restore_samples_writes_the_apis_mean_and_refuses_a_bad_count(photos, tmp_path, tiny_student, capsys):
+    from igr_edge import Restorer
+
+    out = tmp_path / "out"
+    assert main(["restore", str(photos / "p0.png"), "-o", str(out), "--bundle", str(tiny_student), "--seed", "4",
+                 "--samples", "3", "-q"]) == 0
+    with Restorer(tiny_student, backend="cpu") as r:
+        expected = np.asarray(r.restore(photos / "p0.png", 4, samples=3))
+    assert np.array_equal(np.asarray(Image.open(out / "p0.png")), expected)
+    assert main(["restore", str(photos / "p1.png"), "-o", str(out), "--bundle", str(tiny_student),
+                 "--samples", "0"]) == 2
+    assert "samples must be an integer from 1 to 16" in capsys.readouterr().err and files_in(out) == ["p0.png"]

@@ -224,3 +224,23 @@ def test_tampered_missing_escaping_and_future_bundles_are_refused(tiny_student, 
     with pytest.raises(BundleError, match="folder path"):
         igr_edge.restore(SAMPLE, bundle=42)
     assert not any(p.suffix == ".pkl" or p.name.endswith(".pickle") for p in tiny_student.rglob("*"))
+
+
+def test_samples_average_that_many_seeds_restores(default):
+    person = np.asarray(Image.open(SAMPLE).convert("RGB"))[None]
+    one = [default.restore_arrays(person, [s]) for s in (5, 6, 7)]
+    mean = np.rint(np.mean([o.astype(np.float32) for o in one], axis=0)).astype(np.uint8)
+    assert np.array_equal(default.restore_arrays(person, [5], samples=3), mean)
+    assert np.array_equal(default.restore_arrays(person, [5], samples=1), one[0])
+    assert not np.array_equal(mean, one[0])
+    last = 2**64 - 1                                                # seeds wrap: the last seed, then 0
+    wrap = [default.restore_arrays(person, [s]).astype(np.float32) for s in (last, 0)]
+    assert np.array_equal(default.restore_arrays(person, [last], samples=2), np.rint((wrap[0] + wrap[1]) / 2))
+    img = igr_edge.restore(SAMPLE, seed=5, samples=3, backend="cpu")
+    assert np.array_equal(np.asarray(img), np.asarray(default.restore(SAMPLE, seed=5, samples=3)))
+
+
+@pytest.mark.parametrize("samples", [0, 17, 2.0, True, "2", None])
+def test_bad_samples_are_refused_before_any_work(default, samples):
+    with pytest.raises(IgrEdgeError, match="samples must be an integer from 1 to 16"):
+        default.restore_batch([b"not an image"], samples=samples)
