@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import onnx
@@ -138,7 +138,8 @@ def quantize_int8_dynamic(src: Path, dst: Path) -> Path:
 W8_MIN_ELEMENTS = 256          # smaller weights (tiny projections) stay float32
 
 
-def quantize_weights_int8(src: Path, dst: Path, *, min_elements: int = W8_MIN_ELEMENTS) -> Path:
+def quantize_weights_int8(src: Path, dst: Path, *, min_elements: int = W8_MIN_ELEMENTS,
+                          keep_float: Callable[[str], bool] | None = None) -> Path:
     """Weight-only int8: every float32 weight of a Conv, ConvTranspose, MatMul or Gemm is stored as int8
     (symmetric, per output channel) and expanded in the graph by Cast(int8 -> float32) · scale; activations
     and arithmetic stay float32.
@@ -149,7 +150,10 @@ def quantize_weights_int8(src: Path, dst: Path, *, min_elements: int = W8_MIN_EL
     optimizations, on by default), so the graph then runs at fp32's speed; with optimizations off it
     recomputes the same weights on every call. (A DequantizeLinear would also be exact, but ORT keeps it unfolded
     for its QDQ fusions: weights are then expanded on every call, unpacked, and fused differently per level.)
-    Int8 activation variants (dynamic, QDQ) are faster on x86 CPUs but their rounding moves between builds."""
+    Int8 activation variants (dynamic, QDQ) are faster on x86 CPUs but their rounding moves between builds.
+
+    `keep_float`: true for the names of weights that stay float32 (e.g. a sensitive sub-network's); a Linear
+    weight the exporter wrote behind a Transpose is named by that Transpose's output once folded."""
     from onnx import helper, numpy_helper
 
     proto = onnx.load(str(src))
@@ -180,7 +184,7 @@ def quantize_weights_int8(src: Path, dst: Path, *, min_elements: int = W8_MIN_EL
         if init.data_type != onnx.TensorProto.FLOAT or not uses:
             continue
         w = numpy_helper.to_array(init)
-        if w.size < min_elements:
+        if w.size < min_elements or (keep_float is not None and keep_float(name)):
             continue
         axes = {axis_of(node, w) if k == 1 else None for node, k in uses}
         if len(axes) != 1 or None in axes:

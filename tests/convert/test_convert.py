@@ -390,6 +390,22 @@ def test_weight_only_int8_is_a_quarter_of_fp32_and_the_same_at_every_optimizatio
         np.testing.assert_allclose(other, outputs[0], rtol=0, atol=1e-4)
 
 
+def test_weight_only_int8_leaves_the_weights_keep_float_names_in_float32(bundle, tmp_path):
+    from convert.onnx_export import quantize_weights_int8
+
+    fp32 = bundle / read_manifest(bundle)["variants"]["onnx-fp32"]["files"]["student"]
+    floats = lambda path: {i.name for i in onnx.load(str(path)).graph.initializer
+                           if i.data_type == onnx.TensorProto.FLOAT}
+    all_int8 = floats(quantize_weights_int8(fp32, tmp_path / "all.onnx"))
+    kept = floats(quantize_weights_int8(fp32, tmp_path / "kept.onnx", keep_float=lambda n: ".denoiser." in n))
+    spared = kept - all_int8
+    assert spared and all(".denoiser." in n for n in spared)        # only the denoiser's weights, all of them
+    int8 = [i.name for i in onnx.load(str(tmp_path / "kept.onnx")).graph.initializer
+            if i.data_type == onnx.TensorProto.INT8]
+    assert int8 and not any(".denoiser." in n for n in int8)
+    assert (tmp_path / "kept.onnx").stat().st_size > (tmp_path / "all.onnx").stat().st_size
+
+
 def test_static_int8_weights_use_7_bits_so_x86_int8_kernels_do_not_saturate(bundle, student_dir):
     """ORT's uint8 x int8 kernels on x86 CPUs without VNNI add pairs of products in int16; full 8-bit weights
     saturate there (20.6 dB against fp32 for this student on an AVX2-only host). With 7 bits the fused kernels
