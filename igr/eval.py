@@ -137,7 +137,6 @@ def evaluate(restore: Callable[[torch.Tensor, int], torch.Tensor], features: Gar
     return result
 
 
-@torch.no_grad()
 def flat_colour(garment: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The garment (B, 3, H, W) with every pixel inside its mask (B, 1, H, W) set to its mean colour there."""
     m = mask.float().expand_as(garment)
@@ -145,6 +144,7 @@ def flat_colour(garment: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(m > 0.5, mean[..., None, None].expand_as(garment), garment)
 
 
+@torch.no_grad()
 def reference_rows(model, *, split: str, n: int, size: tuple[int, int], batch: int = 16,
                    data=None) -> dict[str, dict]:
     """Four yardsticks on the same pairs: a blank (all-white) image, which scores high whole-image SSIM on these
@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--samples", type=int, default=1, metavar="K",
                    help="restore each item K times (seeds SEED..SEED+K-1) and score the pixel mean of the K "
-                        "samples: an estimate of the posterior mean, which trades FD_garm for masked SSIM")
+                        "samples: an estimate of the posterior mean (K times the denoiser calls)")
     p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--metric", action="append", default=[], metavar="NAME=PATH.onnx",
                    help="an extra metric from a local ONNX file: two inputs (LPIPS, DISTS: per-sample distance) "

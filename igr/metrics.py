@@ -73,7 +73,8 @@ def print_correlation(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tens
 
     Masked SSIM cannot tell a missing print from a restored one: the truth's own silhouette filled with its mean
     colour (the `flat_colour` yardstick of `igr.eval --references`) outscores every model on it. This one gives that
-    fill 0.008 on 128 test pairs (its anti-aliased edge pixels keep the truth's); it ignores contrast and colour (ΔE and PSNR judge those), so it is read beside them."""
+    fill 0.008 on 128 test pairs (its anti-aliased edge pixels keep the truth's); it ignores contrast and colour
+    (ΔE and PSNR judge those), so it is read beside them."""
     m = mask.float().expand_as(pred)
     area = m.flatten(2).sum(2).clamp(min=1)[..., None, None]                        # (B, 3, 1, 1)
     dp = (pred - (pred * m).flatten(2).sum(2)[..., None, None] / area) * m
