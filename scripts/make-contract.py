@@ -33,10 +33,9 @@ def written_on() -> dict:
     checks the bytes only on the same ORT version and CPU model (elsewhere the PSNR bound)."""
     import onnxruntime
 
-    cpuinfo = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.is_file() else [])
-             if line.startswith("model name")]
-    return {"onnxruntime": onnxruntime.__version__, "cpu": names[0] if names else None}
+    from igr_edge.bench import cpu_model
+
+    return {"onnxruntime": onnxruntime.__version__, "cpu": cpu_model()}
 
 
 def main(out: str = "bindings/contract") -> int:

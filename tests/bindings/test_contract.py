@@ -9,6 +9,7 @@ import onnxruntime
 from PIL import Image
 
 from igr_edge import Restorer
+from igr_edge.bench import cpu_model
 from igr_edge.noise import normal, splitmix64
 
 CONTRACT = Path(__file__).resolve().parents[2] / "bindings" / "contract"
@@ -26,15 +27,6 @@ def test_noise_vectors_match_the_generator():
         assert abs(z.astype(np.float64).sum() - v["sum"]) < 1e-9
 
 
-def _cpu() -> str | None:
-    """This CPU's model name (Linux: /proc/cpuinfo), None elsewhere."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.is_file():
-        return None
-    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
-    return names[0] if names else None
-
-
 def test_cases_are_the_default_bundles_outputs():
     data = json.loads((CONTRACT / "cases.json").read_text())
     with Restorer(backend="cpu") as r:
@@ -49,7 +41,7 @@ def test_cases_are_the_default_bundles_outputs():
             # ORT's fp32 kernels round differently on other CPUs (an AVX2-only x86 one, and an AMD EPYC with
             # AVX-512, against vectors written on another AVX-512 CPU: 95-100 dB, pixels at most 1 apart)
             where = data.get("written_on")
-            if where and where == {"onnxruntime": onnxruntime.__version__, "cpu": _cpu()}:
+            if where and where == {"onnxruntime": onnxruntime.__version__, "cpu": cpu_model()}:
                 assert hashlib.sha256(got.astype(np.uint8).tobytes()).hexdigest() == case["garment_sha256"], case
 
 
