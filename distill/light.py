@@ -31,6 +31,7 @@ from igr.config import ConfigError, IGRConfig, LightVAEConfig, _from_dict
 from igr.files import atomic_folder
 from igr.model.light import LightDecoder, LightEncoder, build_light, decoder_flops, encoder_flops, save_light
 from igr.train.cache import digest
+from igr.train.trainer import edge_l1
 
 from .core import optimizer_step
 
@@ -166,13 +167,6 @@ def rows(n: int, step: int, batch: int, seed: int) -> torch.Tensor:
 
 
 # -- losses -------------------------------------------------------------------------------------------
-def edge_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L1 between horizontal and between vertical neighbour differences: edges and print, not flat colour."""
-    dx = lambda x: x[..., :, 1:] - x[..., :, :-1]      # noqa: E731
-    dy = lambda x: x[..., 1:, :] - x[..., :-1, :]      # noqa: E731
-    return (dx(pred) - dx(target)).abs().mean() + (dy(pred) - dy(target)).abs().mean()
-
-
 def effnet_distance(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """`igr.perceptual.EffNetDistance` with gradients through `pred` (the network stays frozen), batch mean."""
     from igr.perceptual import pretrained

@@ -1,7 +1,9 @@
-"""`python -m igr.train --stage {vae,encoder,coarse,hqft} --preset small --out runs/NAME [--init DIR] [--resume]`.
+"""`python -m igr.train --stage {vae,decoder,encoder,coarse,hqft,baseline} --preset small --out runs/NAME [--init DIR] [--resume]`.
 
 Stages run in order, each starting from the previous stage's `OUT/final` folder:
   vae      AutoencoderKL on SynthGarment images (L1 + KL), then frozen; sets the latent scale
+  decoder  (optional, any time after vae) the VAE's decoder alone on garments (L1 + edge L1), from --init: the
+           encoder, latent space and scale stay, so a trained denoiser keeps working with the new decoder
   encoder  the CLIP tower, contrastive person <-> own garment, then frozen
   coarse   all pairs, mostly at 128x96, timesteps leaning to high noise
   hqft     256x192, the high-quality subset, lower LR, timesteps leaning to low noise
@@ -65,7 +67,7 @@ def _overrides(items: list[str], cls: type | None = None, flag: str = "--set") -
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m igr.train", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--stage", required=True, choices=("vae", "encoder", "coarse", "hqft", "baseline"))
+    p.add_argument("--stage", required=True, choices=("vae", "decoder", "encoder", "coarse", "hqft", "baseline"))
     p.add_argument("--preset", default="small", choices=("tiny", "small", "sd15"))
     p.add_argument("--out", required=True, help="run folder: log.jsonl, loss.png, samples/, checkpoint/, final/")
     p.add_argument("--init", help="model folder to start from (the previous stage's OUT/final)")
@@ -166,7 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage != "vae" and args.init is None and args.pretrained is None and args.preset != "tiny":
         print(f"python -m igr.train: note: stage {args.stage} without --init starts from random weights, "
               "so the VAE (and encoder) it relies on are untrained", file=sys.stderr)
-    if model_changes and args.stage in ("vae", "encoder", "baseline"):
+    if args.stage == "decoder" and args.init is None and args.preset != "tiny":
+        print("python -m igr.train: error: the decoder stage fine-tunes a trained model's decoder: give --init",
+              file=sys.stderr)
+        return 2
+    if model_changes and args.stage in ("vae", "decoder", "encoder", "baseline"):
         print(f"python -m igr.train: error: --model-set applies to the diffusion stages, not {args.stage}",
               file=sys.stderr)
         return 2

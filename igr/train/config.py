@@ -8,7 +8,7 @@ from typing import Any
 
 from ..config import ConfigError, _from_dict
 
-STAGES = ("vae", "encoder", "coarse", "hqft", "baseline")
+STAGES = ("vae", "decoder", "encoder", "coarse", "hqft", "baseline")
 PRESETS = ("tiny", "small", "sd15")
 DATA_SETS = ("vitonhd", "dresscode")
 
@@ -34,6 +34,7 @@ class StageConfig:
     min_quality: float | None = None          # hqft: the high-quality subset
     cache: str | None = None                  # coarse/hqft/baseline: a latent cache folder (python -m igr.train.cache)
     kl_weight: float = 1e-6                   # vae
+    edge_weight: float = 0.5                  # decoder: L1 of neighbour differences (edges, print) beside the L1
     mixed_precision: str = "no"               # no | bf16 (autocast)
     grad_accum: int = 1                       # micro-batches per optimizer step: global batch = batch·processes·this
     gradient_checkpointing: bool = False      # recompute GarmNet's and the denoiser's blocks in backward (memory)
@@ -72,6 +73,9 @@ class StageConfig:
     def preset(cls, stage: str, preset: str = "small", **changes: Any) -> StageConfig:
         base = {
             "vae": dict(stage="vae", steps=3000, batch=8, lr=3e-4, ema=0.0, crop=(128, 96), sample_every=500),
+            # the VAE's decoder alone, on garments, from a trained model (--init): latents and encoder unchanged
+            "decoder": dict(stage="decoder", steps=4000, batch=8, lr=1e-4, warmup=100, ema=0.0, crop=(128, 96),
+                            sample_every=500),
             "encoder": dict(stage="encoder", steps=2000, batch=64, lr=3e-4, ema=0.0, size=(128, 96)),
             "coarse": dict(stage="coarse", steps=10_000, lr=2e-4, low_res_fraction=0.8, timestep_power=2.0),
             "hqft": dict(stage="hqft", steps=3000, lr=5e-5, warmup=100, timestep_power=0.5, min_quality=0.55),
@@ -84,7 +88,7 @@ class StageConfig:
         if preset == "tiny":
             cfg.update(steps=4, batch=2, warmup=1, size=(96, 64), low_res=(64, 32), workers=0,
                        log_every=1, sample_every=0, checkpoint_every=2, eval_every=0, eval_n=2)
-            if stage == "vae":
+            if stage in ("vae", "decoder"):
                 cfg.update(crop=(32, 24))
         elif preset == "sd15":
             if stage not in ("coarse", "hqft"):

@@ -113,6 +113,8 @@ def trainable_modules(model: IGRModel, stage: str) -> list[nn.Module]:
     """The modules a stage updates; everything else stays frozen."""
     if stage == "vae":
         return [model.vae]
+    if stage == "decoder":                     # what turns a latent into pixels; the encoder (the latent space) stays
+        return [model.vae.post_quant_conv, model.vae.decoder]
     if stage == "encoder":
         backbone = model.image_encoder.cfg.backbone
         if backbone != "clip":
@@ -179,6 +181,8 @@ class StageLoss(nn.Module):
         person, garment = batch["person"], batch["garment"]
         if stage == "vae":
             return self._vae(torch.cat([person, garment]), generator, rows)
+        if stage == "decoder":
+            return self._decoder(garment)
         if stage == "encoder":
             return self._contrastive(person, garment)
         if stage == "baseline":
@@ -208,6 +212,17 @@ class StageLoss(nn.Module):
         return l1 + self.cfg.kl_weight * kl, {"l1": l1.item(), "kl": kl.item(),
                                               "psnr": 10 * math.log10(4 / max(mse, 1e-10))}
 
+    def _decoder(self, garment: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The frozen encoder's latent (its mean: what the denoiser learns to produce) decoded: L1 + edge_weight ·
+        L1 of neighbour differences to the garment."""
+        with torch.no_grad():
+            z = self.model.vae.encode(garment).latent_dist.mode()
+        rec = self.model.vae.decode(z).sample
+        l1, edge = F.l1_loss(rec, garment), edge_l1(rec, garment)
+        mse = F.mse_loss(rec.detach().clamp(-1, 1), garment).item()
+        return l1 + self.cfg.edge_weight * edge, {"l1": l1.item(), "edge": edge.item(),
+                                                  "psnr": 10 * math.log10(4 / max(mse, 1e-10))}
+
     def _contrastive(self, person: torch.Tensor, garment: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Symmetric InfoNCE between a person and its own garment, one tower for both (CLIP-style)."""
         enc = self.model.image_encoder
@@ -217,6 +232,13 @@ class StageLoss(nn.Module):
         labels = torch.arange(len(p), device=p.device)
         loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
         return loss, {"top1": (logits.argmax(1) == labels).float().mean().item()}
+
+
+def edge_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 between horizontal and between vertical neighbour differences: edges and print, not flat colour."""
+    dx = lambda x: x[..., :, 1:] - x[..., :, :-1]      # noqa: E731
+    dy = lambda x: x[..., 1:, :] - x[..., :-1, :]      # noqa: E731
+    return (dx(pred) - dx(target)).abs().mean() + (dy(pred) - dy(target)).abs().mean()
 
 
 def biased_timesteps(n: int, cfg: StageConfig, total: int, generator: torch.Generator) -> torch.Tensor:
@@ -670,12 +692,12 @@ class Trainer:
         person = torch.stack([to_tensor(s.person) for s in rows_data]).to(device)
         (self.out / "samples").mkdir(parents=True, exist_ok=True)
         path = self.out / "samples" / f"step_{self.step:06d}.png"
-        if self.cfg.stage == "vae":
+        if self.cfg.stage in ("vae", "decoder"):
             garment = torch.stack([to_tensor(s.garment) for s in rows_data]).to(device)
             rec_p, rec_g = (to_uint8(model.vae.decode(model.vae.encode(x).latent_dist.mode()).sample)
                             for x in (person, garment))
             rows = [[s.person, rp, s.garment, rg] for s, rp, rg in zip(rows_data, rec_p, rec_g)]
-            title = f"VAE step {self.step}: person | reconstruction | garment | reconstruction"
+            title = f"{self.cfg.stage} step {self.step}: person | reconstruction | garment | reconstruction"
         elif self.cfg.stage == "baseline":
             out = to_uint8(model.restore(person))
             rows = [[s.person, o, s.garment] for s, o in zip(rows_data, out)]

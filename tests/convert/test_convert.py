@@ -604,7 +604,8 @@ def _warp_student(root: Path, *, light: bool) -> IGRModel:
 def test_a_warp_prior_student_carries_its_warpnet_inside_the_one_graph_and_the_sdk_runs_it(tmp_path):
     """A light student with a warp prior (igr.warp): the single-call graph runs the WarpNet, resamples the photo
     (ONNX GridSample) and encodes it with the light encoder, as igr.pipeline.sample does; the bundle needs nothing
-    of the runtime beyond schema 1.0, its batch stays dynamic, and the manifest names the WarpNet. A teacher with a
+    of the runtime beyond schema 1.0, its batch stays dynamic, and the manifest names the WarpNet; its onnx-w8
+    keeps the light decoder and the grid coordinates float32. A teacher with a
     warp prior is refused: only a single-call graph carries one."""
     from igr.pipeline import sample
     from igr_edge import Restorer
@@ -621,9 +622,16 @@ def test_a_warp_prior_student_carries_its_warpnet_inside_the_one_graph_and_the_s
     assert (light_warp[:, :4] - full_warp[:, :4]).abs().mean() > 1e-3      # the warped photo's light encoding
     want = ((want + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
     assert (garment.int() - want.int()).abs().max() <= 1
-    write_bundle(tmp_path / "s2", tmp_path / "b", variants=["onnx-fp32"], gate_n=2, progress=False)
+    write_bundle(tmp_path / "s2", tmp_path / "b", variants=["onnx-fp32", "onnx-w8"], gate_n=2, progress=False)
     manifest = read_manifest(tmp_path / "b")
     assert "requires" not in manifest and set(manifest["graphs"]) == {"student"}
+    # int8 weights but the light decoder's and the WarpNet's grid coordinates (convert.bundle.W8_FLOAT)
+    w8 = onnx.load(tmp_path / "b" / "onnx-w8" / "student.onnx").graph.initializer
+    kind = {i.name: i.data_type for i in w8}
+    assert kind["model.warpnet.centres"] == onnx.TensorProto.FLOAT
+    light = [n for n in kind if n.startswith("model.light_decoder.") and n.endswith(".weight")]
+    assert light and all(kind[n] == onnx.TensorProto.FLOAT for n in light)
+    assert any(n.startswith("model.light_encoder.") and t == onnx.TensorProto.INT8 for n, t in kind.items())
     assert manifest["provenance"]["warp"]["kind"] == "warp" and manifest["provenance"]["warp"]["parameters_m"] > 0.1
     assert float(manifest["variants"]["onnx-fp32"]["parity"]["vs_torch"]["garment_psnr_db"]) >= 45
     graph = onnx.load(tmp_path / "b" / "onnx-fp32" / "student.onnx")

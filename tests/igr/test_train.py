@@ -95,6 +95,27 @@ def test_vae_stage_sets_the_latent_scale_and_the_cli_chains_stages(tmp_path):
     assert (tmp_path / "coarse" / "loss.png").stat().st_size > 1000
 
 
+def test_decoder_stage_changes_only_the_decoder_of_a_trained_model(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    assert train_main(["--stage", "vae", "--preset", "tiny", "--out", str(tmp_path / "vae")]) == 0
+    init = tmp_path / "vae" / "final"
+    assert train_main(["--stage", "decoder", "--preset", "tiny", "--out", str(tmp_path / "dec"),
+                       "--init", str(init), "--lr", "1e-2"]) == 0
+    before, after = load_file(init / "vae.safetensors"), load_file(tmp_path / "dec" / "final" / "vae.safetensors")
+    assert before.keys() == after.keys()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("decoder.", "post_quant_conv.")) for k in changed)
+    assert any(k.startswith("decoder.") for k in changed)
+    old, new = (json.loads((d / "config.json").read_text()) for d in (init, tmp_path / "dec" / "final"))
+    assert new["vae"] == old["vae"]                     # the latent scale, so a trained denoiser's latents, stay
+    rows = [json.loads(line) for line in (tmp_path / "dec" / "log.jsonl").read_text().splitlines()]
+    assert {"l1", "edge", "psnr"} <= rows[-1].keys()
+    # a decoder needs a trained model to fine-tune
+    assert train_main(["--stage", "decoder", "--preset", "small", "--out", str(tmp_path / "none")]) == 2
+    assert "give --init" in capsys.readouterr().err
+
+
 def test_cli_refuses_to_clobber_or_to_resume_nothing(tmp_path, capsys):
     assert train_main(["--stage", "coarse", "--preset", "tiny", "--out", str(tmp_path), "--resume"]) == 2
     assert "holds no checkpoint" in capsys.readouterr().err
