@@ -165,13 +165,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m igr.train: error: --pretrained gives a pretrained VAE and image tower: start at the "
               f"coarse stage (not {args.stage})", file=sys.stderr)
         return 2
-    if args.stage != "vae" and args.init is None and args.pretrained is None and args.preset != "tiny":
-        print(f"python -m igr.train: note: stage {args.stage} without --init starts from random weights, "
-              "so the VAE (and encoder) it relies on are untrained", file=sys.stderr)
     if args.stage == "decoder" and args.init is None and args.preset != "tiny":
         print("python -m igr.train: error: the decoder stage fine-tunes a trained model's decoder: give --init",
               file=sys.stderr)
         return 2
+    if args.stage != "vae" and args.init is None and args.pretrained is None and args.preset != "tiny":
+        print(f"python -m igr.train: note: stage {args.stage} without --init starts from random weights, "
+              "so the VAE (and encoder) it relies on are untrained", file=sys.stderr)
     if model_changes and args.stage in ("vae", "decoder", "encoder", "baseline"):
         print(f"python -m igr.train: error: --model-set applies to the diffusion stages, not {args.stage}",
               file=sys.stderr)

@@ -208,9 +208,7 @@ class StageLoss(nn.Module):
         rec = self.model.vae.decode(z).sample
         l1 = F.l1_loss(rec, x)
         kl = posterior.kl().mean()
-        mse = F.mse_loss(rec.detach().clamp(-1, 1), x).item()
-        return l1 + self.cfg.kl_weight * kl, {"l1": l1.item(), "kl": kl.item(),
-                                              "psnr": 10 * math.log10(4 / max(mse, 1e-10))}
+        return l1 + self.cfg.kl_weight * kl, {"l1": l1.item(), "kl": kl.item(), "psnr": _psnr(rec, x)}
 
     def _decoder(self, garment: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """The frozen encoder's latent (its mean: what the denoiser learns to produce) decoded: L1 + edge_weight ·
@@ -219,9 +217,7 @@ class StageLoss(nn.Module):
             z = self.model.vae.encode(garment).latent_dist.mode()
         rec = self.model.vae.decode(z).sample
         l1, edge = F.l1_loss(rec, garment), edge_l1(rec, garment)
-        mse = F.mse_loss(rec.detach().clamp(-1, 1), garment).item()
-        return l1 + self.cfg.edge_weight * edge, {"l1": l1.item(), "edge": edge.item(),
-                                                  "psnr": 10 * math.log10(4 / max(mse, 1e-10))}
+        return l1 + self.cfg.edge_weight * edge, {"l1": l1.item(), "edge": edge.item(), "psnr": _psnr(rec, garment)}
 
     def _contrastive(self, person: torch.Tensor, garment: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Symmetric InfoNCE between a person and its own garment, one tower for both (CLIP-style)."""
@@ -232,6 +228,12 @@ class StageLoss(nn.Module):
         labels = torch.arange(len(p), device=p.device)
         loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
         return loss, {"top1": (logits.argmax(1) == labels).float().mean().item()}
+
+
+def _psnr(rec: torch.Tensor, x: torch.Tensor) -> float:
+    """PSNR (dB) of a reconstruction in [-1, 1] (clamped), for the log."""
+    mse = F.mse_loss(rec.detach().clamp(-1, 1), x).item()
+    return 10 * math.log10(4 / max(mse, 1e-10))
 
 
 def edge_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
