@@ -195,8 +195,8 @@ def cmd_light_vae(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     light = _light_config(parser, args.widths, args.encoder_widths, args.blocks, args.rgb_skip)
     vae, cfg, pool, meta = _light_setup(args, parser)
     try:
-        summary = distill_light(vae, light, pool, args.out, cfg, pool_meta=meta, source=args.vae)
-    except ValueError as e:
+        summary = distill_light(vae, light, pool, args.out, cfg, pool_meta=meta, source=args.vae, init=args.init)
+    except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
     h, w = vae.config.height, vae.config.width
     print(f"light VAE {list(light.decoder)} / {list(light.encoder) or 'full'}: decoder "
@@ -347,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--widths", type=_widths, default=(8, 16, 32, 64),
                    help="decoder channels per level, full resolution first")
     p.add_argument("--out", required=True, help="run folder: OUT/final (light.json + safetensors), OUT/log.jsonl")
+    p.add_argument("--init", help="start from the light parts in this folder (a run's OUT/final or a light model "
+                   "folder; same widths, blocks and colour path), e.g. after the full VAE's decoder was fine-tuned")
     _light_settings(p)
     p.set_defaults(func=cmd_light_vae)
 

@@ -29,7 +29,8 @@ from torch import nn
 
 from igr.config import ConfigError, IGRConfig, LightVAEConfig, _from_dict
 from igr.files import atomic_folder
-from igr.model.light import LightDecoder, LightEncoder, build_light, decoder_flops, encoder_flops, save_light
+from igr.model.light import (LightDecoder, LightEncoder, build_light, decoder_flops, encoder_flops, load_light,
+                             save_light)
 from igr.train.cache import digest
 from igr.train.trainer import edge_l1
 
@@ -215,17 +216,36 @@ def _parts(decoder: nn.Module, encoder: nn.Module | None) -> dict[str, torch.Ten
 ADDED_LATER = {"rgb_skip": False}      # LightVAEConfig fields newer than the first runs, and their defaults
 
 
-def _settings(light: LightVAEConfig, cfg: LightTrainConfig, vae: FullVAE, pool_meta: dict) -> dict[str, Any]:
+def _settings(light: LightVAEConfig, cfg: LightTrainConfig, vae: FullVAE, pool_meta: dict,
+              init: dict | None = None) -> dict[str, Any]:
     """What a run's result depends on, as its JSON reads back (tuples become lists). A field added later is left
-    out at its default, so a run made before it still matches."""
+    out at its default, so a run made before it still matches; so is `init` when the run starts from scratch."""
     parts = {k: v for k, v in dataclasses.asdict(light).items() if ADDED_LATER.get(k, object()) != v}
-    return json.loads(json.dumps({"light": parts, "train": cfg.to_dict(), "vae": vae.digest(), "pool": pool_meta}))
+    out = {"light": parts, "train": cfg.to_dict(), "vae": vae.digest(), "pool": pool_meta}
+    return json.loads(json.dumps(out | ({"init": init} if init else {})))
+
+
+def _start_from(folder: str | Path, light: LightVAEConfig, decoder: nn.Module, encoder: nn.Module | None) -> dict:
+    """Load the parts of an earlier light folder (`save_light`'s, or a model folder's light parts) into the new
+    ones; its config must be `light`. Returns what the run's settings record of it: its path, the VAE it was
+    distilled from and a digest of its parts."""
+    cfg, dec, enc, meta = load_light(folder)
+    if dataclasses.asdict(cfg) != dataclasses.asdict(light):
+        raise ConfigError(f"{folder} holds light parts of another shape ({dataclasses.asdict(cfg)}); this run's are "
+                          f"{dataclasses.asdict(light)}: start from parts of the same widths, blocks and colour path")
+    decoder.load_state_dict(dec.state_dict())
+    if encoder is not None:
+        encoder.load_state_dict(enc.state_dict())
+    return {"folder": str(folder), "vae": meta.get("vae"), "parts": [digest(part) for part in (dec, enc) if part is not None]}
 
 
 def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Tensor], out: str | Path,
                   cfg: LightTrainConfig, *, pool_meta: dict | None = None, source: str = "",
-                  progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
+                  progress: bool = True, stop_after: int | None = None,
+                  init: str | Path | None = None) -> dict[str, Any]:
     """Train the light parts of `light` on `pool` and write OUT/final (light.json + the parts' safetensors).
+    `init`: a light folder of the same shape to start from (e.g. the parts distilled from the VAE before its
+    decoder was fine-tuned) instead of random weights.
 
     OUT/checkpoint (atomic) is taken up again when its settings equal this run's; a finished OUT/final with
     the same settings is returned as is. OUT/log.jsonl: one row every `log_every` steps. `stop_after`: stop
@@ -235,7 +255,10 @@ def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Ten
     from igr.train.trainer import learning_rate, load_optimizer_tensors, optimizer_tensors, truncate_log
 
     out = Path(out)
-    settings = _settings(light, cfg, vae, pool_meta or {})
+    torch.manual_seed(cfg.seed)
+    decoder, encoder = build_light(light)
+    started = _start_from(init, light, decoder, encoder) if init else None
+    settings = _settings(light, cfg, vae, pool_meta or {}, started)
     final = out / "final" / "light.json"
     if final.is_file():
         done = json.loads(final.read_text())
@@ -245,8 +268,6 @@ def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Ten
         raise ConfigError(f"light widths {list(light.decoder)} have {len(light.decoder)} levels, the VAE has "
                           f"{len(vae.config.vae.channels)} (one width per level, full resolution first)")
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    decoder, encoder = build_light(light)
     params = list(decoder.parameters()) + (list(encoder.parameters()) if encoder is not None else [])
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     start, spent, first, recent = 0, 0.0, None, []

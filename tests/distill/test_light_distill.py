@@ -122,3 +122,23 @@ def test_an_evaluation_of_a_light_student_says_which_vae_it_ran(setup, tmp_path)
         rows[name] = json.loads((tmp_path / f"{name}.json").read_text())
     assert rows["light"]["sampling"]["light"] is True and "light" not in rows["full"]["sampling"]
     assert rows["light"]["metrics"]["ssim"] != rows["full"]["metrics"]["ssim"]
+
+
+def test_a_run_can_start_from_earlier_parts_of_the_same_shape_and_records_them(setup, tmp_path):
+    root, vae, pool = setup
+    cfg = L.LightTrainConfig(steps=30, **SETTINGS)
+    light = LightVAEConfig.tiny()
+    first = L.distill_light(vae, light, pool, tmp_path / "first", cfg, progress=False)
+    short = dataclasses.replace(cfg, steps=2)
+    scratch = L.distill_light(vae, light, pool, tmp_path / "scratch", short, progress=False)
+    resumed = L.distill_light(vae, light, pool, tmp_path / "from", short, progress=False, init=tmp_path / "first" / "final")
+    # the first step of the run started from trained parts sees their (lower) loss, not a random decoder's
+    assert resumed["first_loss"] < 0.8 * scratch["first_loss"]
+    assert resumed["first_loss"] == pytest.approx(first["final_loss_mean50"], rel=0.5)
+    init = resumed["settings"]["init"]
+    assert init["folder"] == str(tmp_path / "first" / "final") and init["vae"] == vae.digest()
+    assert "init" not in scratch["settings"]                  # a run from scratch keeps the settings it always had
+    other = dataclasses.replace(light, decoder=tuple(2 * w for w in light.decoder))
+    with pytest.raises(L.ConfigError, match="another shape"):
+        L.distill_light(vae, other, pool, tmp_path / "other", short, progress=False, init=tmp_path / "first" / "final")
+    assert not (tmp_path / "other").exists()
