@@ -236,7 +236,8 @@ def _start_from(folder: str | Path, light: LightVAEConfig, decoder: nn.Module, e
     decoder.load_state_dict(dec.state_dict())
     if encoder is not None:
         encoder.load_state_dict(enc.state_dict())
-    return {"folder": str(folder), "vae": meta.get("vae"), "parts": [digest(part) for part in (dec, enc) if part is not None]}
+    return {"folder": str(folder), "vae": meta.get("vae"),
+            "parts": [digest(part) for part in (dec, enc) if part is not None]}
 
 
 def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Tensor], out: str | Path,

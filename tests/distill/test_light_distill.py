@@ -131,7 +131,8 @@ def test_a_run_can_start_from_earlier_parts_of_the_same_shape_and_records_them(s
     first = L.distill_light(vae, light, pool, tmp_path / "first", cfg, progress=False)
     short = dataclasses.replace(cfg, steps=2)
     scratch = L.distill_light(vae, light, pool, tmp_path / "scratch", short, progress=False)
-    resumed = L.distill_light(vae, light, pool, tmp_path / "from", short, progress=False, init=tmp_path / "first" / "final")
+    resumed = L.distill_light(vae, light, pool, tmp_path / "from", short, progress=False,
+                              init=tmp_path / "first" / "final")
     # the first step of the run started from trained parts sees their (lower) loss, not a random decoder's
     assert resumed["first_loss"] < 0.8 * scratch["first_loss"]
     assert resumed["first_loss"] == pytest.approx(first["final_loss_mean50"], rel=0.5)
