@@ -1,10 +1,12 @@
-"""`python -m distill guidance|steps|calibrate|report|light-vae|light-sweep|light-attach|light-prior`: from the teacher to few-step students.
+"""`python -m distill guidance|steps|readout|calibrate|report|latents|light-vae|light-sweep|light-attach|light-prior`: from the teacher to few-step students.
 
   python -m distill guidance --teacher models/teacher-small --cache runs/cache --out runs/distill/guided
   python -m distill steps --from models/teacher-small --init runs/distill/guided/final --cache runs/cache \\
       --steps 4,2,1 --method progressive --out runs/distill
+  python -m distill readout --model models/teacher-warp --light models/student-2-warp-light --out DIR
   python -m distill calibrate --model models/student-4-small --out runs/calib/student-4.npz
   python -m distill report --teacher models/teacher-small --rows guided=models/guided-small,... --out reports/students
+  python -m distill latents --model models/student-2-warp-light --out runs/latents/student-2.safetensors
   python -m distill light-vae --vae models/teacher-small --widths 8,16,32,64 --out runs/light-vae/w8-16-32-64
   python -m distill light-sweep --vae models/teacher-small --widths 4,8,16,32 8,16,32,64 12,24,48,64 \\
       --runs runs/light-vae --out reports/light-vae
@@ -114,6 +116,31 @@ def cmd_steps(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def cmd_readout(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import torch
+
+    from igr.config import ConfigError
+    from igr.model.light import LIGHT_META, attach_light
+
+    from .core import META, readout_model
+
+    teacher = _load(parser, args.model)
+    try:
+        model, meta = readout_model(teacher)
+        if args.light:
+            attach_light(model, args.light)
+    except (FileNotFoundError, ConfigError) as e:
+        parser.error(str(e))
+    extra = {META: json.dumps(meta, indent=1) + "\n"}
+    if args.light:
+        extra[LIGHT_META] = (Path(args.light) / LIGHT_META).read_text()
+    out = model.save_pretrained(args.out, dtype={"fp16": torch.float16, "fp32": None}[args.dtype],
+                                share_with=args.share_with or None, extra=extra)
+    print(f"wrote {out}: {args.model}'s one-call estimate at t = {meta['timesteps'][0]} as a 1-step model"
+          + (f", with the light parts of {args.light}" if args.light else ""))
+    return 0
+
+
 def cmd_calibrate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .calibrate import calibration_set, save
 
@@ -203,6 +230,15 @@ def cmd_light_vae(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
           f"{decoder_flops(light, h, w) / 1e9:.3f} GFLOP, encoder {encoder_flops(light, h, w) / 1e9:.3f} GFLOP at "
           f"{h}x{w}; loss {summary['first_loss']:.4f} -> {summary['final_loss_mean50']:.4f} in "
           f"{summary['hours']:.2f} h -> {Path(args.out) / 'final'}")
+    return 0
+
+
+def cmd_latents(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .light import sample_latents
+
+    model = _load(parser, args.model)
+    out = sample_latents(model, args.out, n=args.n, batch=args.batch, seed=args.seed)
+    print(f"{args.n} latents {args.model} decodes -> {out} (for light-vae --extra-latents)")
     return 0
 
 
@@ -323,6 +359,15 @@ def main(argv: list[str] | None = None) -> int:
     _train_settings(p, 1200, 5e-5)
     p.set_defaults(func=cmd_steps)
 
+    p = sub.add_parser("readout", help="a teacher's one-call estimate at t = T (its posterior mean) as a 1-step "
+                       "model, nothing trained")
+    p.add_argument("--model", required=True, help="a zero terminal SNR teacher")
+    p.add_argument("--light", help="light parts to attach: a light-vae run's final folder or a light model folder")
+    p.add_argument("--out", required=True)
+    p.add_argument("--share-with", nargs="*", help="folders whose identical files are linked, not copied")
+    p.add_argument("--dtype", choices=("fp32", "fp16"), default="fp16", help="weights as saved")
+    p.set_defaults(func=cmd_readout)
+
     p = sub.add_parser("calibrate", help="representative inputs at a student's own timesteps (static int8)")
     p.add_argument("--model", required=True)
     p.add_argument("--out", required=True, help=".npz file")
@@ -351,6 +396,16 @@ def main(argv: list[str] | None = None) -> int:
                    "folder; same widths, blocks and colour path), e.g. after the full VAE's decoder was fine-tuned")
     _light_settings(p)
     p.set_defaults(func=cmd_light_vae)
+
+    p = sub.add_parser("latents", help="the latents a model hands its decoder on train persons (light-vae "
+                       "--extra-latents)")
+    p.add_argument("--model", required=True, help="e.g. the student whose light decoder is distilled")
+    p.add_argument("--n", type=int, default=1536, help="the first N SynthGarment train persons")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--out", required=True, help="a .safetensors file with `latent`")
+    p.set_defaults(func=cmd_latents)
 
     p = sub.add_parser("light-sweep", help="light VAEs of several widths, evaluated on the test split, one report")
     p.add_argument("--widths", type=_widths, nargs="+", required=True, help="one decoder width list per run")

@@ -157,6 +157,36 @@ def build_pool(vae: FullVAE, folder: str | Path, *, n: int, extra_latents: str |
     return pool
 
 
+@torch.no_grad()
+def sample_latents(model, out: str | Path, *, n: int, batch: int = 16, seed: int = 0,
+                   progress: bool = True) -> Path:
+    """The latents `model` hands its decoder when it restores the first `n` SynthGarment train persons (its own
+    sampler, steps, guidance and VAE path; each item from its own noise, `igr.pipeline.item_noise`) -> a
+    safetensors file `out` with `latent` (n, 4, h, w), written atomically, for `build_pool`'s `extra_latents`:
+    a light decoder then also learns what the full decoder draws from the latents a student makes."""
+    from tqdm.auto import tqdm
+
+    from igr.data import SynthGarmentDataset
+    from igr.pipeline import denoise, item_noise
+
+    cfg = model.config
+    data = SynthGarmentDataset("train", n, size=(cfg.height, cfg.width))
+    light = model.uses_light(None)
+    latents = []
+    for start in tqdm(range(0, n, batch), desc="sample latents", disable=not progress):
+        person = torch.stack([data[i]["person"] for i in range(start, min(n, start + batch))])
+        noise = item_noise(cfg, seed, start, len(person), height=cfg.height, width=cfg.width)
+        latents.append(denoise(model, model.condition(person, light=light), noise))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    save_file({"latent": torch.cat(latents).contiguous()}, str(tmp),
+              metadata={"n": str(n), "seed": str(seed), "denoiser": digest(model.denoiser),
+                        "sampler": f"{cfg.sampler} {cfg.sample_steps} steps, guidance {cfg.guidance_scale:g}"})
+    tmp.replace(out)
+    return out
+
+
 def rows(n: int, step: int, batch: int, seed: int) -> torch.Tensor:
     """The `step`-th batch of row indices of n rows: each pass in its own seeded order (a pure function of the
     step, so a resumed run draws what an unbroken one would)."""

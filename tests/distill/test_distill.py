@@ -505,3 +505,44 @@ def test_a_warp_prior_teacher_distils_on_its_own_warpnets_rows_and_refuses_the_t
     assert all(torch.equal(v, student.warpnet.state_dict()[k]) for k, v in teacher.warpnet.state_dict().items())
     out = sample_items(student, torch.rand(2, 3, *SIZE) * 2 - 1, 0, seed=1)       # restores from the photo alone
     assert out.shape == (2, 3, *SIZE) and torch.isfinite(out).all()
+
+
+def test_a_readout_is_the_teachers_one_call_estimate_at_t_T_and_bundles_as_a_one_step_graph(tmp_path):
+    """`distill readout`: the teacher's weights with a 1-step student's config (DDIM, guidance 1), nothing
+    trained; it restores what the teacher's 1-step, unguided sample does from the same noise, its single-call
+    graph plans t = 999 alone, and a teacher without zero terminal SNR is refused with nothing written."""
+    from convert.bundle import write_bundle
+    from igr.pipeline import sample
+    from igr_edge.manifest import read_manifest
+
+    torch.manual_seed(7)
+    teacher = IGRModel(IGRConfig.tiny().replace(sampler="dpmsolver++", sample_steps=8, guidance_scale=3.0,
+                                                zero_snr=True)).eval()
+    teacher.save_pretrained(tmp_path / "teacher")
+    assert distill_main(["readout", "--model", str(tmp_path / "teacher"), "--out", str(tmp_path / "mean"),
+                         "--dtype", "fp32", "--share-with", str(tmp_path / "teacher")]) == 0
+    mean = IGRModel.from_pretrained(tmp_path / "mean").eval()
+    cfg = mean.config
+    assert (cfg.sample_steps, cfg.sampler, cfg.guidance_scale) == (1, "ddim", 1.0)
+    meta = json.loads((tmp_path / "mean" / core.META).read_text())
+    assert meta["kind"] == "steps" and meta["method"] == "readout" and meta["timesteps"] == [999]
+    assert meta["source_denoiser"] == latent_cache.digest(teacher.denoiser)
+    assert not (tmp_path / "mean" / "denoiser.safetensors").exists()          # linked to the teacher's
+    person = torch.rand(2, 3, cfg.height, cfg.width) * 2 - 1
+    noise = torch.randn(2, *cfg.latent_shape)
+    got = sample(mean, person, noise=noise)
+    assert torch.allclose(got, sample(teacher, person, noise=noise, steps=1, sampler="ddim", guidance_scale=1.0),
+                          atol=1e-5)
+    assert not torch.allclose(got, sample(teacher, person, noise=noise), atol=1e-2)     # not the teacher's sample
+
+    write_bundle(tmp_path / "mean", tmp_path / "b", variants=["onnx-fp32"], gate_n=3, progress=False)
+    manifest = read_manifest(tmp_path / "b")
+    assert manifest["kind"] == "single-call" and manifest["steps"] == 1
+    assert manifest["scheduler"]["timesteps"] == [999] and manifest["guidance"]["scale"] == 1.0
+    assert manifest["provenance"]["distill"]["method"] == "readout"
+
+    teacher.config = teacher.config.replace(zero_snr=False)
+    teacher.save_pretrained(tmp_path / "plain")
+    with pytest.raises(SystemExit) as e:
+        distill_main(["readout", "--model", str(tmp_path / "plain"), "--out", str(tmp_path / "no")])
+    assert e.value.code == 2 and not (tmp_path / "no").exists()

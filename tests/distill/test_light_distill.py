@@ -143,3 +143,28 @@ def test_a_run_can_start_from_earlier_parts_of_the_same_shape_and_records_them(s
     with pytest.raises(L.ConfigError, match="another shape"):
         L.distill_light(vae, other, pool, tmp_path / "other", short, progress=False, init=tmp_path / "first" / "final")
     assert not (tmp_path / "other").exists()
+
+
+def test_a_models_sampled_latents_are_what_it_decodes_and_join_the_pool(setup, tmp_path):
+    """`distill latents`: the latents a model's sampler hands its decoder for the first N train persons, each
+    from its own noise (what `sample_items` restores, before decoding); `build_pool` decodes them after the true
+    garments' latents."""
+    from safetensors.torch import load_file
+
+    from igr.data import SynthGarmentDataset
+    from igr.pipeline import sample_items
+
+    root, vae, _ = setup
+    out = tmp_path / "lat" / "student.safetensors"
+    assert distill_main(["latents", "--model", str(root / "teacher"), "--n", "5", "--batch", "2", "--seed", "3",
+                         "--out", str(out)]) == 0
+    latent = load_file(str(out))["latent"]
+    model = IGRModel.from_pretrained(root / "teacher").eval()
+    assert latent.shape == (5, *model.config.latent_shape)
+    person = torch.stack([SynthGarmentDataset("train", 5, size=(64, 48))[i]["person"] for i in (2, 3)])
+    want = sample_items(model, person, 2, seed=3)
+    assert torch.allclose(model.decode(latent[2:4]), want, atol=1e-4)
+    assert not (tmp_path / "lat" / "student.safetensors.partial").exists()
+    pool = L.build_pool(vae, tmp_path / "pool", n=4, extra_latents=out, progress=False)
+    assert pool["latent"].shape[0] == 9 and torch.equal(pool["latent"][4:], latent)
+    assert pool["person"].shape[0] == 4
