@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from igr.config import ConfigError, IGRConfig, LightVAEConfig, _from_dict
-from igr.files import atomic_folder
+from igr.files import atomic_file, atomic_folder
 from igr.model.light import (LightDecoder, LightEncoder, build_light, decoder_flops, encoder_flops, load_light,
                              save_light)
 from igr.train.cache import digest
@@ -177,14 +177,11 @@ def sample_latents(model, out: str | Path, *, n: int, batch: int = 16, seed: int
         person = torch.stack([data[i]["person"] for i in range(start, min(n, start + batch))])
         noise = item_noise(cfg, seed, start, len(person), height=cfg.height, width=cfg.width)
         latents.append(denoise(model, model.condition(person, light=light), noise))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    save_file({"latent": torch.cat(latents).contiguous()}, str(tmp),
-              metadata={"n": str(n), "seed": str(seed), "denoiser": digest(model.denoiser),
-                        "sampler": f"{cfg.sampler} {cfg.sample_steps} steps, guidance {cfg.guidance_scale:g}"})
-    tmp.replace(out)
-    return out
+    with atomic_file(out) as tmp:
+        save_file({"latent": torch.cat(latents).contiguous()}, str(tmp),
+                  metadata={"n": str(n), "seed": str(seed), "denoiser": digest(model.denoiser),
+                            "sampler": f"{cfg.sampler} {cfg.sample_steps} steps, guidance {cfg.guidance_scale:g}"})
+    return Path(out)
 
 
 def rows(n: int, step: int, batch: int, seed: int) -> torch.Tensor:
