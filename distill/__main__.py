@@ -41,6 +41,18 @@ def _load(parser: argparse.ArgumentParser, folder: str):
     return model
 
 
+def _save(model, args: argparse.Namespace, extra: dict[str, str], *, carry: tuple[str, ...] = ()) -> Path:
+    """`model` saved to `args.out` at `args.dtype`, linking `args.share_with`, with the `extra` files and those of
+    `carry` that `args.model` holds (how the student, its light parts or its prior were made travel with it)."""
+    import torch
+
+    for name in carry:
+        if (Path(args.model) / name).is_file():
+            extra.setdefault(name, (Path(args.model) / name).read_text())
+    return model.save_pretrained(args.out, dtype={"fp16": torch.float16, "fp32": None}[args.dtype],
+                                 share_with=args.share_with or None, extra=extra)
+
+
 def _train_settings(p: argparse.ArgumentParser, steps: int, lr: float) -> None:
     p.add_argument("--train-steps", type=int, default=steps, help="optimizer steps (per student)")
     p.add_argument("--batch", type=int, default=16)
@@ -117,8 +129,6 @@ def cmd_steps(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def cmd_readout(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    import torch
-
     from igr.config import ConfigError
     from igr.model.light import LIGHT_META, attach_light
 
@@ -134,8 +144,7 @@ def cmd_readout(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     extra = {META: json.dumps(meta, indent=1) + "\n"}
     if args.light:
         extra[LIGHT_META] = (Path(args.light) / LIGHT_META).read_text()
-    out = model.save_pretrained(args.out, dtype={"fp16": torch.float16, "fp32": None}[args.dtype],
-                                share_with=args.share_with or None, extra=extra)
+    out = _save(model, args, extra)
     print(f"wrote {out}: {args.model}'s one-call estimate at t = {meta['timesteps'][0]} as a 1-step model"
           + (f", with the light parts of {args.light}" if args.light else ""))
     return 0
@@ -258,8 +267,6 @@ def cmd_light_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -
 
 
 def cmd_light_attach(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    import torch
-
     from igr.config import ConfigError
     from igr.model.light import LIGHT_META, attach_light
 
@@ -268,12 +275,8 @@ def cmd_light_attach(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         attach_light(model, args.light)
     except (FileNotFoundError, ConfigError) as e:
         parser.error(str(e))
-    extra = {LIGHT_META: (Path(args.light) / LIGHT_META).read_text()}
-    for name in ("distill.json", "prior.json"):        # how the student (and a light prior) was made travels with it
-        if (Path(args.model) / name).is_file():
-            extra[name] = (Path(args.model) / name).read_text()
-    out = model.save_pretrained(args.out, dtype={"fp16": torch.float16, "fp32": None}[args.dtype],
-                                share_with=args.share_with or None, extra=extra)
+    out = _save(model, args, {LIGHT_META: (Path(args.light) / LIGHT_META).read_text()},
+                carry=("distill.json", "prior.json"))
     print(f"wrote {out}: {args.model} with the light parts of {args.light} (config light: true)")
     return 0
 
@@ -292,12 +295,8 @@ def cmd_light_prior(args: argparse.Namespace, parser: argparse.ArgumentParser) -
                                     lr=args.lr, holdout=args.holdout, seed=args.seed)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
-    extra = {PRIOR_META: write_meta(record, args.model, args.cache)}
-    for name in ("distill.json", "light.json"):        # how the student and its light parts were made travel along
-        if (Path(args.model) / name).is_file():
-            extra[name] = (Path(args.model) / name).read_text()
-    out = new.save_pretrained(args.out, dtype={"fp16": torch.float16, "fp32": None}[args.dtype],
-                              share_with=args.share_with or None, extra=extra)
+    out = _save(new, args, {PRIOR_META: write_meta(record, args.model, args.cache)},
+                carry=("distill.json", "light.json"))
     print(f"wrote {out}: {args.model} with a {args.channels} prior ({record['gflop']['light']} GFLOP against "
           f"{record['gflop']['full']}), relative L1 to the full prior on {args.holdout} held-out latents "
           f"{record['relative_l1_holdout']}")
