@@ -392,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="decoder channels per level, full resolution first")
     p.add_argument("--out", required=True, help="run folder: OUT/final (light.json + safetensors), OUT/log.jsonl")
     p.add_argument("--init", help="start from the light parts in this folder (a run's OUT/final or a light model "
-                   "folder; same widths, blocks and colour path), e.g. after the full VAE's decoder was fine-tuned")
+                   "folder; same levels and colour path; narrower parts or fewer blocks are grown into these, with "
+                   "the same outputs at step 0), e.g. after the full VAE's decoder was fine-tuned")
     _light_settings(p)
     p.set_defaults(func=cmd_light_vae)
 

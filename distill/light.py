@@ -29,8 +29,8 @@ from torch import nn
 
 from igr.config import ConfigError, IGRConfig, LightVAEConfig, _from_dict
 from igr.files import atomic_file, atomic_folder
-from igr.model.light import (LightDecoder, LightEncoder, build_light, decoder_flops, encoder_flops, load_light,
-                             save_light)
+from igr.model.light import (LightDecoder, LightEncoder, build_light, can_grow, decoder_flops, encoder_flops,
+                             grow_into, load_light, save_light)
 from igr.train.cache import digest
 from igr.train.trainer import edge_l1
 
@@ -257,14 +257,17 @@ def _start_from(folder: str | Path, light: LightVAEConfig, decoder: nn.Module, e
     ones; its config must be `light`. Returns what the run's settings record of it: its path, the VAE it was
     distilled from and a digest of its parts."""
     cfg, dec, enc, meta = load_light(folder)
-    if dataclasses.asdict(cfg) != dataclasses.asdict(light):
+    grown = dataclasses.asdict(cfg) != dataclasses.asdict(light)
+    if grown and not can_grow(cfg, light):
         raise ConfigError(f"{folder} holds light parts of another shape ({dataclasses.asdict(cfg)}); this run's are "
-                          f"{dataclasses.asdict(light)}: start from parts of the same widths, blocks and colour path")
-    decoder.load_state_dict(dec.state_dict())
-    if encoder is not None:
-        encoder.load_state_dict(enc.state_dict())
+                          f"{dataclasses.asdict(light)}: start from parts of the same levels, colour path and "
+                          f"encoder, no wider and with no more blocks")
+    for part, src in ((decoder, dec), (encoder, enc)):
+        if part is not None:
+            grow_into(part, src) if grown else part.load_state_dict(src.state_dict())
     return {"folder": str(folder), "vae": meta.get("vae"),
-            "parts": [digest(part) for part in (dec, enc) if part is not None]}
+            "parts": [digest(part) for part in (dec, enc) if part is not None]} | (
+        {"grown_from": dataclasses.asdict(cfg)} if grown else {})
 
 
 def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Tensor], out: str | Path,

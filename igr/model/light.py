@@ -184,6 +184,36 @@ def load_light(folder: str | Path) -> tuple[LightVAEConfig, LightDecoder, LightE
     return cfg, decoder.eval(), (encoder.eval() if encoder is not None else None), meta
 
 
+def can_grow(old: LightVAEConfig, new: LightVAEConfig) -> bool:
+    """Whether `grow_into` can carry parts of `old` into parts of `new`: the same levels, latent channels, colour
+    path and encoder presence; no width or block count smaller."""
+    def ge(a, b):
+        return len(a) == len(b) and all(x >= y for x, y in zip(a, b))
+
+    return (len(new.decoder) == len(old.decoder) and new.latent_channels == old.latent_channels
+            and new.rgb_skip == old.rgb_skip and bool(new.encoder) == bool(old.encoder)
+            and ge(new.decoder, old.decoder) and ge(new.blocks, old.blocks)
+            and (not new.encoder or ge(new.encoder, old.encoder)))
+
+
+@torch.no_grad()
+def grow_into(new: nn.Module, old: nn.Module) -> None:
+    """Copy a narrower or shallower light part (`old`) into a wider or deeper one of the same kind (`new`, built
+    from a config that `can_grow` accepts), so that `new` computes what `old` did (net2net-style). Each kept
+    weight goes into the leading slice of its wider tensor; weights that read the added channels are zeroed, so
+    those channels (random on their way in) reach nothing until training moves them; an added residual block
+    gets a zero second convolution, so it passes its input (non-negative, after a ReLU) through unchanged."""
+    before = old.state_dict()
+    for name, param in new.state_dict().items():
+        if name in before:
+            src = before[name]
+            if param.dim() > 1 and param.shape[1] > src.shape[1]:
+                param[:, src.shape[1]:] = 0.0                      # reads the added input channels: silent
+            param[tuple(slice(0, n) for n in src.shape)] = src
+        elif ".conv2." in name:                                     # an added block: its residual starts at zero
+            param.zero_()
+
+
 def _load_into(module: nn.Module, path: Path) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing (its config lists this part)")

@@ -124,7 +124,7 @@ def test_an_evaluation_of_a_light_student_says_which_vae_it_ran(setup, tmp_path)
     assert rows["light"]["metrics"]["ssim"] != rows["full"]["metrics"]["ssim"]
 
 
-def test_a_run_can_start_from_earlier_parts_of_the_same_shape_and_records_them(setup, tmp_path):
+def test_a_run_can_start_from_earlier_parts_of_the_same_or_a_narrower_shape_and_records_them(setup, tmp_path):
     root, vae, pool = setup
     cfg = L.LightTrainConfig(steps=30, **SETTINGS)
     light = LightVAEConfig.tiny()
@@ -139,9 +139,17 @@ def test_a_run_can_start_from_earlier_parts_of_the_same_shape_and_records_them(s
     init = resumed["settings"]["init"]
     assert init["folder"] == str(tmp_path / "first" / "final") and init["vae"] == vae.digest()
     assert "init" not in scratch["settings"]                  # a run from scratch keeps the settings it always had
-    other = dataclasses.replace(light, decoder=tuple(2 * w for w in light.decoder))
+    # wider parts start from the narrower ones grown (the same outputs), and say what they grew from
+    wider = dataclasses.replace(light, decoder=tuple(2 * w for w in light.decoder))
+    grown = L.distill_light(vae, wider, pool, tmp_path / "wider", short, progress=False,
+                            init=tmp_path / "first" / "final")
+    assert grown["first_loss"] == pytest.approx(resumed["first_loss"], rel=1e-4)
+    assert grown["settings"]["init"]["grown_from"]["decoder"] == list(light.decoder)
+    assert "grown_from" not in init
+    narrower = dataclasses.replace(light, decoder=(2,) + light.decoder[1:])
     with pytest.raises(L.ConfigError, match="another shape"):
-        L.distill_light(vae, other, pool, tmp_path / "other", short, progress=False, init=tmp_path / "first" / "final")
+        L.distill_light(vae, narrower, pool, tmp_path / "other", short, progress=False,
+                        init=tmp_path / "first" / "final")
     assert not (tmp_path / "other").exists()
 
 

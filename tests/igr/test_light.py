@@ -1,5 +1,6 @@
 """The light VAE's parts: FLOPs as torch counts them, mobile-friendly layers, and a model folder that carries them
 (config `light`, two more components) through save, load, links and sampling."""
+import dataclasses
 import json
 
 import pytest
@@ -9,7 +10,8 @@ from torch import nn
 from igr.config import ConfigError, IGRConfig, LightVAEConfig
 from igr.model import IGRModel
 from distill.light import counted_flops
-from igr.model.light import attach_light, build_light, decoder_flops, encoder_flops, save_light
+from igr.model.light import (attach_light, build_light, can_grow, decoder_flops, encoder_flops, grow_into,
+                             save_light)
 from igr.pipeline import sample
 from igr.train.cache import digest
 
@@ -49,6 +51,29 @@ def test_config_refuses_light_parts_with_another_level_count():
         IGRConfig.tiny().replace(light=True, light_vae=LightVAEConfig(decoder=(4, 8, 8), encoder=(), blocks=(0, 0, 0)))
     with pytest.raises(ConfigError, match="one count per level"):
         LightVAEConfig(decoder=(4, 8, 8, 8), encoder=(), blocks=(0, 1))
+
+
+def test_grown_parts_compute_what_the_narrower_ones_did_and_the_added_channels_can_learn():
+    """`grow_into`: wider levels and added blocks start silent, so a grown decoder and encoder give the old
+    outputs exactly; the added channels still get gradients (through the zeroed weights that read them)."""
+    old = LightVAEConfig(decoder=(4, 8, 8, 8), encoder=(4, 8, 8, 8), blocks=(0, 1, 0, 1), rgb_skip=True)
+    new = LightVAEConfig(decoder=(8, 8, 16, 16), encoder=(4, 12, 8, 8), blocks=(1, 1, 2, 1), rgb_skip=True)
+    torch.manual_seed(0)
+    (dec, enc), (big_dec, big_enc) = build_light(old), build_light(new)
+    for part in (dec, enc):                                # trained-looking biases, not the init's
+        for p in part.parameters():
+            p.data.add_(0.1 * torch.randn_like(p))
+    assert can_grow(old, new)
+    grow_into(big_dec, dec)
+    grow_into(big_enc, enc)
+    latent, image = torch.randn(2, 4, 8, 6), torch.rand(2, 3, 64, 48) * 2 - 1
+    assert torch.equal(big_dec(latent), dec(latent)) and torch.equal(big_enc(image), enc(image))
+    big_dec(latent).square().mean().backward()
+    added = big_dec.conv_out.weight.grad[:, 4:]            # reads the full-resolution level's added channels
+    assert added.abs().sum() > 0
+    for narrower in (dataclasses.replace(old, decoder=(2, 8, 8, 8)), dataclasses.replace(old, blocks=(0, 0, 0, 1)),
+                     dataclasses.replace(old, rgb_skip=False), dataclasses.replace(old, encoder=())):
+        assert not can_grow(old, narrower)
 
 
 @pytest.fixture(scope="module")
