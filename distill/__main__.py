@@ -231,7 +231,8 @@ def cmd_light_vae(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     light = _light_config(parser, args.widths, args.encoder_widths, args.blocks, args.rgb_skip)
     vae, cfg, pool, meta = _light_setup(args, parser)
     try:
-        summary = distill_light(vae, light, pool, args.out, cfg, pool_meta=meta, source=args.vae, init=args.init)
+        summary = distill_light(vae, light, pool, args.out, cfg, pool_meta=meta, source=args.vae, init=args.init,
+                                keep_at=tuple(args.keep_at or ()))
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
     h, w = vae.config.height, vae.config.width
@@ -394,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--init", help="start from the light parts in this folder (a run's OUT/final or a light model "
                    "folder; same levels and colour path; narrower parts or fewer blocks are grown into these, with "
                    "the same outputs at step 0), e.g. after the full VAE's decoder was fine-tuned")
+    p.add_argument("--keep-at", type=int, action="append", metavar="STEP",
+                   help="also write the parts after this step as OUT/step-STEP (repeatable; not a training setting)")
     _light_settings(p)
     p.set_defaults(func=cmd_light_vae)
 

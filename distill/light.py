@@ -273,8 +273,10 @@ def _start_from(folder: str | Path, light: LightVAEConfig, decoder: nn.Module, e
 def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Tensor], out: str | Path,
                   cfg: LightTrainConfig, *, pool_meta: dict | None = None, source: str = "",
                   progress: bool = True, stop_after: int | None = None,
-                  init: str | Path | None = None) -> dict[str, Any]:
+                  init: str | Path | None = None, keep_at: tuple[int, ...] = ()) -> dict[str, Any]:
     """Train the light parts of `light` on `pool` and write OUT/final (light.json + the parts' safetensors).
+    `keep_at`: steps after which the parts are also written whole, as OUT/step-N (light.json records `step`;
+    a later-step checkpoint can be worth more than the final parts on a metric the loss does not see).
     `init`: a light folder of the same shape to start from (e.g. the parts distilled from the VAE before its
     decoder was fine-tuned) instead of random weights.
 
@@ -321,6 +323,15 @@ def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Ten
     decoder.train()
     if encoder is not None:
         encoder.train()
+    h, w = vae.config.height, vae.config.width
+    keep_at = set(keep_at)
+
+    def summary(at: int, loss_mean50: float, seconds: float) -> dict[str, Any]:
+        return {"vae": settings["vae"], "scaling_factor": vae.config.vae.scaling_factor, "source": source,
+                "size": [h, w], "flops": {"decoder": decoder_flops(light, h, w), "encoder": encoder_flops(light, h, w)},
+                "first_loss": first, "final_loss_mean50": loss_mean50, "hours": round(seconds / 3600, 3),
+                "step": at, "settings": settings}
+
     t0 = time.perf_counter() - spent
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
     bar = tqdm(range(start, end), initial=start, total=cfg.steps, desc=f"light {'-'.join(map(str, light.decoder))}",
@@ -346,25 +357,25 @@ def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Ten
                 (tmp / "trainer.json").write_text(json.dumps({
                     "step": step + 1, "seconds": time.perf_counter() - t0, "first_loss": first, "recent": recent,
                     "settings": settings}) + "\n")
+        if step + 1 in keep_at and step + 1 < cfg.steps:
+            save_light(out / f"step-{step + 1}", light, decoder, encoder,
+                       summary(step + 1, float(np.mean(recent)), time.perf_counter() - t0))
     bar.close()
     if end < cfg.steps:
         return {"stopped_at": end}
     decoder.eval()
     if encoder is not None:
         encoder.eval()
-    h, w = vae.config.height, vae.config.width
-    summary = {"vae": settings["vae"], "scaling_factor": vae.config.vae.scaling_factor, "source": source,
-               "size": [h, w], "flops": {"decoder": decoder_flops(light, h, w), "encoder": encoder_flops(light, h, w)},
-               "first_loss": first, "final_loss_mean50": float(np.mean(recent)),
-               "hours": round((time.perf_counter() - t0) / 3600, 3), "settings": settings}
-    save_light(out / "final", light, decoder, encoder, summary)
+    final = summary(cfg.steps, float(np.mean(recent)), time.perf_counter() - t0)
+    del final["step"]
+    save_light(out / "final", light, decoder, encoder, final)
     try:
         from igr.train.trainer import plot_log
 
         plot_log(log, out / "loss.png")
     except ImportError:
         pass
-    return {"config": dataclasses.asdict(light), **summary}
+    return {"config": dataclasses.asdict(light), **final}
 
 
 # -- evaluation ---------------------------------------------------------------------------------------------

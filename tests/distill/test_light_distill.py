@@ -61,9 +61,17 @@ def test_a_resumed_run_ends_bit_exactly_where_an_unbroken_one_does(setup, tmp_pa
     root, vae, pool = setup
     cfg = L.LightTrainConfig(steps=6, **SETTINGS)
     light = LightVAEConfig.tiny()
-    L.distill_light(vae, light, pool, tmp_path / "straight", cfg, progress=False)
+    L.distill_light(vae, light, pool, tmp_path / "straight", cfg, progress=False, keep_at=(3,))
     assert L.distill_light(vae, light, pool, tmp_path / "broken", cfg, progress=False, stop_after=3) == \
         {"stopped_at": 3}
+    # the parts kept at step 3 of the straight run are the broken run's checkpoint at that step
+    from safetensors.torch import load_file
+    kept = load_light(tmp_path / "straight" / "step-3")
+    ckpt = load_file(str(tmp_path / "broken" / "checkpoint" / "parts.safetensors"))
+    assert kept[3]["step"] == 3 and kept[3]["settings"]["train"]["steps"] == 6
+    assert all(torch.equal(v, ckpt[f"decoder.{k}"]) for k, v in kept[1].state_dict().items())
+    assert all(torch.equal(v, ckpt[f"encoder.{k}"]) for k, v in kept[2].state_dict().items())
+    assert "step" not in json.loads((tmp_path / "straight" / "final" / "light.json").read_text())
     assert (tmp_path / "broken" / "checkpoint" / "trainer.json").is_file()
     L.distill_light(vae, light, pool, tmp_path / "broken", cfg, progress=False)
     for part in ("light_decoder", "light_encoder"):
