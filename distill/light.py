@@ -254,8 +254,9 @@ def _settings(light: LightVAEConfig, cfg: LightTrainConfig, vae: FullVAE, pool_m
 
 def _start_from(folder: str | Path, light: LightVAEConfig, decoder: nn.Module, encoder: nn.Module | None) -> dict:
     """Load the parts of an earlier light folder (`save_light`'s, or a model folder's light parts) into the new
-    ones; its config must be `light`. Returns what the run's settings record of it: its path, the VAE it was
-    distilled from and a digest of its parts."""
+    ones; its config must be `light` or one `can_grow` carries into it (then the parts are grown: the same
+    outputs, `grow_into`). Returns what the run's settings record of it: its path, the VAE it was distilled from, a
+    digest of its parts and, when grown, the config it grew from."""
     cfg, dec, enc, meta = load_light(folder)
     grown = dataclasses.asdict(cfg) != dataclasses.asdict(light)
     if grown and not can_grow(cfg, light):
@@ -277,8 +278,8 @@ def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Ten
     """Train the light parts of `light` on `pool` and write OUT/final (light.json + the parts' safetensors).
     `keep_at`: steps after which the parts are also written whole, as OUT/step-N (light.json records `step`;
     a later-step checkpoint can be worth more than the final parts on a metric the loss does not see).
-    `init`: a light folder of the same shape to start from (e.g. the parts distilled from the VAE before its
-    decoder was fine-tuned) instead of random weights.
+    `init`: a light folder to start from instead of random weights (e.g. the parts distilled from the VAE before
+    its decoder was fine-tuned): of the same shape, or narrower / with fewer blocks, grown into this shape.
 
     OUT/checkpoint (atomic) is taken up again when its settings equal this run's; a finished OUT/final with
     the same settings is returned as is. OUT/log.jsonl: one row every `log_every` steps. `stop_after`: stop

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from distill import light as L
 from distill.__main__ import main as distill_main
@@ -65,7 +66,6 @@ def test_a_resumed_run_ends_bit_exactly_where_an_unbroken_one_does(setup, tmp_pa
     assert L.distill_light(vae, light, pool, tmp_path / "broken", cfg, progress=False, stop_after=3) == \
         {"stopped_at": 3}
     # the parts kept at step 3 of the straight run are the broken run's checkpoint at that step
-    from safetensors.torch import load_file
     kept = load_light(tmp_path / "straight" / "step-3")
     ckpt = load_file(str(tmp_path / "broken" / "checkpoint" / "parts.safetensors"))
     assert kept[3]["step"] == 3 and kept[3]["settings"]["train"]["steps"] == 6
