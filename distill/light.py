@@ -265,7 +265,7 @@ def _start_from(folder: str | Path, light: LightVAEConfig, decoder: nn.Module, e
                           f"encoder, no wider and with no more blocks")
     for part, src in ((decoder, dec), (encoder, enc)):
         if part is not None:
-            grow_into(part, src) if grown else part.load_state_dict(src.state_dict())
+            grow_into(part, src)                # parts of the same shape: a plain copy
     return {"folder": str(folder), "vae": meta.get("vae"),
             "parts": [digest(part) for part in (dec, enc) if part is not None]} | (
         {"grown_from": dataclasses.asdict(cfg)} if grown else {})
@@ -327,11 +327,11 @@ def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Ten
     h, w = vae.config.height, vae.config.width
     keep_at = set(keep_at)
 
-    def summary(at: int, loss_mean50: float, seconds: float) -> dict[str, Any]:
+    def summary(loss_mean50: float, seconds: float, **extra) -> dict[str, Any]:
         return {"vae": settings["vae"], "scaling_factor": vae.config.vae.scaling_factor, "source": source,
                 "size": [h, w], "flops": {"decoder": decoder_flops(light, h, w), "encoder": encoder_flops(light, h, w)},
                 "first_loss": first, "final_loss_mean50": loss_mean50, "hours": round(seconds / 3600, 3),
-                "step": at, "settings": settings}
+                **extra, "settings": settings}
 
     t0 = time.perf_counter() - spent
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
@@ -360,15 +360,14 @@ def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Ten
                     "settings": settings}) + "\n")
         if step + 1 in keep_at and step + 1 < cfg.steps:
             save_light(out / f"step-{step + 1}", light, decoder, encoder,
-                       summary(step + 1, float(np.mean(recent)), time.perf_counter() - t0))
+                       summary(float(np.mean(recent)), time.perf_counter() - t0, step=step + 1))
     bar.close()
     if end < cfg.steps:
         return {"stopped_at": end}
     decoder.eval()
     if encoder is not None:
         encoder.eval()
-    final = summary(cfg.steps, float(np.mean(recent)), time.perf_counter() - t0)
-    del final["step"]
+    final = summary(float(np.mean(recent)), time.perf_counter() - t0)
     save_light(out / "final", light, decoder, encoder, final)
     try:
         from igr.train.trainer import plot_log
