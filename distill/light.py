@@ -14,6 +14,7 @@ sweep's table, plot and grid.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import time
@@ -52,13 +53,22 @@ class LightTrainConfig:
     perceptual_weight: float = 0.0    # EffNet-Lite0 feature distance (slow on a CPU: about 3x a step)
     log_every: int = 10
     checkpoint_every: int = 100
+    ema: float = 0.0                  # decay of an exponential moving average of the weights; the parts written
+                                      # (final and kept) are then the average's; 0: the trained weights
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch < 1:
             raise ConfigError("steps and batch must be at least 1")
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"ema is a decay in [0, 1), got {self.ema}")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings as a run records them; `ema` (added later) only when it is on, so runs made before it
+        still match their checkpoints."""
+        out = dataclasses.asdict(self)
+        if not self.ema:
+            del out["ema"]
+        return out
 
 
 class FullVAE(nn.Module):
@@ -240,6 +250,25 @@ def _parts(decoder: nn.Module, encoder: nn.Module | None) -> dict[str, torch.Ten
     return {k: v.detach().clone().contiguous() for k, v in out.items()}
 
 
+def _load_parts(weights: dict[str, torch.Tensor], decoder: nn.Module, encoder: nn.Module | None) -> None:
+    decoder.load_state_dict({k[8:]: v for k, v in weights.items() if k.startswith("decoder.")})
+    if encoder is not None:
+        encoder.load_state_dict({k[8:]: v for k, v in weights.items() if k.startswith("encoder.")})
+
+
+@torch.no_grad()
+def _ema_update(average: list[nn.Module | None], parts: list[nn.Module | None], decay: float) -> None:
+    """Move the averaged parts toward the trained ones (floating tensors; any other is copied)."""
+    for avg, part in zip(average, parts):
+        if part is None:
+            continue
+        for a, v in zip(avg.state_dict().values(), part.state_dict().values()):
+            if a.is_floating_point():
+                a.lerp_(v, 1 - decay)
+            else:
+                a.copy_(v)
+
+
 ADDED_LATER = {"rgb_skip": False}      # LightVAEConfig fields newer than the first runs, and their defaults
 
 
@@ -278,6 +307,7 @@ def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Ten
     """Train the light parts of `light` on `pool` and write OUT/final (light.json + the parts' safetensors).
     `keep_at`: steps after which the parts are also written whole, as OUT/step-N (light.json records `step`;
     a later-step checkpoint can be worth more than the final parts on a metric the loss does not see).
+    `cfg.ema`: the parts written (final and kept) are an exponential moving average of the trained weights.
     `init`: a light folder to start from instead of random weights (e.g. the parts distilled from the VAE before
     its decoder was fine-tuned): of the same shape, or narrower / with fewer blocks, grown into this shape.
 
@@ -312,15 +342,18 @@ def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Ten
         if state["settings"] != settings:
             raise ValueError(f"{ckpt} was made with other settings (widths, training, VAE or pool): remove {out} "
                              f"or run with the same settings")
-        weights = load_file(str(ckpt / "parts.safetensors"))
-        decoder.load_state_dict({k[8:]: v for k, v in weights.items() if k.startswith("decoder.")})
-        if encoder is not None:
-            encoder.load_state_dict({k[8:]: v for k, v in weights.items() if k.startswith("encoder.")})
+        _load_parts(load_file(str(ckpt / "parts.safetensors")), decoder, encoder)
         load_optimizer_tensors(opt, load_file(str(ckpt / "optimizer.safetensors")), opt.state_dict()["param_groups"])
         start, spent, first, recent = state["step"], state["seconds"], state["first_loss"], state["recent"]
         truncate_log(log, start - 1)                   # the rows of steps the checkpoint has done
     else:
         log.write_text("")
+    # with `cfg.ema`, the written parts are an average of the weights (`average`; its decay warms up as the
+    # trainer's does), checkpointed beside the trained ones
+    average = [copy.deepcopy(part) if part is not None else None for part in (decoder, encoder)] if cfg.ema else None
+    if average is not None and (ckpt / "trainer.json").is_file():
+        _load_parts(load_file(str(ckpt / "average.safetensors")), *average)
+    written = average or [decoder, encoder]
     decoder.train()
     if encoder is not None:
         encoder.train()
@@ -342,6 +375,8 @@ def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Ten
             group["lr"] = learning_rate(cfg, step)
         loss, logs = light_loss(decoder, encoder, pool, step, cfg)
         optimizer_step(loss, params, opt, cfg.grad_clip, what="light VAE", step=step)
+        if average is not None:
+            _ema_update(average, [decoder, encoder], min(cfg.ema, (1 + step) / (10 + step)))
         first = logs["loss"] if first is None else first
         recent = (recent + [logs["loss"]])[-50:]
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
@@ -355,20 +390,22 @@ def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Ten
             with atomic_folder(ckpt) as tmp:
                 save_file(_parts(decoder, encoder), str(tmp / "parts.safetensors"))
                 save_file(optimizer_tensors(opt), str(tmp / "optimizer.safetensors"))
+                if average is not None:
+                    save_file(_parts(*average), str(tmp / "average.safetensors"))
                 (tmp / "trainer.json").write_text(json.dumps({
                     "step": step + 1, "seconds": time.perf_counter() - t0, "first_loss": first, "recent": recent,
                     "settings": settings}) + "\n")
         if step + 1 in keep_at and step + 1 < cfg.steps:
-            save_light(out / f"step-{step + 1}", light, decoder, encoder,
+            save_light(out / f"step-{step + 1}", light, *written,
                        summary(float(np.mean(recent)), time.perf_counter() - t0, step=step + 1))
     bar.close()
     if end < cfg.steps:
         return {"stopped_at": end}
-    decoder.eval()
-    if encoder is not None:
-        encoder.eval()
+    for part in written:
+        if part is not None:
+            part.eval()
     final = summary(float(np.mean(recent)), time.perf_counter() - t0)
-    save_light(out / "final", light, decoder, encoder, final)
+    save_light(out / "final", light, *written, final)
     try:
         from igr.train.trainer import plot_log
 

@@ -88,6 +88,40 @@ def test_a_resumed_run_ends_bit_exactly_where_an_unbroken_one_does(setup, tmp_pa
     assert L.distill_light(vae, light, pool, tmp_path / "straight", cfg, progress=False)["vae"] == vae.digest()
 
 
+def test_with_ema_the_parts_written_are_the_average_of_the_trained_weights_and_it_survives_a_resume(setup, tmp_path):
+    root, vae, pool = setup
+    light = LightVAEConfig.tiny()
+    plain = L.LightTrainConfig(steps=6, **SETTINGS)
+    cfg = dataclasses.replace(plain, ema=0.5)
+    assert "ema" not in plain.to_dict() and cfg.to_dict()["ema"] == 0.5     # runs made before `ema` still match
+    with pytest.raises(ValueError, match="ema"):
+        L.LightTrainConfig(ema=1.0)
+    # the trained weights after steps 1..3 (the average does not change training: same seed, same batches)
+    L.distill_light(vae, light, pool, tmp_path / "plain", plain, progress=False, keep_at=(1, 2, 3))
+    torch.manual_seed(plain.seed)
+    trained = [L._parts(*build_light(light))] + [L._parts(*load_light(tmp_path / "plain" / f"step-{s}")[1:3])
+                                                  for s in (1, 2, 3)]
+    average = {k: v.clone() for k, v in trained[0].items()}
+    for step in range(3):
+        decay = min(0.5, (1 + step) / (10 + step))
+        for k in average:
+            average[k] = average[k] + (1 - decay) * (trained[step + 1][k] - average[k])
+    L.distill_light(vae, light, pool, tmp_path / "ema", cfg, progress=False, keep_at=(3,))
+    kept = L._parts(*load_light(tmp_path / "ema" / "step-3")[1:3])
+    assert all(torch.allclose(kept[k], average[k], atol=1e-6) for k in average)
+    assert not all(torch.equal(kept[k], trained[3][k]) for k in average)
+    # a run broken after step 3 takes its average up again: the same final parts, byte for byte
+    assert L.distill_light(vae, light, pool, tmp_path / "broken", cfg, progress=False, stop_after=3) == \
+        {"stopped_at": 3}
+    saved = load_file(str(tmp_path / "broken" / "checkpoint" / "average.safetensors"))
+    assert all(torch.equal(saved[k], kept[k]) for k in kept)
+    L.distill_light(vae, light, pool, tmp_path / "broken", cfg, progress=False)
+    for part in ("light_decoder", "light_encoder"):
+        a = (tmp_path / "ema" / "final" / f"{part}.safetensors").read_bytes()
+        assert a == (tmp_path / "broken" / "final" / f"{part}.safetensors").read_bytes()
+    assert json.loads((tmp_path / "ema" / "final" / "light.json").read_text())["settings"]["train"]["ema"] == 0.5
+
+
 def test_the_sweep_reports_each_width_and_attach_gives_a_student_that_samples_light(setup, tmp_path):
     root, vae, pool = setup
     code = distill_main(["light-sweep", "--vae", str(root / "teacher"), "--widths", "4,8,8,8", "4,8,16,16",
