@@ -119,6 +119,9 @@ def summary(rep: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+MARKERS = "osD^vP*Xph"
+
+
 def plots(rep: dict[str, Any], out: Path, stem: str) -> list[Path]:
     """Quality vs latency, latency by variant (p50 with a p50–p90 whisker), throughput vs batch."""
     import matplotlib
@@ -130,18 +133,24 @@ def plots(rep: dict[str, Any], out: Path, stem: str) -> list[Path]:
     made = []
     one = [r for r in rows if r["batch"] == 1 and "alone" not in r["variant"]]
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in one:
-        if r.get("quality"):
-            y = r["quality"].get("ssim_mask", r["quality"]["ssim"])      # reports before masked SSIM: whole
-            ax.scatter(r["per_image_ms"], y, s=30)
-            ax.annotate(f"{label(r)} ({r['steps']} st)", (r["per_image_ms"], y), fontsize=6,
-                        xytext=(3, 3), textcoords="offset points")
+    # rows of one model sit close together (its variants differ little in quality), so a point is named in the
+    # legend beside the axes, not by a label on the plot: one colour per model, one marker per variant
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    scored = [r for r in one if r.get("quality")]
+    models = list(dict.fromkeys(r["bundle"] for r in scored))
+    variants = list(dict.fromkeys(f"{r['variant']} {r['steps']}" for r in scored))
+    for r in scored:
+        y = r["quality"].get("ssim_mask", r["quality"]["ssim"])      # reports before masked SSIM: whole
+        ax.scatter(r["per_image_ms"], y, s=36, color=plt.cm.tab10(models.index(r["bundle"]) % 10),
+                   marker=MARKERS[variants.index(f"{r['variant']} {r['steps']}") % len(MARKERS)],
+                   label=f"{label(r)} ({r['steps']} st)", edgecolors="black", linewidths=0.4)
     ax.set_xscale("log")
     ax.set_xlabel("p50 latency per image (ms, log)")
     ax.set_ylabel("SSIM inside the garment mask (test subset)")
     ax.set_title("quality vs latency, batch 1")
     ax.grid(alpha=0.3)
+    if scored:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     made.append(_save(fig, out / f"{stem}-quality-latency.png"))
 
     fig, ax = plt.subplots(figsize=(7, 0.35 * max(len(one), 4) + 1))
