@@ -1,6 +1,5 @@
 """scripts/gpu-teacher-unpack.py: what a CUDA machine sends back (fp16 components of two runs, in parts) becomes
 model folders over their starts; the frozen parts stay the start's; another architecture is refused."""
-import importlib.util
 import io
 import json
 import tarfile
@@ -9,14 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.script_module import script_main
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _unpack():
-    spec = importlib.util.spec_from_file_location("gpu_teacher_unpack", ROOT / "scripts/gpu-teacher-unpack.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return script_main("gpu-teacher-unpack.py")
 
 
 def _send_back(folder: Path, runs: dict[str, tuple[Path, dict]]) -> None:

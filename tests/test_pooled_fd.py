@@ -1,6 +1,5 @@
 """scripts/pooled-fd.py: FD_garm on the union of two splits' evaluations, paired against one model; evaluations of
 other pairs are refused."""
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -8,15 +7,11 @@ import pytest
 import torch
 
 from igr.metrics import frechet_distance
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.script_module import script_main
 
 
 def _main():
-    spec = importlib.util.spec_from_file_location("pooled_fd", ROOT / "scripts/pooled-fd.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return script_main("pooled-fd.py")
 
 
 def _write(stem: Path, real: np.ndarray, fake: np.ndarray) -> str:
