@@ -40,8 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     models = {}
     for item in args.model:
-        name, _, stems = item.partition("=")
-        models[name] = load(stems.split(","))
+        name, sep, stems = item.partition("=")
+        if not sep or not name or not stems:
+            p.error(f"--model {item!r}: expected NAME=STEM,STEM,...")
+        try:
+            models[name] = load(stems.split(","))
+        except (FileNotFoundError, KeyError) as e:
+            p.error(f"--model {name}: {e} (an igr.eval output path without suffix, its .features.npz beside it)")
     if args.against not in models:
         p.error(f"--against {args.against!r} is not a --model name")
     real = models[args.against][0]

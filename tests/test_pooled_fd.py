@@ -48,3 +48,6 @@ def test_evaluations_of_other_pairs_are_refused(tmp_path):
             "--model", f"y={_write(tmp_path / 'y', b, b + 0.1)}"]
     with pytest.raises(SystemExit):
         _main()(args)
+    for bad in (["--model", "x"], ["--model", f"x={tmp_path / 'nowhere'}"]):        # no NAME=, no features file
+        with pytest.raises(SystemExit):
+            _main()(["--against", "x", *bad])
