@@ -316,7 +316,7 @@ def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Ten
     after that many steps with a checkpoint and no final (tests of the resume)."""
     from tqdm.auto import tqdm
 
-    from igr.train.trainer import learning_rate, load_optimizer_tensors, optimizer_tensors, truncate_log
+    from igr.train.trainer import ema_decay, learning_rate, load_optimizer_tensors, optimizer_tensors, truncate_log
 
     out = Path(out)
     torch.manual_seed(cfg.seed)
@@ -376,7 +376,7 @@ def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Ten
         loss, logs = light_loss(decoder, encoder, pool, step, cfg)
         optimizer_step(loss, params, opt, cfg.grad_clip, what="light VAE", step=step)
         if average is not None:
-            _ema_update(average, [decoder, encoder], min(cfg.ema, (1 + step) / (10 + step)))
+            _ema_update(average, [decoder, encoder], ema_decay(cfg.ema, step))
         first = logs["loss"] if first is None else first
         recent = (recent + [logs["loss"]])[-50:]
         if step % cfg.log_every == 0 or step == cfg.steps - 1:

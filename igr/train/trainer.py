@@ -515,7 +515,7 @@ class Trainer:
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.keeps_ema:
-                    decay = min(cfg.ema, (1 + self.step) / (10 + self.step))
+                    decay = ema_decay(cfg.ema, self.step)
                     if self._ema_shards is not None:       # FSDP: each process its own shards, no communication
                         with torch.no_grad():
                             for e, m in zip(self._ema_shards, self.params):
@@ -712,6 +712,12 @@ class Trainer:
         save_png(contact_sheet(rows, title=title), path)
         self.model.train()                     # the EMA copy stays in eval mode
         return path
+
+
+def ema_decay(decay: float, step: int) -> float:
+    """The average's decay after optimizer step `step` (from 0): warmed up as (1 + step) / (10 + step), so the
+    first steps' weights are not held back by the initial ones, up to `decay`."""
+    return min(decay, (1 + step) / (10 + step))
 
 
 def _ema_copy(model: IGRModel) -> IGRModel:
