@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         d = paired_fd(real_t, fake, t[args.against], n=args.boot)
         lo, hi = d["ci95"]
-        print(f"| {name} | {frechet_distance(real_t, fake):.3f} | {d['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}] "
+        print(f"| {name} | {ref + d['mean']:.3f} | {d['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}] "   # FD(name) − FD(ref)
               f"| {100 * d['mean'] / ref:+.1f}% |")
     return 0
 
