@@ -204,6 +204,7 @@ def _light_setup(args: argparse.Namespace, parser: argparse.ArgumentParser):
         vae = FullVAE.from_folder(args.vae)
         cfg = LightTrainConfig(steps=args.train_steps, batch=args.batch, lr=args.lr, seed=args.seed,
                                edge_weight=args.edge_weight, perceptual_weight=args.perceptual_weight,
+                               spectrum_weight=args.spectrum_weight,
                                checkpoint_every=args.checkpoint_every, ema=args.ema)
         pool_dir = Path(args.pool) if args.pool else Path(args.runs if hasattr(args, "runs") else args.out) / "pool"
         pool = build_pool(vae, pool_dir, n=args.pool_n, extra_latents=args.extra_latents)
@@ -316,6 +317,8 @@ def _light_settings(p: argparse.ArgumentParser) -> None:
                    "a distillation trajectories file (its final latents)")
     p.add_argument("--edge-weight", type=float, default=0.5)
     p.add_argument("--perceptual-weight", type=float, default=0.0, help="EffNet-Lite0 distance weight (slow)")
+    p.add_argument("--spectrum-weight", type=float, default=0.0,
+                   help="weight of an L1 on the images' Fourier amplitudes (energy per frequency: charges a blur)")
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="write an exponential moving average of the weights (e.g. 0.999) instead of the last ones")

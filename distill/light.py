@@ -51,6 +51,8 @@ class LightTrainConfig:
     seed: int = 0
     edge_weight: float = 0.5          # L1 of horizontal and vertical image differences, beside the pixel L1
     perceptual_weight: float = 0.0    # EffNet-Lite0 feature distance (slow on a CPU: about 3x a step)
+    spectrum_weight: float = 0.0      # L1 of the images' 2-D Fourier amplitudes (`spectrum_l1`): energy missing
+                                      # at high frequencies (a blur) costs even where the pixel L1 is small
     log_every: int = 10
     checkpoint_every: int = 100
     ema: float = 0.0                  # decay of an exponential moving average of the weights; the parts written
@@ -61,13 +63,16 @@ class LightTrainConfig:
             raise ConfigError("steps and batch must be at least 1")
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"ema is a decay in [0, 1), got {self.ema}")
+        if min(self.edge_weight, self.perceptual_weight, self.spectrum_weight) < 0:
+            raise ConfigError("loss weights must be at least 0")
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings as a run records them; `ema` (added later) only when it is on, so runs made before it
-        still match their checkpoints."""
+        """The settings as a run records them; `ema` and `spectrum_weight` (added later) only when on, so runs
+        made before them still match their checkpoints."""
         out = dataclasses.asdict(self)
-        if not self.ema:
-            del out["ema"]
+        for later in ("ema", "spectrum_weight"):
+            if not out[later]:
+                del out[later]
         return out
 
 
@@ -219,16 +224,29 @@ def effnet_distance(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return total / len(feats_p)
 
 
+def spectrum_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean L1 between the amplitudes of the images' 2-D Fourier transforms (orthonormal, per channel): blind to
+    where a frequency's energy sits (the pixel L1 sees that), it charges energy missing at any frequency, which is
+    what a blur does."""
+    amp = lambda x: torch.fft.rfft2(x.float(), norm="ortho").abs()     # noqa: E731
+    return (amp(pred) - amp(target)).abs().mean()
+
+
 def light_loss(decoder: LightDecoder, encoder: LightEncoder | None, pool: dict[str, torch.Tensor], step: int,
                cfg: LightTrainConfig) -> tuple[torch.Tensor, dict[str, float]]:
-    """Decoder: L1 + edge_weight · gradient L1 (+ perceptual_weight · EffNet distance) to the full decoder's
-    image; encoder: L1 to the full encoder's latent. Batches are a pure function of the step."""
+    """Decoder: L1 + edge_weight · gradient L1 (+ spectrum_weight · Fourier amplitude L1, + perceptual_weight ·
+    EffNet distance) to the full decoder's image; encoder: L1 to the full encoder's latent. Batches are a pure
+    function of the step."""
     i = rows(len(pool["latent"]), step, cfg.batch, cfg.seed)
     out = decoder(pool["latent"][i])                                         # (B, 3, H, W)
     target = pool["decoded"][i].float()
     l1, edge = (out - target).abs().mean(), edge_l1(out, target)
     loss = l1 + cfg.edge_weight * edge
     logs = {"dec_l1": float(l1.detach()), "dec_edge": float(edge.detach())}
+    if cfg.spectrum_weight > 0:
+        f = spectrum_l1(out, target)
+        loss = loss + cfg.spectrum_weight * f
+        logs["dec_spectrum"] = float(f.detach())
     if cfg.perceptual_weight > 0:
         p = effnet_distance(out.clamp(-1, 1), target)
         loss = loss + cfg.perceptual_weight * p

@@ -120,6 +120,7 @@ def build(evals: dict[str, Path], against: str | None, probes: dict[str, Path]) 
         reports[name] = rep
     check_comparable(reports)
     out = {"rows": {name: row(r) for name, r in reports.items()},
+           "split": next(iter(reports.values())).get("split", "test"),     # one split: check_comparable
            "commands": {name: r.get("command") for name, r in reports.items()},
            "references": next((r["references"] for r in reports.values() if r.get("references")), None)}
     if against is not None:
@@ -146,7 +147,8 @@ def markdown(rep: dict, title: str, figures: dict[str, str]) -> str:
             "–" if r.get(k) is None else fmt(k, r[k]) for k in keys) + " |")
     if rep.get("diffs"):
         base = rep["against"]
-        lines += ["", f"Each try − {base}, paired over the same test pairs (95% bootstrap intervals):", "",
+        split = rep.get("split", "test")
+        lines += ["", f"Each try − {base}, paired over the same {split} pairs (95% bootstrap intervals):", "",
                   "| try | " + " | ".join(labels[k] for k in (*HEADLINE, "fd")) + " |",
                   "|---" * (len(HEADLINE) + 2) + "|"]
         for name, d in rep["diffs"].items():

@@ -122,6 +122,28 @@ def test_with_ema_the_parts_written_are_the_average_of_the_trained_weights_and_i
     assert json.loads((tmp_path / "ema" / "final" / "light.json").read_text())["settings"]["train"]["ema"] == 0.5
 
 
+def test_the_spectrum_loss_charges_a_blur_not_a_shift_and_joins_the_loss_only_when_weighted(setup):
+    root, vae, pool = setup
+    torch.manual_seed(0)
+    img = torch.rand(2, 3, 32, 24) * 2 - 1
+    shifted = torch.roll(img, shifts=(5, 3), dims=(2, 3))      # the same energy per frequency, every pixel moved
+    blurred = torch.nn.functional.avg_pool2d(img, 3, stride=1, padding=1, count_include_pad=False)
+    assert L.spectrum_l1(shifted, img) < 1e-5 < 0.1 < (shifted - img).abs().mean()
+    assert L.spectrum_l1(blurred, img) > 0.1
+    # in the loss: the weighted term is added to what the run without it computes, and logged
+    plain = L.LightTrainConfig(steps=1, **SETTINGS)
+    weighted = dataclasses.replace(plain, spectrum_weight=2.0)
+    assert "spectrum_weight" not in plain.to_dict() and weighted.to_dict()["spectrum_weight"] == 2.0
+    with pytest.raises(ValueError, match="weights"):
+        L.LightTrainConfig(spectrum_weight=-1.0)
+    torch.manual_seed(1)
+    decoder, encoder = build_light(LightVAEConfig.tiny())
+    base, base_logs = L.light_loss(decoder, encoder, pool, 0, plain)
+    loss, logs = L.light_loss(decoder, encoder, pool, 0, weighted)
+    assert "dec_spectrum" not in base_logs and logs["dec_spectrum"] > 0
+    assert float(loss.detach()) == pytest.approx(float(base.detach()) + 2.0 * logs["dec_spectrum"], rel=1e-5)
+
+
 def test_the_sweep_reports_each_width_and_attach_gives_a_student_that_samples_light(setup, tmp_path):
     root, vae, pool = setup
     code = distill_main(["light-sweep", "--vae", str(root / "teacher"), "--widths", "4,8,8,8", "4,8,16,16",

@@ -35,9 +35,18 @@ def test_compare_tables_paired_diffs_swap_tests_curves_and_grid(tmp_path):
     assert {"ssim_mask", "mask_iou", "delta_e", "fd"} <= set(rep["diffs"]["prior"])
     md = out.with_suffix(".md").read_text()
     assert "| prior | 4 |" in md and "Swap test, prior" in md and "yardstick: blank" in md
+    assert rep["split"] == "test" and "paired over the same test pairs" in md
     assert (tmp_path / "out" / "tries-curves.png").is_file() and (tmp_path / "out" / "tries-grid.png").is_file()
     assert compare_main(["--eval", f"prior={tmp_path / 'e' / 'prior.json'}", "--against", "nobody",
                          "--out", str(out)]) == 2
+    # evaluations on the validation split say so in the paired table
+    for name, model in (("prior", "prior"), ("base", "base")):
+        assert eval_main(["--model", str(tmp_path / model), "--split", "val", "--out",
+                          str(tmp_path / "v" / name), *common]) == 0
+    assert compare_main(["--eval", f"prior={tmp_path / 'v' / 'prior.json'}", "--eval",
+                         f"baseline={tmp_path / 'v' / 'base.json'}", "--against", "baseline",
+                         "--out", str(tmp_path / "out" / "val")]) == 0
+    assert "paired over the same val pairs" in (tmp_path / "out" / "val.md").read_text()
 
 
 def test_a_grid_column_samples_as_its_evaluation_did(tmp_path, monkeypatch):
