@@ -2,7 +2,8 @@
 
 A decoder that blurs keeps the low bands (ratio ~1) and loses the high ones (ratio < 1). Two sets of latents of
 the first N persons of a split: the true garments' (full encoder) and the model's own samples (its sampler from
-seed 0, the light encoder where it has one), each decoded by the full decoder and by the light one.
+seed 0, the light encoder where it has one), each decoded by the full decoder and by the light one; beside the
+bands, the two images' mean pixel difference and their colour difference inside the true garment's mask.
 
     python scripts/decoder-spectrum.py models/student-2-warp-light runs/other-light [--split val] [--n 32]
 """
@@ -29,10 +30,15 @@ def band_energy(images: torch.Tensor, edges: tuple[float, ...] = EDGES) -> list[
     return [float(power[..., (radius >= lo) & (radius < hi)].sum(-1).mean()) for lo, hi in zip(edges, edges[1:])]
 
 
-def kept(model, latents: torch.Tensor) -> tuple[list[float], float]:
-    """Light decoder's band energy over the full decoder's, per band, and the mean absolute pixel difference."""
+def kept(model, latents: torch.Tensor, mask: torch.Tensor) -> tuple[list[float], float, float]:
+    """Light decoder's band energy over the full decoder's, per band; the mean absolute pixel difference; the mean
+    CIE76 colour difference between the two inside `mask` (B, 1, H, W)."""
+    from igr.metrics import delta_e76, masked_mean
+
     full, light = model.decode(latents, light=False), model.decode(latents, light=True)
-    return [a / b for a, b in zip(band_energy(light), band_energy(full))], float((light - full).abs().mean())
+    colour = masked_mean(delta_e76((light + 1) / 2, (full + 1) / 2), mask).mean()
+    return ([a / b for a, b in zip(band_energy(light), band_energy(full))], float((light - full).abs().mean()),
+            float(colour))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,22 +56,23 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     bands = " | ".join(f"{lo:g}–{hi:g}" for lo, hi in zip(EDGES, EDGES[1:]))
     print(f"Light decoder's energy over the full decoder's per band (cycles/pixel), {args.n} {args.split} persons\n")
-    print(f"| model | latents | {bands} | pixel L1 to full |")
-    print("|---" * (len(EDGES) + 2) + "|")
+    print(f"| model | latents | {bands} | pixel L1 to full | ΔE76 to full in the true garment mask |")
+    print("|---" * (len(EDGES) + 3) + "|")
     for folder in args.models:
         model = IGRModel.from_pretrained(folder).eval()
         if not model.config.light:
             p.error(f"{folder} has no light parts (config light): nothing to compare with its full decoder")
         cfg = model.config
-        person, garment, _ = next(split_batches(args.split, args.n, (cfg.height, cfg.width), args.n))
+        person, garment, mask = next(split_batches(args.split, args.n, (cfg.height, cfg.width), args.n))
         with torch.no_grad():
             cond = model.condition(person, light=True)
             rows = {"true garments": model.encode(garment),
                     "own samples": denoise(model, cond, initial_noise(cfg, len(person), 0, height=cfg.height,
                                                                       width=cfg.width))}
             for name, latents in rows.items():
-                ratios, l1 = kept(model, latents)
-                print(f"| {folder} | {name} | " + " | ".join(f"{r:.3f}" for r in ratios) + f" | {l1:.4f} |")
+                ratios, l1, colour = kept(model, latents, mask)
+                print(f"| {folder} | {name} | " + " | ".join(f"{r:.3f}" for r in ratios)
+                      + f" | {l1:.4f} | {colour:.2f} |")
     return 0
 
 
