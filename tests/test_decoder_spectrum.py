@@ -1,5 +1,6 @@
 """scripts/decoder-spectrum.py: a blur keeps the low bands' energy and loses the high ones'; a model without light
-parts is refused; a light model gets one row per kind of latent."""
+parts is refused; a light model gets one row per kind of latent. scripts/decoder-fd.py: a decoder that draws what
+the full one draws is at FD 0 from it."""
 import pytest
 import torch
 
@@ -10,12 +11,13 @@ from igr.model.light import attach_light, build_light, save_light
 from tests.script_module import script_main
 
 
-def _module():
+def _module(filename: str = "decoder-spectrum.py"):
+    """The script as a module (its functions, not only `main`)."""
     import importlib.util
 
     from tests.script_module import SCRIPTS
 
-    spec = importlib.util.spec_from_file_location("decoder_spectrum", SCRIPTS / "decoder-spectrum.py")
+    spec = importlib.util.spec_from_file_location(filename[:-3].replace("-", "_"), SCRIPTS / filename)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -44,4 +46,29 @@ def test_rows_for_a_light_model_and_a_refusal_without_light_parts(tmp_path, caps
     assert out.count(f"| {tmp_path / 'lit'} |") == 2 and "own samples" in out and "true garments" in out
     with pytest.raises(SystemExit):
         main([str(tmp_path / "plain"), "--n", "2"])
+    assert "no light parts" in capsys.readouterr().err
+
+
+def test_decoder_fd_is_zero_for_the_full_decoder_itself_and_above_it_for_a_light_one(tmp_path, capsys):
+    """scripts/decoder-fd.py: FD_garm between a light decoder's and the full decoder's images of the same latents."""
+    module = _module("decoder-fd.py")
+    torch.manual_seed(0)
+    IGRModel(IGRConfig.tiny()).save_pretrained(tmp_path / "plain")
+    cfg = LightVAEConfig.tiny()
+    save_light(tmp_path / "light", cfg, *build_light(cfg), {"vae": FullVAE.from_folder(tmp_path / "plain").digest()})
+    attach_light(IGRModel.from_pretrained(tmp_path / "plain"), tmp_path / "light").save_pretrained(tmp_path / "lit")
+    full = IGRModel.from_pretrained(tmp_path / "lit")
+    real = module.light_decoder
+    # "exact": a stand-in light decoder that draws what the full decoder draws
+    module.light_decoder = lambda folder: (lambda z: full.decode(z, light=False)) if folder == "exact" else real(folder)
+    args = ["--latents-from", str(tmp_path / "lit"), "--features", str(tmp_path / "plain"), "--n", "8", "--batch", "4"]
+    assert module.main([*args, "exact", str(tmp_path / "lit")]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split(" | ")[0][2:]: [float(v) for v in line.strip(" |").split(" | ")[1:]]
+            for line in out.splitlines() if line.startswith("| exact") or line.startswith(f"| {tmp_path}")}
+    full_to_truth = float(out.split("true garments: ")[1].split()[0])
+    assert rows["exact"][0] < 1e-3 and rows["exact"][1] == pytest.approx(full_to_truth, abs=2e-3)
+    assert rows[str(tmp_path / "lit")][0] > 0.01
+    with pytest.raises(SystemExit):
+        module.main([*args, str(tmp_path / "plain")])
     assert "no light parts" in capsys.readouterr().err
