@@ -3,8 +3,9 @@ evaluation's pairing noise.
 
 The latents are one model's samples (`--latents-from`, its own sampler and light encoder, noise from `--seed`) for
 the first N persons of a split. Each light model's decoder and the full decoder draw them; every image is embedded
-in the FD_garm space (`--features`' image encoder, as `igr.eval` does: uint8 images). Per light model: FD_garm of
-its images against the full decoder's (0 for the same images) and against the true garments'.
+in the FD_garm space (`--features`' image encoder, as `igr.eval` does), each quantized to uint8 first, as a restore
+delivers it (`igr.eval` embeds the float images, so figures differ from its FD_garm a little). Per light model:
+FD_garm of its images against the full decoder's (0 for the same images) and against the true garments'.
 
     python scripts/decoder-fd.py --latents-from models/student-2-warp-light --features models/teacher-small \\
         models/student-2-warp-light runs/other-light [--split val] [--n 1024] [--seed 0]

@@ -8,23 +8,20 @@ from distill.light import FullVAE
 from igr.config import IGRConfig, LightVAEConfig
 from igr.model import IGRModel
 from igr.model.light import attach_light, build_light, save_light
-from tests.script_module import script_main
+from tests.script_module import script_main, script_module
 
 
-def _module(filename: str = "decoder-spectrum.py"):
-    """The script as a module (its functions, not only `main`)."""
-    import importlib.util
-
-    from tests.script_module import SCRIPTS
-
-    spec = importlib.util.spec_from_file_location(filename[:-3].replace("-", "_"), SCRIPTS / filename)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _light_model(tmp_path):
+    """A tiny model (tmp_path/plain) and the same with random light parts attached (tmp_path/lit)."""
+    torch.manual_seed(0)
+    IGRModel(IGRConfig.tiny()).save_pretrained(tmp_path / "plain")
+    cfg = LightVAEConfig.tiny()
+    save_light(tmp_path / "light", cfg, *build_light(cfg), {"vae": FullVAE.from_folder(tmp_path / "plain").digest()})
+    attach_light(IGRModel.from_pretrained(tmp_path / "plain"), tmp_path / "light").save_pretrained(tmp_path / "lit")
 
 
 def test_a_blur_loses_the_high_bands_energy_and_keeps_the_low_ones():
-    band_energy = _module().band_energy
+    band_energy = script_module("decoder-spectrum.py").band_energy
     torch.manual_seed(0)
     img = torch.rand(4, 3, 64, 48) * 2 - 1
     blurred = torch.nn.functional.avg_pool2d(img, 3, stride=1, padding=1, count_include_pad=False)
@@ -35,11 +32,7 @@ def test_a_blur_loses_the_high_bands_energy_and_keeps_the_low_ones():
 
 
 def test_rows_for_a_light_model_and_a_refusal_without_light_parts(tmp_path, capsys):
-    torch.manual_seed(0)
-    IGRModel(IGRConfig.tiny()).save_pretrained(tmp_path / "plain")
-    cfg = LightVAEConfig.tiny()
-    save_light(tmp_path / "light", cfg, *build_light(cfg), {"vae": FullVAE.from_folder(tmp_path / "plain").digest()})
-    attach_light(IGRModel.from_pretrained(tmp_path / "plain"), tmp_path / "light").save_pretrained(tmp_path / "lit")
+    _light_model(tmp_path)
     main = script_main("decoder-spectrum.py")
     assert main([str(tmp_path / "lit"), "--n", "2"]) == 0
     out = capsys.readouterr().out
@@ -51,12 +44,8 @@ def test_rows_for_a_light_model_and_a_refusal_without_light_parts(tmp_path, caps
 
 def test_decoder_fd_is_zero_for_the_full_decoder_itself_and_above_it_for_a_light_one(tmp_path, capsys):
     """scripts/decoder-fd.py: FD_garm between a light decoder's and the full decoder's images of the same latents."""
-    module = _module("decoder-fd.py")
-    torch.manual_seed(0)
-    IGRModel(IGRConfig.tiny()).save_pretrained(tmp_path / "plain")
-    cfg = LightVAEConfig.tiny()
-    save_light(tmp_path / "light", cfg, *build_light(cfg), {"vae": FullVAE.from_folder(tmp_path / "plain").digest()})
-    attach_light(IGRModel.from_pretrained(tmp_path / "plain"), tmp_path / "light").save_pretrained(tmp_path / "lit")
+    module = script_module("decoder-fd.py")
+    _light_model(tmp_path)
     full = IGRModel.from_pretrained(tmp_path / "lit")
     real = module.light_decoder
     # "exact": a stand-in light decoder that draws what the full decoder draws
