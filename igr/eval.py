@@ -263,8 +263,9 @@ def main(argv: list[str] | None = None) -> int:
                    "WarpNet's (what a perfect warp would give); 'placement': WarpNet's field placed by the true one; "
                    "'shape': the true field at WarpNet's placement; 'coords', 'visibility': that half from WarpNet, "
                    "the other true (igr.warp.diagnostic_field)")
-    p.add_argument("--full-vae", action="store_true",
-                   help="a model with light VAE parts (config light): encode and decode with the full VAE instead")
+    p.add_argument("--full-vae", nargs="?", const="both", choices=("both", "encoder", "decoder"),
+                   help="a model with light VAE parts (config light): encode and decode with the full VAE instead; "
+                        "'encoder' or 'decoder' swaps that part alone, to tell which part holds a gap")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--samples", type=int, default=1, metavar="K",
@@ -307,7 +308,13 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps or cfg.sample_steps
     scale = cfg.guidance_scale if args.guidance is None else args.guidance
     sampler = args.sampler or cfg.sampler
-    light = False if baseline else model.uses_light(False if args.full_vae else None)
+    light = False if baseline else model.uses_light(False if args.full_vae == "both" else None)
+    if args.full_vae in ("encoder", "decoder"):
+        if not light:
+            p.error(f"--full-vae {args.full_vae}: {model_dir} has no light VAE parts (config light)")
+        if args.full_vae == "encoder" and model.light_encoder is None:
+            p.error(f"--full-vae encoder: {model_dir} has no light encoder; it encodes with the full VAE already")
+        setattr(model, f"light_{args.full_vae}", None)  # IGRModel.encode / decode fall back to the full VAE's part
     if args.true_warp and (baseline or getattr(model, "warpnet", None) is None):
         p.error(f"--true-warp: {model_dir} has no warp prior (config warp_prior)")
     if args.samples < 1:
@@ -358,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
                     {"sampler": sampler, "steps": steps, "guidance": scale, "seed": args.seed,
                      **({"samples_averaged": args.samples} if args.samples > 1 else {}),
                      **({"strength": args.strength} if args.strength is not None else {}),
-                     **({"light": True} if light else {}), **({"warp": WARP_FIELDS[args.true_warp]} if args.true_warp else {})},
+                     **({"light": True} if light else {}),
+                     **({"full_vae": args.full_vae} if light and args.full_vae else {}), **({"warp": WARP_FIELDS[args.true_warp]} if args.true_warp else {})},
         "features": f"{feat_dir} image_encoder sha256 {file_digest(feat_dir, 'image_encoder.safetensors')}",
         "metrics": metrics,
         "command": "python -m igr.eval " + " ".join(argv if argv is not None else sys.argv[1:]),

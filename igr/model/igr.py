@@ -422,8 +422,9 @@ class IGRModel(nn.Module):
         return self.vae.encode(image).latent_dist.mode() * self.config.vae.scaling_factor
 
     def decode(self, latent: torch.Tensor, *, light: bool = False) -> torch.Tensor:
-        """Scaled latent (B, 4, h, w) -> image in [-1, 1] (B, 3, 8h, 8w); `light`: by the light decoder."""
-        if self.uses_light(light):
+        """Scaled latent (B, 4, h, w) -> image in [-1, 1] (B, 3, 8h, 8w); `light`: by the light decoder, where the
+        model has one (the full decoder otherwise)."""
+        if self.uses_light(light) and self.light_decoder is not None:
             return self.light_decoder(latent).clamp(-1, 1)
         return self.vae.decode(latent / self.config.vae.scaling_factor).sample.clamp(-1, 1)
 

@@ -188,6 +188,37 @@ def test_an_evaluation_of_a_light_student_says_which_vae_it_ran(setup, tmp_path)
     assert rows["light"]["metrics"]["ssim"] != rows["full"]["metrics"]["ssim"]
 
 
+def test_an_evaluation_can_swap_one_light_part_for_the_full_vaes_and_says_which(setup, tmp_path):
+    from igr.eval import main as eval_main
+    from igr.model.light import attach_light, save_light
+
+    root, vae, pool = setup
+    cfg = LightVAEConfig.tiny()
+    save_light(tmp_path / "light", cfg, *build_light(cfg), {"vae": vae.digest()})
+    student = attach_light(IGRModel.from_pretrained(root / "teacher"), tmp_path / "light")
+    student.save_pretrained(tmp_path / "student")
+    # a model without its light decoder decodes with the full one; without its light encoder, encodes with the full one
+    z, image = torch.randn(2, 4, 8, 6), torch.rand(2, 3, 64, 48) * 2 - 1
+    light_dec, light_enc = student.light_decoder, student.light_encoder
+    student.light_decoder, student.light_encoder = None, None
+    assert torch.equal(student.decode(z, light=True), student.decode(z, light=False))
+    assert torch.equal(student.encode(image, light=True), student.encode(image, light=False))
+    assert not torch.allclose(light_dec(z).clamp(-1, 1), student.decode(z, light=False))
+    rows = {}
+    for name, flag in (("light", []), ("both", ["--full-vae"]), ("encoder", ["--full-vae", "encoder"]),
+                       ("decoder", ["--full-vae", "decoder"])):
+        assert eval_main(["--model", str(tmp_path / "student"), "--n", "4", "--batch", "4", "--boot", "10",
+                          "--out", str(tmp_path / name), *flag]) == 0
+        rows[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    for part in ("encoder", "decoder"):
+        assert rows[part]["sampling"]["light"] is True and rows[part]["sampling"]["full_vae"] == part
+    assert "full_vae" not in rows["light"]["sampling"] and "light" not in rows["both"]["sampling"]
+    ssim = {name: row["metrics"]["ssim"]["mean"] for name, row in rows.items()}
+    assert len(set(ssim.values())) == 4, ssim                   # each part swapped changes the restore
+    with pytest.raises(SystemExit):                             # the teacher has no light parts to swap
+        eval_main(["--model", str(root / "teacher"), "--n", "4", "--full-vae", "decoder", "--out", str(tmp_path / "x")])
+
+
 def test_a_run_can_start_from_earlier_parts_of_the_same_or_a_narrower_shape_and_records_them(setup, tmp_path):
     root, vae, pool = setup
     cfg = L.LightTrainConfig(steps=30, **SETTINGS)
