@@ -205,9 +205,10 @@ def _light_setup(args: argparse.Namespace, parser: argparse.ArgumentParser):
         cfg = LightTrainConfig(steps=args.train_steps, batch=args.batch, lr=args.lr, seed=args.seed,
                                edge_weight=args.edge_weight, perceptual_weight=args.perceptual_weight,
                                spectrum_weight=args.spectrum_weight,
-                               checkpoint_every=args.checkpoint_every, ema=args.ema)
+                               checkpoint_every=args.checkpoint_every, ema=args.ema,
+                               encoder_only=getattr(args, "encoder_only", False))
         pool_dir = Path(args.pool) if args.pool else Path(args.runs if hasattr(args, "runs") else args.out) / "pool"
-        pool = build_pool(vae, pool_dir, n=args.pool_n, extra_latents=args.extra_latents)
+        pool = build_pool(vae, pool_dir, n=args.pool_n, extra_latents=args.extra_latents, warp_from=args.warp_from)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
     meta = json.loads((pool_dir / "meta.json").read_text())
@@ -315,6 +316,8 @@ def _light_settings(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pool-n", type=int, default=512, help="train pairs in the pool (full VAE run once on each)")
     p.add_argument("--extra-latents", help="more latents for the decoder: a safetensors file with `latent`, or "
                    "a distillation trajectories file (its final latents)")
+    p.add_argument("--warp-from", metavar="MODEL", help="a model folder with a warp prior: its WarpNet's warped "
+                   "persons join the encoder's training images (the light encoder encodes them too)")
     p.add_argument("--edge-weight", type=float, default=0.5)
     p.add_argument("--perceptual-weight", type=float, default=0.0, help="EffNet-Lite0 distance weight (slow)")
     p.add_argument("--spectrum-weight", type=float, default=0.0,
@@ -400,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--init", help="start from the light parts in this folder (a run's OUT/final or a light model "
                    "folder; same levels and colour path; narrower parts or fewer blocks are grown into these, with "
                    "the same outputs at step 0), e.g. after the full VAE's decoder was fine-tuned")
+    p.add_argument("--encoder-only", action="store_true",
+                   help="train the light encoder alone; the decoder stays as --init has it")
     p.add_argument("--keep-at", type=int, action="append", metavar="STEP",
                    help="also write the parts after this step as OUT/step-STEP (repeatable; not a training setting)")
     _light_settings(p)

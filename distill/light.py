@@ -57,6 +57,7 @@ class LightTrainConfig:
     checkpoint_every: int = 100
     ema: float = 0.0                  # decay of an exponential moving average of the weights; the parts written
                                       # (final and kept) are then the average's; 0: the trained weights
+    encoder_only: bool = False        # train the encoder alone; the decoder stays as the run's `init` has it
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch < 1:
@@ -67,10 +68,10 @@ class LightTrainConfig:
             raise ConfigError("loss weights must be at least 0")
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings as a run records them; `ema` and `spectrum_weight` (added later) only when on, so runs
-        made before them still match their checkpoints."""
+        """The settings as a run records them; `ema`, `spectrum_weight` and `encoder_only` (added later) only when
+        on, so runs made before them still match their checkpoints."""
         out = dataclasses.asdict(self)
-        for later in ("ema", "spectrum_weight"):
+        for later in ("ema", "spectrum_weight", "encoder_only"):
             if not out[later]:
                 del out[later]
         return out
@@ -129,25 +130,31 @@ def _extra(path: str | Path) -> torch.Tensor:
 
 
 def build_pool(vae: FullVAE, folder: str | Path, *, n: int, extra_latents: str | Path | None = None,
-               batch: int = 16, progress: bool = True) -> dict[str, torch.Tensor]:
-    """The training rows, computed once (reused when `folder` holds the same: VAE digest, n, size, extras).
+               warp_from: str | Path | None = None, batch: int = 16, progress: bool = True) -> dict[str, torch.Tensor]:
+    """The training rows, computed once (reused when `folder` holds the same: VAE digest, n, size, extras, warp).
 
     latent (N, 4, h, w): the full encoder's latents of the first `n` SynthGarment train garments, then the
     extra latents; decoded (N, 3, H, W) fp16: the full decoder's images of them; person (n, 3, H, W) uint8 and
-    person_latent (n, 4, h, w): the train persons and their full-encoder latents."""
+    person_latent (n, 4, h, w): the train persons and their full-encoder latents. `warp_from`: a model folder
+    with a warp prior; the persons resampled into the in-shop frame by its WarpNet (what such a model's light
+    encoder also encodes, `IGRModel.warp_input`) follow the persons in `person` and `person_latent` (2n rows)."""
     from tqdm.auto import tqdm
 
     from igr.data import SynthGarmentDataset
 
     folder = Path(folder)
     cfg = vae.config
+    warpnet = _warpnet_of(warp_from) if warp_from is not None else None
     meta = {"vae": vae.digest(), "n": n, "size": [cfg.height, cfg.width],
             "extra": None if extra_latents is None else str(extra_latents)}
+    if warpnet is not None:                             # only when given: pools made before it still match
+        meta["warp"] = {"from": str(warp_from), "warpnet": digest(warpnet)}
     if (folder / "meta.json").is_file() and json.loads((folder / "meta.json").read_text()) == meta:
         return load_file(str(folder / POOL))
     data = SynthGarmentDataset("train", n, size=(cfg.height, cfg.width))
     extra = _extra(extra_latents) if extra_latents is not None else torch.zeros(0, *cfg.latent_shape)
     parts: dict[str, list[torch.Tensor]] = {"latent": [], "decoded": [], "person": [], "person_latent": []}
+    warped: dict[str, list[torch.Tensor]] = {"person": [], "person_latent": []}
     bar = tqdm(total=n + len(extra), desc="pool (full VAE)", disable=not progress)
     for start in range(0, n, batch):
         items = [data[i] for i in range(start, min(n, start + batch))]
@@ -158,6 +165,13 @@ def build_pool(vae: FullVAE, folder: str | Path, *, n: int, extra_latents: str |
         parts["decoded"].append(vae.decode(z).half())
         parts["person"].append(_u8(person))
         parts["person_latent"].append(vae.encode(person))
+        if warpnet is not None:
+            from igr.warp import warp
+
+            coords, _ = warpnet(person)
+            image = warp(person, coords.to(person.dtype))
+            warped["person"].append(_u8(image))
+            warped["person_latent"].append(vae.encode(image))
         bar.update(len(items))
     for start in range(0, len(extra), batch):
         z = extra[start:start + batch]
@@ -165,11 +179,20 @@ def build_pool(vae: FullVAE, folder: str | Path, *, n: int, extra_latents: str |
         parts["decoded"].append(vae.decode(z).half())
         bar.update(len(z))
     bar.close()
-    pool = {k: torch.cat(v).contiguous() for k, v in parts.items()}
+    pool = {k: torch.cat(v + warped.get(k, [])).contiguous() for k, v in parts.items()}
     with atomic_folder(folder) as tmp:
         save_file(pool, str(tmp / POOL))
         (tmp / "meta.json").write_text(json.dumps(meta) + "\n")
     return pool
+
+
+def _warpnet_of(folder: str | Path) -> nn.Module:
+    from igr.model import IGRModel
+
+    model = IGRModel.from_pretrained(folder)
+    if model.warpnet is None:
+        raise ValueError(f"{folder} has no warp prior (config warp_prior): no WarpNet to warp the persons with")
+    return model.warpnet.eval()
 
 
 @torch.no_grad()
@@ -236,7 +259,21 @@ def light_loss(decoder: LightDecoder, encoder: LightEncoder | None, pool: dict[s
                cfg: LightTrainConfig) -> tuple[torch.Tensor, dict[str, float]]:
     """Decoder: L1 + edge_weight · gradient L1 (+ spectrum_weight · Fourier amplitude L1, + perceptual_weight ·
     EffNet distance) to the full decoder's image; encoder: L1 to the full encoder's latent. Batches are a pure
-    function of the step."""
+    function of the step. `cfg.encoder_only`: the encoder's term alone."""
+    loss, logs = torch.zeros(()), {}
+    if not cfg.encoder_only:
+        loss, logs = _decoder_loss(decoder, pool, step, cfg)
+    if encoder is not None:
+        j = rows(len(pool["person"]), step, cfg.batch, cfg.seed + 1)
+        enc = (encoder(_float(pool["person"][j])) - pool["person_latent"][j]).abs().mean()
+        loss = loss + enc
+        logs["enc_l1"] = float(enc.detach())
+    logs["loss"] = float(loss.detach())
+    return loss, logs
+
+
+def _decoder_loss(decoder: LightDecoder, pool: dict[str, torch.Tensor], step: int,
+                  cfg: LightTrainConfig) -> tuple[torch.Tensor, dict[str, float]]:
     i = rows(len(pool["latent"]), step, cfg.batch, cfg.seed)
     out = decoder(pool["latent"][i])                                         # (B, 3, H, W)
     target = pool["decoded"][i].float()
@@ -251,12 +288,6 @@ def light_loss(decoder: LightDecoder, encoder: LightEncoder | None, pool: dict[s
         p = effnet_distance(out.clamp(-1, 1), target)
         loss = loss + cfg.perceptual_weight * p
         logs["dec_effnet"] = float(p.detach())
-    if encoder is not None:
-        j = rows(len(pool["person"]), step, cfg.batch, cfg.seed + 1)
-        enc = (encoder(_float(pool["person"][j])) - pool["person_latent"][j]).abs().mean()
-        loss = loss + enc
-        logs["enc_l1"] = float(enc.detach())
-    logs["loss"] = float(loss.detach())
     return loss, logs
 
 
@@ -328,6 +359,7 @@ def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Ten
     `cfg.ema`: the parts written (final and kept) are an exponential moving average of the trained weights.
     `init`: a light folder to start from instead of random weights (e.g. the parts distilled from the VAE before
     its decoder was fine-tuned): of the same shape, or narrower / with fewer blocks, grown into this shape.
+    `cfg.encoder_only`: only the encoder trains; the decoder is `init`'s, written unchanged (needs `init`).
 
     OUT/checkpoint (atomic) is taken up again when its settings equal this run's; a finished OUT/final with
     the same settings is returned as is. OUT/log.jsonl: one row every `log_every` steps. `stop_after`: stop
@@ -339,6 +371,9 @@ def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Ten
     out = Path(out)
     torch.manual_seed(cfg.seed)
     decoder, encoder = build_light(light)
+    if cfg.encoder_only and (init is None or encoder is None):
+        raise ConfigError("encoder_only trains a light encoder beside a decoder that stays as it is: it needs a light "
+                          "encoder (encoder widths) and parts to start from (init)")
     started = _start_from(init, light, decoder, encoder) if init else None
     settings = _settings(light, cfg, vae, pool_meta or {}, started)
     final = out / "final" / "light.json"
@@ -350,7 +385,8 @@ def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Ten
         raise ConfigError(f"light widths {list(light.decoder)} have {len(light.decoder)} levels, the VAE has "
                           f"{len(vae.config.vae.channels)} (one width per level, full resolution first)")
     out.mkdir(parents=True, exist_ok=True)
-    params = list(decoder.parameters()) + (list(encoder.parameters()) if encoder is not None else [])
+    params = ([] if cfg.encoder_only else list(decoder.parameters())) + (
+        list(encoder.parameters()) if encoder is not None else [])
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     start, spent, first, recent = 0, 0.0, None, []
     ckpt = out / "checkpoint"
@@ -372,7 +408,7 @@ def distill_light(vae: FullVAE, light: LightVAEConfig, pool: dict[str, torch.Ten
     if average is not None and (ckpt / "trainer.json").is_file():
         _load_parts(load_file(str(ckpt / "average.safetensors")), *average)
     written = average or [decoder, encoder]
-    decoder.train()
+    decoder.train(not cfg.encoder_only)
     if encoder is not None:
         encoder.train()
     h, w = vae.config.height, vae.config.width

@@ -271,3 +271,48 @@ def test_a_models_sampled_latents_are_what_it_decodes_and_join_the_pool(setup, t
     pool = L.build_pool(vae, tmp_path / "pool", n=4, extra_latents=out, progress=False)
     assert pool["latent"].shape[0] == 9 and torch.equal(pool["latent"][4:], latent)
     assert pool["person"].shape[0] == 4
+
+
+def test_a_pool_can_hold_warped_persons_and_a_run_can_train_the_encoder_alone(tmp_path):
+    """A warp-prior model's light encoder also encodes the person warped into the in-shop frame
+    (`IGRModel.warp_input`): `warp_from` adds those images to the encoder's rows; `encoder_only` trains the encoder
+    beside the decoder of `init`, written unchanged."""
+    from igr.warp import SIZE, WarpNet, attach, warp
+
+    torch.manual_seed(0)
+    IGRModel(IGRConfig.tiny().replace(height=SIZE[0], width=SIZE[1])).save_pretrained(tmp_path / "base")
+    net = WarpNet()
+    torch.nn.init.normal_(net.out.weight, std=0.1)
+    net.save_pretrained(tmp_path / "warpnet")
+    attach(tmp_path / "base", tmp_path / "warpnet", tmp_path / "teacher")
+    vae = L.FullVAE.from_folder(tmp_path / "teacher")
+    plain = L.build_pool(vae, tmp_path / "pool", n=4, progress=False)
+    pool = L.build_pool(vae, tmp_path / "pool", n=4, warp_from=tmp_path / "teacher", progress=False)
+    meta = json.loads((tmp_path / "pool" / "meta.json").read_text())
+    assert meta["warp"]["from"] == str(tmp_path / "teacher")     # another pool than the plain one: built again
+    assert pool["person"].shape[0] == 8 and torch.equal(pool["person"][:4], plain["person"])
+    person = L._float(plain["person"])
+    with torch.no_grad():
+        warped = L._u8(warp(person, IGRModel.from_pretrained(tmp_path / "teacher").warpnet(person)[0]))
+    assert (pool["person"][4:].int() - warped.int()).abs().max() <= 1            # uint8 rounding of the person
+    assert not torch.equal(pool["person"][4:], pool["person"][:4])
+    with pytest.raises(ValueError, match="no warp prior"):
+        L.build_pool(vae, tmp_path / "other", n=4, warp_from=tmp_path / "base", progress=False)
+
+    light = LightVAEConfig.tiny()
+    cfg = L.LightTrainConfig(steps=20, **SETTINGS)
+    L.distill_light(vae, light, pool, tmp_path / "first", dataclasses.replace(cfg, steps=2), progress=False)
+    only = dataclasses.replace(cfg, encoder_only=True)
+    summary = L.distill_light(vae, light, pool, tmp_path / "enc", only, progress=False, init=tmp_path / "first" / "final")
+    _, dec0, enc0, _ = load_light(tmp_path / "first" / "final")
+    _, dec1, enc1, _ = load_light(tmp_path / "enc" / "final")
+    assert all(torch.equal(a, b) for a, b in zip(dec0.state_dict().values(), dec1.state_dict().values()))
+    with torch.no_grad():
+        err = [float((e(L._float(pool["person"])) - pool["person_latent"]).abs().mean()) for e in (enc0, enc1)]
+    assert err[1] < 0.9 * err[0], err
+    rows = [json.loads(line) for line in (tmp_path / "enc" / "log.jsonl").read_text().splitlines()]
+    assert "enc_l1" in rows[0] and "dec_l1" not in rows[0] and rows[0]["loss"] == rows[0]["enc_l1"]
+    assert summary["settings"]["train"]["encoder_only"] is True
+    assert "encoder_only" not in L.LightTrainConfig().to_dict()
+    with pytest.raises(L.ConfigError, match="init"):
+        L.distill_light(vae, light, pool, tmp_path / "none", only, progress=False)
