@@ -1,0 +1,85 @@
+"""How far light encoders' latents are from the full encoder's, on the two images a warp-prior model encodes.
+
+A model with a warp prior encodes two images per restore (`IGRModel.condition`): the person photo, and that photo
+resampled into the in-shop frame by its WarpNet (`IGRModel.warp_input`). For the first N persons of a split, each
+light encoder's latent of both images against the full encoder's: relative L1 (mean |light - full| / mean |full|
+per image; mean and 90th percentile over the images).
+
+    python scripts/encoder-error.py --model models/student-2-warp-light models/student-2-warp-light runs/enc/final \
+        [--split val] [--n 256]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def relative_l1(light: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+    """Per image (B,): mean |light - full| over mean |full|."""
+    return (light - full).abs().flatten(1).mean(1) / full.abs().flatten(1).mean(1)
+
+
+def errors(model, encoders: list, person: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+    """For each light encoder, the relative L1 of its latents of the persons and of the warped persons (B,)."""
+    from igr.warp import warp
+
+    coords, _ = model.warpnet(person)
+    images = {"person": person, "warped": warp(person, coords.to(person.dtype))}
+    full = {k: model.encode(x, light=False) for k, x in images.items()}
+    return [{k: relative_l1(encoder(x), full[k]) for k, x in images.items()} for encoder in encoders]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="scripts/encoder-error.py", description=__doc__.splitlines()[0])
+    p.add_argument("light", nargs="+", help="light parts: light-vae run folders (OUT/final, OUT/step-N) or model "
+                   "folders with light parts")
+    p.add_argument("--model", required=True, help="a model with a warp prior: its WarpNet and full VAE")
+    p.add_argument("--split", default="val")
+    p.add_argument("--n", type=int, default=256)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+
+    from igr.eval import split_batches
+    from igr.model import IGRModel
+    from igr.model.light import load_light
+
+    torch.set_num_threads(args.threads)
+    model = IGRModel.from_pretrained(args.model).eval()
+    if model.warpnet is None:
+        p.error(f"--model {args.model} has no warp prior (config warp_prior): it encodes the person alone")
+    encoders, flops = [], []
+    for folder in args.light:
+        cfg, _, encoder, meta = load_light(folder)
+        if encoder is None:
+            p.error(f"{folder} has no light encoder: its model encodes with the full VAE")
+        encoders.append(encoder.eval())
+        flops.append((cfg.encoder, meta.get("flops", {}).get("encoder")))
+    cfg = model.config
+    parts: list[dict[str, list[torch.Tensor]]] = [{"person": [], "warped": []} for _ in encoders]
+    with torch.no_grad():
+        for person, _, _ in split_batches(args.split, args.n, (cfg.height, cfg.width), args.batch):
+            for acc, err in zip(parts, errors(model, encoders, person)):
+                for k, v in err.items():
+                    acc[k].append(v)
+    print(f"Light encoders' latents against the full encoder's, relative L1, {args.n} {args.split} persons "
+          f"(WarpNet of {args.model})\n")
+    print("| light parts | encoder widths | GFLOP per image | person: mean | person: p90 | warped: mean | warped: p90 |")
+    print("|---|---|---|---|---|---|---|")
+    for folder, (widths, gflop), acc in zip(args.light, flops, parts):
+        cells = []
+        for k in ("person", "warped"):
+            v = torch.cat(acc[k])
+            cells += [f"{float(v.mean()):.4f}", f"{float(v.quantile(0.9)):.4f}"]
+        g = f"{gflop / 1e9:.3f}" if gflop else "–"
+        print(f"| {folder} | {','.join(map(str, widths))} | {g} | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
