@@ -3,7 +3,9 @@
 A model with a warp prior encodes two images per restore (`IGRModel.condition`): the person photo, and that photo
 resampled into the in-shop frame by its WarpNet (`IGRModel.warp_input`). For the first N persons of a split, each
 light encoder's latent of both images against the full encoder's: relative L1 (mean |light - full| / mean |full|
-per image; mean and 90th percentile over the images).
+per image; mean and 90th percentile over the images) and the largest bias over the latent channels (the mean signed
+difference of a channel over all images, over the full latents' mean |value|): an offset the denoiser reads on every
+restore, which a relative L1 barely shows.
 
     python scripts/encoder-error.py --model models/student-2-warp-light models/student-2-warp-light runs/enc/final \
         [--split val] [--n 256]
@@ -25,13 +27,28 @@ def relative_l1(light: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
 
 
 def errors(model, encoders: list, person: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-    """For each light encoder, the relative L1 of its latents of the persons and of the warped persons (B,)."""
+    """For each light encoder, on the persons and on the warped persons: the relative L1 of its latents (B,) and,
+    under KIND_bias, its signed difference and the full latent's |value| summed per image and channel (B, C, 2)."""
     from igr.warp import warp
 
     coords, _ = model.warpnet(person)
     images = {"person": person, "warped": warp(person, coords.to(person.dtype))}
     full = {k: model.encode(x, light=False) for k, x in images.items()}
-    return [{k: relative_l1(encoder(x), full[k]) for k, x in images.items()} for encoder in encoders]
+    out = []
+    for encoder in encoders:
+        row = {}
+        for k, x in images.items():
+            light = encoder(x)
+            row[k] = relative_l1(light, full[k])
+            row[f"{k}_bias"] = torch.stack([(light - full[k]).sum((2, 3)), full[k].abs().sum((2, 3))], -1)
+        out.append(row)
+    return out
+
+
+def channel_bias(sums: torch.Tensor) -> float:
+    """The largest |mean signed difference| over channels, over the mean |full latent|, from `errors`' sums."""
+    total = sums.sum(0)                                     # (C, 2)
+    return float(total[:, 0].abs().max() / total[:, 1].mean())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         encoders.append(encoder.eval())
         flops.append((cfg.encoder, meta.get("flops", {}).get("encoder")))
     cfg = model.config
-    parts: list[dict[str, list[torch.Tensor]]] = [{"person": [], "warped": []} for _ in encoders]
+    parts: list[dict[str, list[torch.Tensor]]] = [{k: [] for k in ("person", "warped", "person_bias", "warped_bias")}
+                                                  for _ in encoders]
     with torch.no_grad():
         for person, _, _ in split_batches(args.split, args.n, (cfg.height, cfg.width), args.batch):
             for acc, err in zip(parts, errors(model, encoders, person)):
@@ -69,13 +87,15 @@ def main(argv: list[str] | None = None) -> int:
                     acc[k].append(v)
     print(f"Light encoders' latents against the full encoder's, relative L1, {args.n} {args.split} persons "
           f"(WarpNet of {args.model})\n")
-    print("| light parts | encoder widths | GFLOP per image | person: mean | person: p90 | warped: mean | warped: p90 |")
-    print("|---|---|---|---|---|---|---|")
+    print("| light parts | encoder widths | GFLOP per image | person: mean | person: p90 | person: channel bias "
+          "| warped: mean | warped: p90 | warped: channel bias |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for folder, (widths, gflop), acc in zip(args.light, flops, parts):
         cells = []
         for k in ("person", "warped"):
             v = torch.cat(acc[k])
-            cells += [f"{float(v.mean()):.4f}", f"{float(v.quantile(0.9)):.4f}"]
+            cells += [f"{float(v.mean()):.4f}", f"{float(v.quantile(0.9)):.4f}",
+                      f"{channel_bias(torch.cat(acc[f'{k}_bias'])):.4f}"]
         g = f"{gflop / 1e9:.3f}" if gflop else "–"
         print(f"| {folder} | {','.join(map(str, widths))} | {g} | " + " | ".join(cells) + " |")
     return 0

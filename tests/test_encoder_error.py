@@ -29,14 +29,19 @@ def test_the_full_encoder_is_at_zero_a_random_light_one_is_not_and_refusals(tmp_
     person = torch.rand(2, 3, *SIZE) * 2 - 1
     with torch.no_grad():
         same, random = script.errors(model, [lambda x: model.encode(x, light=False), encoder], person)
-    assert set(same) == {"person", "warped"} and all(float(v.abs().max()) < 1e-6 for v in same.values())
-    assert all(float(v.min()) > 0.1 for v in random.values()), random
+    channel_bias = script.channel_bias
+    assert set(same) == {"person", "warped", "person_bias", "warped_bias"}
+    assert all(float(same[k].abs().max()) < 1e-6 and channel_bias(same[f"{k}_bias"]) < 1e-6 for k in ("person", "warped"))
+    assert all(float(random[k].min()) > 0.1 and channel_bias(random[f"{k}_bias"]) > 0.01 for k in ("person", "warped"))
+    # the bias is of the mean over images: opposite offsets in two images cancel, one offset everywhere does not
+    offset = torch.tensor([[[1.0, 10.0]] * 4, [[-1.0, 10.0]] * 4])
+    assert channel_bias(offset) == 0 and channel_bias(offset.abs()) == pytest.approx(0.1)
 
     vae = FullVAE.from_folder(tmp_path / "teacher").digest()
     save_light(tmp_path / "light", cfg, decoder, encoder, {"vae": vae})
     assert script.main([str(tmp_path / "light"), "--model", str(tmp_path / "teacher"), "--n", "2"]) == 0
     row = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"| {tmp_path / 'light'} |")]
-    assert len(row) == 1 and row[0].count("|") == 8
+    assert len(row) == 1 and row[0].count("|") == 10
     with pytest.raises(SystemExit):                     # no WarpNet: one image per restore, nothing to compare
         script.main([str(tmp_path / "light"), "--model", str(tmp_path / "base"), "--n", "2"])
     no_encoder = dataclasses.replace(cfg, encoder=())
