@@ -7,22 +7,18 @@ import pytest
 import torch
 
 from distill.light import FullVAE
-from igr.config import IGRConfig, LightVAEConfig
+from igr.config import LightVAEConfig
 from igr.model import IGRModel
 from igr.model.light import build_light, save_light
 from tests.script_module import script_module
+from tests.tiny_warp import tiny_warp_model
 
 
 def test_the_full_encoder_is_at_zero_a_random_light_one_is_not_and_refusals(tmp_path, capsys):
-    from igr.warp import SIZE, WarpNet, attach
+    from igr.warp import SIZE
 
     script = script_module("encoder-error.py")
-    torch.manual_seed(0)
-    IGRModel(IGRConfig.tiny().replace(height=SIZE[0], width=SIZE[1])).save_pretrained(tmp_path / "base")
-    net = WarpNet()
-    torch.nn.init.normal_(net.out.weight, std=0.1)
-    net.save_pretrained(tmp_path / "warpnet")
-    attach(tmp_path / "base", tmp_path / "warpnet", tmp_path / "teacher")
+    tiny_warp_model(tmp_path)
     model = IGRModel.from_pretrained(tmp_path / "teacher").eval()
     cfg = LightVAEConfig.tiny()
     decoder, encoder = build_light(cfg)

@@ -277,14 +277,10 @@ def test_a_pool_can_hold_warped_persons_and_a_run_can_train_the_encoder_alone(tm
     """A warp-prior model's light encoder also encodes the person warped into the in-shop frame
     (`IGRModel.warp_input`): `warp_from` adds those images to the encoder's rows; `encoder_only` trains the encoder
     beside the decoder of `init`, written unchanged."""
-    from igr.warp import SIZE, WarpNet, attach, warp
+    from igr.warp import warp
+    from tests.tiny_warp import tiny_warp_model
 
-    torch.manual_seed(0)
-    IGRModel(IGRConfig.tiny().replace(height=SIZE[0], width=SIZE[1])).save_pretrained(tmp_path / "base")
-    net = WarpNet()
-    torch.nn.init.normal_(net.out.weight, std=0.1)
-    net.save_pretrained(tmp_path / "warpnet")
-    attach(tmp_path / "base", tmp_path / "warpnet", tmp_path / "teacher")
+    tiny_warp_model(tmp_path)
     vae = L.FullVAE.from_folder(tmp_path / "teacher")
     plain = L.build_pool(vae, tmp_path / "pool", n=4, progress=False)
     pool = L.build_pool(vae, tmp_path / "pool", n=4, warp_from=tmp_path / "teacher", progress=False)
