@@ -30,6 +30,7 @@ from torch import nn
 
 from igr.config import ConfigError, IGRConfig, LightVAEConfig, _from_dict
 from igr.files import atomic_file, atomic_folder
+from igr.images import uint8_images
 from igr.model.light import (LightDecoder, LightEncoder, build_light, can_grow, decoder_flops, encoder_flops,
                              grow_into, load_light, save_light)
 from igr.train.cache import digest
@@ -109,10 +110,6 @@ class FullVAE(nn.Module):
         return digest(self.vae)
 
 
-def _u8(images: torch.Tensor) -> torch.Tensor:
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
 def _float(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 127.5 - 1
 
@@ -163,14 +160,14 @@ def build_pool(vae: FullVAE, folder: str | Path, *, n: int, extra_latents: str |
         z = vae.encode(garment)                                                # (B, 4, h, w)
         parts["latent"].append(z)
         parts["decoded"].append(vae.decode(z).half())
-        parts["person"].append(_u8(person))
+        parts["person"].append(uint8_images(person))
         parts["person_latent"].append(vae.encode(person))
         if warpnet is not None:
             from igr.warp import warp
 
             coords, _ = warpnet(person)
             image = warp(person, coords.to(person.dtype))
-            warped["person"].append(_u8(image))
+            warped["person"].append(uint8_images(image))
             warped["person_latent"].append(vae.encode(image))
         bar.update(len(items))
     for start in range(0, len(extra), batch):

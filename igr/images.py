@@ -17,12 +17,16 @@ def to_tensor(image: np.ndarray):
     return torch.tensor(image).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
 
 
-def to_uint8(images) -> list[np.ndarray]:
-    """Tensor (B, 3, H, W) in [-1, 1] -> list of uint8 (H, W, 3)."""
+def uint8_images(images):
+    """Tensor (B, 3, H, W) in [-1, 1] -> uint8 tensor (B, 3, H, W), rounded: the pixels a restore delivers."""
     import torch
 
-    x = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return list(x.permute(0, 2, 3, 1).cpu().numpy())
+    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def to_uint8(images) -> list[np.ndarray]:
+    """Tensor (B, 3, H, W) in [-1, 1] -> list of uint8 (H, W, 3)."""
+    return list(uint8_images(images).permute(0, 2, 3, 1).cpu().numpy())
 
 
 def as_rgb(a: np.ndarray) -> np.ndarray:

@@ -21,10 +21,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
 def light_decoder(folder: str):
     """A model folder's light decoder: scaled latents -> images in [-1, 1]."""
     from igr.model import IGRModel
@@ -53,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from igr.eval import split_batches
+    from igr.images import uint8_images
     from igr.metrics import GarmentFeatures, frechet_distance
     from igr.model import IGRModel
     from igr.pipeline import denoise, initial_noise
@@ -73,10 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         for k, (person, garment, _) in enumerate(tqdm(batches, total=-(-args.n // args.batch), desc="decoder-fd")):
             noise = initial_noise(cfg, len(person), args.seed + k, height=cfg.height, width=cfg.width)
             latents = denoise(source, source.condition(person, light=True), noise)
-            feats["truth"].append(features(to_uint8(garment)))
-            feats["full"].append(features(to_uint8(source.decode(latents, light=False))))
+            feats["truth"].append(features(uint8_images(garment)))
+            feats["full"].append(features(uint8_images(source.decode(latents, light=False))))
             for name, decoder in decoders.items():
-                feats[name].append(features(to_uint8(decoder(latents))))
+                feats[name].append(features(uint8_images(decoder(latents))))
     f = {k: torch.cat(v) for k, v in feats.items()}
     print(f"FD_garm on {args.n} {args.split} persons' samples of {args.latents_from} (seed {args.seed}); "
           f"the full decoder against the true garments: {frechet_distance(f['truth'], f['full']):.3f}\n")

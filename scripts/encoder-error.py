@@ -64,40 +64,39 @@ def main(argv: list[str] | None = None) -> int:
 
     from igr.eval import split_batches
     from igr.model import IGRModel
-    from igr.model.light import load_light
+    from igr.model.light import encoder_flops, load_light
 
     torch.set_num_threads(args.threads)
     model = IGRModel.from_pretrained(args.model).eval()
     if model.warpnet is None:
         p.error(f"--model {args.model} has no warp prior (config warp_prior): it encodes the person alone")
-    encoders, flops = [], []
+    configs, encoders = [], []
     for folder in args.light:
-        cfg, _, encoder, meta = load_light(folder)
+        light, _, encoder, _ = load_light(folder)
         if encoder is None:
             p.error(f"{folder} has no light encoder: its model encodes with the full VAE")
+        configs.append(light)
         encoders.append(encoder.eval())
-        flops.append((cfg.encoder, meta.get("flops", {}).get("encoder")))
     cfg = model.config
-    parts: list[dict[str, list[torch.Tensor]]] = [{k: [] for k in ("person", "warped", "person_bias", "warped_bias")}
-                                                  for _ in encoders]
+    parts: list[dict[str, list[torch.Tensor]]] = [{} for _ in encoders]
     with torch.no_grad():
         for person, _, _ in split_batches(args.split, args.n, (cfg.height, cfg.width), args.batch):
             for acc, err in zip(parts, errors(model, encoders, person)):
                 for k, v in err.items():
-                    acc[k].append(v)
+                    acc.setdefault(k, []).append(v)
     print(f"Light encoders' latents against the full encoder's, relative L1, {args.n} {args.split} persons "
           f"(WarpNet of {args.model})\n")
     print("| light parts | encoder widths | GFLOP per image | person: mean | person: p90 | person: channel bias "
           "| warped: mean | warped: p90 | warped: channel bias |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for folder, (widths, gflop), acc in zip(args.light, flops, parts):
+    for folder, light, acc in zip(args.light, configs, parts):
         cells = []
         for k in ("person", "warped"):
             v = torch.cat(acc[k])
             cells += [f"{float(v.mean()):.4f}", f"{float(v.quantile(0.9)):.4f}",
                       f"{channel_bias(torch.cat(acc[f'{k}_bias'])):.4f}"]
-        g = f"{gflop / 1e9:.3f}" if gflop else "–"
-        print(f"| {folder} | {','.join(map(str, widths))} | {g} | " + " | ".join(cells) + " |")
+        gflop = encoder_flops(light, cfg.height, cfg.width) / 1e9
+        print(f"| {folder} | {','.join(map(str, light.encoder))} | {gflop:.3f} | " + " | ".join(cells) + " |")
     return 0
 
 

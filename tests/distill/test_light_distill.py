@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 from distill import light as L
 from distill.__main__ import main as distill_main
 from igr.config import IGRConfig, LightVAEConfig
+from igr.images import uint8_images
 from igr.model import IGRModel
 from igr.model.light import build_light, decoder_flops, load_light
 from igr.pipeline import sample
@@ -289,7 +290,7 @@ def test_a_pool_can_hold_warped_persons_and_a_run_can_train_the_encoder_alone(tm
     assert pool["person"].shape[0] == 8 and torch.equal(pool["person"][:4], plain["person"])
     person = L._float(plain["person"])
     with torch.no_grad():
-        warped = L._u8(warp(person, IGRModel.from_pretrained(tmp_path / "teacher").warpnet(person)[0]))
+        warped = uint8_images(warp(person, IGRModel.from_pretrained(tmp_path / "teacher").warpnet(person)[0]))
     assert (pool["person"][4:].int() - warped.int()).abs().max() <= 1            # uint8 rounding of the person
     assert not torch.equal(pool["person"][4:], pool["person"][:4])
     with pytest.raises(ValueError, match="no warp prior"):
