@@ -25,7 +25,7 @@ from igr.metrics import frechet_distance, paired_fd  # noqa: E402
 def load(stems: list[str]) -> tuple[np.ndarray, np.ndarray]:
     real, fake = [], []
     for stem in stems:
-        with np.load(Path(stem).with_suffix(".features.npz")) as z:
+        with np.load(Path(f"{stem}.features.npz")) as z:     # as igr.eval names it: a stem like "g1.5" keeps its ".5"
             real.append(z["real"])
             fake.append(z["fake"])
     return np.concatenate(real), np.concatenate(fake)

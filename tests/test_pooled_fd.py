@@ -1,5 +1,5 @@
 """scripts/pooled-fd.py: FD_garm on the union of two splits' evaluations, paired against one model; evaluations of
-other pairs are refused."""
+other pairs are refused; a stem with a dot in it ("...-g1.5") is a stem, not a suffix."""
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,7 @@ def _main():
 
 
 def _write(stem: Path, real: np.ndarray, fake: np.ndarray) -> str:
-    np.savez(stem.with_suffix(".features.npz"), real=real, fake=fake)
+    np.savez(f"{stem}.features.npz", real=real, fake=fake)            # OUT.features.npz, as igr.eval writes it
     return str(stem)
 
 
@@ -26,7 +26,7 @@ def test_pooled_fd_is_the_fd_of_the_union_and_a_worse_model_scores_above(tmp_pat
              "worse": [1.5 * r + 0.3 * rng.normal(size=r.shape).astype(np.float32) for r in real]}
     args = ["--against", "ref", "--boot", "50"]
     for name, parts in fakes.items():
-        stems = [_write(tmp_path / f"{name}-{i}", real[i], parts[i]) for i in range(2)]
+        stems = [_write(tmp_path / f"{name}-{i}-g1.5", real[i], parts[i]) for i in range(2)]   # a dot in the stem
         args += ["--model", f"{name}={','.join(stems)}"]
     assert _main()(args) == 0
     out = capsys.readouterr().out
