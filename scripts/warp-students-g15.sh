@@ -58,10 +58,9 @@ for k in 2 1 4; do
     [[ -f $RUNS/student-$k-light/config.json ]] || "$PY" -m distill light-attach --model "$OUT/s$k/student-$k/final" \
         --light models/student-2-warp-light --dtype fp16 --out "$RUNS/student-$k-light"
 done
-for pair in teacher-g1.5="models/teacher-warp --guidance $G" student-2-light="$RUNS/student-2-light" \
-            student-1-light="$RUNS/student-1-light" student-4-light="$RUNS/student-4-light"; do
+for pair in teacher-g$G="$TEACHER" student-2-light="$RUNS/student-2-light" student-1-light="$RUNS/student-1-light" \
+            student-4-light="$RUNS/student-4-light"; do
     name=${pair%%=*}
-    # shellcheck disable=SC2086  # the teacher's entry carries its --guidance
-    [[ -f $EVAL/test$N-$name.json ]] || "$PY" -m igr.eval --model ${pair#*=} --features models/teacher-small \
+    [[ -f $EVAL/test$N-$name.json ]] || "$PY" -m igr.eval --model "${pair#*=}" --features models/teacher-small \
         --split test --n "$N" --out "$EVAL/test$N-$name"
 done
