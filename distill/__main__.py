@@ -1,6 +1,6 @@
 """`python -m distill guidance|steps|readout|calibrate|report|latents|light-vae|light-sweep|light-attach|light-prior`: from the teacher to few-step students.
 
-  python -m distill guidance --teacher models/teacher-small --cache runs/cache --out runs/distill/guided
+  python -m distill guidance --teacher models/teacher-small --cache runs/cache --out runs/distill/guided [--guidance 1.5]
   python -m distill steps --from models/teacher-small --init runs/distill/guided/final --cache runs/cache \\
       --steps 4,2,1 --method progressive --out runs/distill
   python -m distill readout --model models/teacher-warp --light models/student-2-warp-light --out DIR
@@ -41,6 +41,24 @@ def _load(parser: argparse.ArgumentParser, folder: str):
     return model
 
 
+def _guidance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 1.0:
+        raise argparse.ArgumentTypeError(f"a guidance scale is 1 (none) or more, got {text!r}")
+    return value
+
+
+def _at_guidance(model, scale: float | None):
+    """`model` sampling at classifier-free guidance `scale` instead of its config's (None: as it is); the scale then
+    goes wherever the config's would (the trajectories' meta and each student's distill.json, the baked scale)."""
+    if scale is not None:
+        model.config = model.config.replace(guidance_scale=scale)
+    return model
+
+
 def _save(model, args: argparse.Namespace, extra: dict[str, str], *, carry: tuple[str, ...] = ()) -> Path:
     """`model` saved to `args.out` at `args.dtype`, linking `args.share_with`, with the `extra` files and those of
     `carry` that `args.model` holds (how the student, its light parts or its prior were made travel with it)."""
@@ -64,7 +82,7 @@ def _train_settings(p: argparse.ArgumentParser, steps: int, lr: float) -> None:
 def cmd_guidance(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .core import DistillConfig, distill_guidance
 
-    teacher = _load(parser, args.teacher)
+    teacher = _at_guidance(_load(parser, args.teacher), args.guidance)
     cfg = DistillConfig(kind="guidance", steps=args.train_steps, batch=args.batch, lr=args.lr, seed=args.seed)
     try:
         summary = distill_guidance(teacher, args.cache, args.out, cfg)
@@ -81,7 +99,7 @@ def cmd_steps(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     from .core import DistillConfig, distill_steps, load_or_record, student_plan, trajectory_meta
 
-    source = _load(parser, args.source)
+    source = _at_guidance(_load(parser, args.source), args.guidance)
     try:
         plans = {k: student_plan(source.config, k) for k in {*args.steps, *(args.record_steps or [])}}
     except ValueError as e:
@@ -335,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("guidance", help="bake classifier-free guidance into one denoiser call per step")
     p.add_argument("--teacher", required=True, help="teacher model folder (its config's guidance scale is baked in)")
+    p.add_argument("--guidance", type=_guidance, help="bake in this scale instead of the teacher config's")
     p.add_argument("--cache", required=True, help="latent cache of training pairs (python -m igr.train.cache)")
     p.add_argument("--out", required=True, help="run folder: writes OUT/final, OUT/log.jsonl, OUT/loss.png")
     _train_settings(p, 800, 5e-5)
@@ -343,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("steps", help="few-step students (DDIM, trailing timesteps) on the source's trajectories")
     p.add_argument("--from", dest="source", required=True,
                    help="model whose sampler (with its guidance) makes the trajectories, e.g. the teacher")
+    p.add_argument("--guidance", type=_guidance,
+                   help="the trajectories' guidance scale instead of --from's config's (recorded in their meta)")
     p.add_argument("--init", help="weights the first student starts from (default: --from), e.g. the guided model")
     p.add_argument("--cache", required=True, help="latent cache of training pairs")
     p.add_argument("--steps", type=_ints, default=[4, 2, 1], help="student step counts, in training order")

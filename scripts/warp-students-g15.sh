@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The warp teacher's students at guidance 1.5 (the guidance sweep's pick on val, reports/guidance-warp.md; on 1,024
-# val pairs it puts the teacher's mask IoU over 0.85): a copy of models/teacher-warp whose config carries the scale,
-# 1,536 training pairs cached with their warp rows, trajectories from that copy's sampler (DPM-Solver++ 50 steps),
+# val pairs it puts the teacher's mask IoU over 0.85): models/teacher-warp sampled at that scale (`--guidance`),
+# 1,536 training pairs cached with their warp rows, trajectories from its sampler at that scale (DPM-Solver++ 50 steps),
 # then the 2- and 1-step students trained side by side on them from the shipped 2-step student (models/student-2-warp,
 # distilled at guidance 2), the 4-step one after them, each with the default's light parts attached, and their evaluations on 1,024 test pairs
 # beside the teacher's at the same guidance (reports/eval-warp/g15/). One thread per process; about 1.3 h here.
@@ -13,28 +13,18 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-runs/g15}
 PY=${PYTHON:-.venv/bin/python}
 G=${GUIDANCE:-1.5}
-TEACHER=$RUNS/teacher
+TEACHER=models/teacher-warp
 OUT=$RUNS/distill
 EVAL=reports/eval-warp/g15
 N=${N:-1024}
 export OMP_NUM_THREADS=1
 mkdir -p "$OUT" "$EVAL"
 
-if [[ ! -f $TEACHER/config.json ]]; then   # the teacher's weights, its config at guidance G
-    cp -r models/teacher-warp "$TEACHER"
-    "$PY" - "$TEACHER/config.json" "$G" <<'EOF'
-import json, sys
-path, scale = sys.argv[1], float(sys.argv[2])
-cfg = json.load(open(path))
-cfg["guidance_scale"] = scale
-json.dump(cfg, open(path, "w"), indent=2)
-EOF
-fi
 [[ -f $RUNS/cache-base/meta.json ]] || "$PY" -m igr.train.cache --model "$TEACHER" --out "$RUNS/cache-base" \
     --sizes 256x192 --n 1536 --workers 1                                  # 5 min
 [[ -f $RUNS/cache-warp/meta.json ]] || "$PY" -m igr.train.cache --model "$TEACHER" --warp-from "$RUNS/cache-base" \
     --out "$RUNS/cache-warp" --workers 1                                  # 2 min
-STEPS=(--from "$TEACHER" --cache "$RUNS/cache-warp" --record-steps 4,2,1 --n 1536 --threads 1
+STEPS=(--from "$TEACHER" --guidance "$G" --cache "$RUNS/cache-warp" --record-steps 4,2,1 --n 1536 --threads 1
        --trajectories "$OUT/trajectories")
 [[ -f $OUT/trajectories/meta.json ]] || "$PY" -m distill steps "${STEPS[@]}" --out "$OUT" --steps 2 --record-only
 
@@ -58,7 +48,9 @@ for k in 2 1 4; do
     [[ -f $RUNS/student-$k-light/config.json ]] || "$PY" -m distill light-attach --model "$OUT/s$k/student-$k/final" \
         --light models/student-2-warp-light --dtype fp16 --out "$RUNS/student-$k-light"
 done
-for pair in teacher-g$G="$TEACHER" student-2-light="$RUNS/student-2-light" student-1-light="$RUNS/student-1-light" \
+[[ -f $EVAL/test$N-teacher-g$G.json ]] || "$PY" -m igr.eval --model "$TEACHER" --guidance "$G" \
+    --features models/teacher-small --split test --n "$N" --out "$EVAL/test$N-teacher-g$G"
+for pair in student-2-light="$RUNS/student-2-light" student-1-light="$RUNS/student-1-light" \
             student-4-light="$RUNS/student-4-light"; do
     name=${pair%%=*}
     [[ -f $EVAL/test$N-$name.json ]] || "$PY" -m igr.eval --model "${pair#*=}" --features models/teacher-small \

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from distill import core
 from distill.__main__ import main as distill_main
@@ -224,6 +225,36 @@ def test_cli_end_to_end_students_evaluations_report_and_shared_files(setup, tmp_
     assert not (tmp_path / "wrong.md").exists()
     assert "| student-1 | ddim 1, guidance 1 | 1 |" in out.with_suffix(".md").read_text()
     assert out.with_name("students-grid.png").is_file()
+
+
+def test_cli_guidance_overrides_the_teachers_scale_without_touching_its_folder(setup, tmp_path, capsys):
+    root, teacher = setup
+    before = (root / "teacher" / "config.json").read_bytes()
+    common = ["--cache", str(root / "cache"), "--n", "4", "--steps", "2", "--record-batch", "4"]
+    for name, more in (("at5", []), ("at2", ["--guidance", "2"])):
+        assert distill_main(["steps", "--from", str(root / "teacher"), *common, "--out", str(tmp_path / name),
+                             "--record-only", *more]) == 0
+    metas = {n: json.loads((tmp_path / n / "trajectories" / "meta.json").read_text()) for n in ("at5", "at2")}
+    assert (metas["at5"]["guidance"], metas["at2"]["guidance"]) == (5.0, 2.0)
+    ends = {n: load_file(str(tmp_path / n / "trajectories" / "trajectories.safetensors"))["x"][:, -1]
+            for n in ("at5", "at2")}
+    assert not torch.allclose(ends["at5"], ends["at2"], atol=1e-3)            # another sampler, other samples
+    # a student trained at the override carries it in its distill.json (the converter's manifest reads it there)
+    assert distill_main(["steps", "--from", str(root / "teacher"), *common, "--out", str(tmp_path / "at2"),
+                         "--guidance", "2", "--train-steps", "1", "--batch", "2"]) == 0
+    made = json.loads((tmp_path / "at2" / "student-2" / "final" / "distill.json").read_text())
+    assert made["trajectories"]["guidance"] == 2.0
+    assert distill_main(["guidance", "--teacher", str(root / "teacher"), "--cache", str(root / "cache"),
+                         "--out", str(tmp_path / "guided"), "--train-steps", "1", "--batch", "2",
+                         "--guidance", "3"]) == 0
+    assert "scale 3 baked in" in capsys.readouterr().out
+    assert json.loads((tmp_path / "guided" / "final" / "distill.json").read_text())["guidance_baked"] == 3.0
+    assert (root / "teacher" / "config.json").read_bytes() == before            # the teacher's folder as it was
+    for bad in ("0.5", "x"):
+        with pytest.raises(SystemExit):
+            distill_main(["guidance", "--teacher", str(root / "teacher"), "--cache", str(root / "cache"),
+                          "--out", str(tmp_path / "no"), "--guidance", bad])
+    assert not (tmp_path / "no").exists()
 
 
 def test_a_changed_linked_file_is_refused(setup, tmp_path):
