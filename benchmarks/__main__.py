@@ -51,20 +51,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _default_variant(bundles: list[Path], Bundle) -> tuple[str, str] | None:
-    """(bundle name, variant) of the row that is the SDK's default bundle: the same graph file (SHA-256)."""
+def _default_variant(bundles: list[Path], Bundle, default: Path | None = None) -> tuple[str, str] | None:
+    """(bundle name, variant) of the row that is the SDK's default: the variant whose graph files (SHA-256) are those
+    of the default bundle's `default_variant` (`default`: that bundle's folder; None: the SDK's). Not any variant the
+    default bundle carries: it also carries a mobile one beside it."""
     from igr_edge.bundle import DEFAULT_BUNDLE
 
     try:
-        default = Bundle.load(DEFAULT_BUNDLE, verify=False).manifest
+        manifest = Bundle.load(DEFAULT_BUNDLE if default is None else default, verify=False).manifest
     except Exception:                                   # noqa: BLE001 - no default bundle: no such target row
         return None
-    digests = {f["sha256"] for f in default["files"]}
+    chosen = set(manifest["variants"][manifest["default_variant"]]["files"].values())
+    digests = {f["sha256"] for f in manifest["files"] if f["path"] in chosen}
     for path in bundles:
         m = Bundle.load(path, verify=False).manifest
         for variant, spec in m["variants"].items():
             files = {f["sha256"] for f in m["files"] if f["path"] in spec["files"].values()}
-            if files and files <= digests:
+            if files and files == digests:
                 return m["name"], variant
     return None
 

@@ -86,6 +86,28 @@ def test_a_quick_run_writes_a_valid_report_table_and_plots(tiny_bundles, tmp_pat
     assert (out / "merged" / "merged.png").is_file()
 
 
+def test_the_default_target_row_is_the_default_bundles_default_variant_not_its_mobile_one(tmp_path):
+    """The default bundle carries the mobile variant beside its default one: a source bundle holding both graphs
+    must be scored by the default one. The files are the shipped default bundle's (its manifest lists the mobile
+    variant first)."""
+    import shutil
+
+    from benchmarks.__main__ import _default_variant
+    from igr_edge.bundle import DEFAULT_BUNDLE, Bundle
+
+    manifest = json.loads((DEFAULT_BUNDLE / "manifest.json").read_text())
+    assert len(manifest["variants"]) > 1 and next(iter(manifest["variants"])) != manifest["default_variant"]
+    source = tmp_path / "source"
+    shutil.copytree(DEFAULT_BUNDLE, source)
+    assert _default_variant([source], Bundle) == (manifest["name"], manifest["default_variant"])
+    fewer = json.loads((source / "manifest.json").read_text())          # a bundle without that graph: no row
+    del fewer["variants"][manifest["default_variant"]]
+    fewer["default_variant"] = next(iter(fewer["variants"]))
+    (source / "manifest.json").write_text(json.dumps(fewer))
+    assert _default_variant([source], Bundle) is None
+    assert _default_variant([source], Bundle, default=tmp_path / "nowhere") is None
+
+
 def test_merge_refuses_a_file_that_is_not_a_report(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"schema": "1.0.0", "rows": []}))
