@@ -33,6 +33,7 @@ INIT="$RUNS/init"
 EVALS=reports/eval-warp/abl
 export OMP_NUM_THREADS=1
 mkdir -p "$RUNS" "$EVALS" reports/train-logs
+. scripts/lib/runs.sh
 
 if [[ ! -f "$CACHE/meta.json" ]]; then
     [[ -f "$RUNS/cache-base/meta.json" ]] || "$PY" -m igr.train.cache --model "$TEACHER" --out "$RUNS/cache-base" \
@@ -58,16 +59,9 @@ shutil.move(sys.argv[2] + ".tmp", sys.argv[2])
 EOF
 fi
 
-stage() {   # stage NAME ARGS...: train into $RUNS/NAME unless finished; resume its checkpoint if any
-    local name=$1; shift
-    local out="$RUNS/$name" resume=()
-    if [[ ! -f "$out/final/config.json" ]]; then
-        if [[ -d "$out/checkpoint" ]]; then resume=(--resume); fi
-        echo "[$name] $(date -u +%H:%M:%S) start"
-        "$PY" -m igr.train --preset small --out "$out" "$@" ${resume[@]+"${resume[@]}"} > "$RUNS/$name.out" 2>&1
-        echo "[$name] $(date -u +%H:%M:%S) finished"
-    fi
-    cp "$out/log.jsonl" "reports/train-logs/abl-warp-${name#abl-}.jsonl"
+stage() {   # stage NAME ARGS...: train_stage, then its compact log into reports/train-logs/
+    train_stage "$@"
+    cp "$RUNS/$1/log.jsonl" "reports/train-logs/abl-warp-${1#abl-}.jsonl"
 }
 evaluate() {  # evaluate NAME: once per finished run, with the swap test
     local model="$RUNS/$1/final"
@@ -100,13 +94,10 @@ lane_b $a > "$RUNS/lane-b.log" 2>&1 & b=$!
 rc=0; wait $a || rc=1; wait $b || rc=1
 if [[ $rc != 0 ]]; then echo "a run failed: see $RUNS/lane-a.log, $RUNS/lane-b.log and $RUNS/*.out" >&2; exit 1; fi
 
-args() { for run in "$@"; do
-    echo --eval "$run=$EVALS/$run.json" --probe "$run=$EVALS/probe-$run.json" --run "$run=$RUNS/$run" \
-        --model "$run=$RUNS/$run/final"; done; }
 # shellcheck disable=SC2046
 "$PY" -m igr.compare --title "Claim 1 in the warp teacher's configuration: both garment paths against either one ($ABL_STEPS full-size steps each)" \
-    --against abl-both $(args abl-both abl-low abl-high) --out reports/ablations-warp-paths
+    --against abl-both $(compare_args abl-both abl-low abl-high) --out reports/ablations-warp-paths
 # shellcheck disable=SC2046
 "$PY" -m igr.compare --title "Claim 2 in the warp teacher's configuration: coarse-to-fine against one stage ($((ABL_STEPS + ABL_HQFT_STEPS)) full-size steps each)" \
-    --against abl-single $(args abl-c2f abl-single) --out reports/ablations-warp-c2f
+    --against abl-single $(compare_args abl-c2f abl-single) --out reports/ablations-warp-c2f
 echo "ablations finished under $RUNS"

@@ -29,6 +29,7 @@ EVALS=reports/eval-zsnr
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 if [[ ! -f "$CACHE/meta.json" ]]; then echo "no latent cache at $CACHE: run scripts/train-teacher-zsnr.sh first" >&2; exit 1; fi
 mkdir -p "$EVALS"
+. scripts/lib/runs.sh
 
 if [[ ! -f "$INIT/config.json" ]]; then   # fresh weights everywhere but the frozen VAE (teacher-small's)
     "$PY" - models/teacher-small "$INIT" <<'EOF'
@@ -45,21 +46,12 @@ shutil.move(sys.argv[2] + ".tmp", sys.argv[2])
 EOF
 fi
 
-stage() {   # stage NAME ARGS...: train into $RUNS/NAME unless finished; resume its checkpoint if any
-    local name=$1; shift
-    local out="$RUNS/$name" resume=()
-    if [[ -f "$out/final/config.json" ]]; then echo "[$name] done"; return; fi
-    if [[ -d "$out/checkpoint" ]]; then resume=(--resume); fi
-    echo "[$name] $(date -u +%H:%M:%S) start"
-    "$PY" -m igr.train --preset small --out "$out" "$@" ${resume[@]+"${resume[@]}"} > "$RUNS/$name.out" 2>&1
-    echo "[$name] $(date -u +%H:%M:%S) finished"
-}
 C=(--set "cache=$CACHE" low_res_fraction=0 eval_every=250)
-stage abl-both --stage coarse --init "$INIT" --steps "$ABL_STEPS" --paths both "${C[@]}"
-stage abl-c2f --stage hqft --init "$RUNS/abl-both/final" --steps "$ABL_HQFT_STEPS" "${C[@]}"
-stage abl-low --stage coarse --init "$INIT" --steps "$ABL_STEPS" --paths low "${C[@]}"
-stage abl-high --stage coarse --init "$INIT" --steps "$ABL_STEPS" --paths high "${C[@]}"
-stage abl-single --stage coarse --init "$INIT" --steps $((ABL_STEPS + ABL_HQFT_STEPS)) "${C[@]}" timestep_power=1
+train_stage abl-both --stage coarse --init "$INIT" --steps "$ABL_STEPS" --paths both "${C[@]}"
+train_stage abl-c2f --stage hqft --init "$RUNS/abl-both/final" --steps "$ABL_HQFT_STEPS" "${C[@]}"
+train_stage abl-low --stage coarse --init "$INIT" --steps "$ABL_STEPS" --paths low "${C[@]}"
+train_stage abl-high --stage coarse --init "$INIT" --steps "$ABL_STEPS" --paths high "${C[@]}"
+train_stage abl-single --stage coarse --init "$INIT" --steps $((ABL_STEPS + ABL_HQFT_STEPS)) "${C[@]}" timestep_power=1
 
 evaluate() {  # evaluate NAME: once per finished run
     local model="$RUNS/$1/final" name="abl-$1"
@@ -72,13 +64,10 @@ evaluate() {  # evaluate NAME: once per finished run
 }
 for run in abl-both abl-low abl-high abl-c2f abl-single; do evaluate "$run"; done
 
-args() { for run in "$@"; do
-    echo --eval "$run=$EVALS/$run.json" --probe "$run=$EVALS/probe-$run.json" --run "$run=$RUNS/$run" \
-        --model "$run=$RUNS/$run/final"; done; }
 # shellcheck disable=SC2046
 "$PY" -m igr.compare --title "Claim 1 under zero SNR: both garment paths against either one ($ABL_STEPS full-size steps each)" \
-    --against abl-both $(args abl-both abl-low abl-high) --out reports/ablations-zsnr-paths
+    --against abl-both $(compare_args abl-both abl-low abl-high) --out reports/ablations-zsnr-paths
 # shellcheck disable=SC2046
 "$PY" -m igr.compare --title "Claim 2 under zero SNR: coarse-to-fine against one stage ($((ABL_STEPS + ABL_HQFT_STEPS)) full-size steps each)" \
-    --against abl-single $(args abl-c2f abl-single) --out reports/ablations-zsnr-c2f
+    --against abl-single $(compare_args abl-c2f abl-single) --out reports/ablations-zsnr-c2f
 echo "ablations finished under $RUNS"

@@ -29,6 +29,7 @@ EVALS=reports/eval-zsnr
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 if [[ ! -f "$CACHE/meta.json" ]]; then echo "no latent cache at $CACHE: run scripts/train-teacher-zsnr.sh first" >&2; exit 1; fi
 mkdir -p "$EVALS"
+. scripts/lib/runs.sh
 
 run() {   # run NAME STAGE [--model-set / --set arguments...]: train, evaluate, probe (each skipped once done)
     local name=$1 stage=$2; shift 2
@@ -63,11 +64,8 @@ reference() {   # reference NAME MODEL: evaluated on the same N pairs
 reference teacher "$INIT"
 reference baseline "$RUNS/baseline-prior-effnet"
 
-args() { for run in "$@"; do
-    echo --eval "$run=$EVALS/$run.json" --probe "$run=$EVALS/probe-$run.json" --run "$run=$RUNS/$run" \
-        --model "$run=$RUNS/$run/final"; done; }
 # shellcheck disable=SC2046
 "$PY" -m igr.compare --title "Tries from the shipped teacher at equal budget ($TRY_STEPS full-size steps each)" \
-    --against fine-ctl $(args fine-ctl fine-l0 hqft-lo) --eval "teacher=$EVALS/teacher-n$N.json" --model "teacher=$INIT" \
+    --against fine-ctl $(compare_args fine-ctl fine-l0 hqft-lo) --eval "teacher=$EVALS/teacher-n$N.json" --model "teacher=$INIT" \
     --eval "baseline=$EVALS/baseline-n$N.json" --model "baseline=$RUNS/baseline-prior-effnet" --out reports/tries-from-teacher
 echo "tries finished under $RUNS"

@@ -25,3 +25,23 @@ def test_every_script_the_docs_name_exists():
     assert named, "the docs name no script: the pattern is wrong"
     missing = sorted(n for n in named if not (ROOT / n).is_file())
     assert not missing, f"named in the docs but not in the tree: {missing}"
+
+
+def test_the_sourced_run_helpers_skip_finished_runs_resume_and_name_their_files(tmp_path):
+    """scripts/lib/runs.sh: train_stage trains only what has no final folder and resumes a checkpoint;
+    compare_args names each run's evaluation, swap test, log folder and model."""
+    (tmp_path / "done" / "final").mkdir(parents=True)
+    (tmp_path / "done" / "final" / "config.json").write_text("{}")
+    (tmp_path / "half" / "checkpoint").mkdir(parents=True)
+    fake = tmp_path / "py"                                  # stands in for python: records its arguments
+    fake.write_text(f'#!/usr/bin/env bash\necho "$@" >> {tmp_path}/calls\n')
+    fake.chmod(0o755)
+    script = (f'set -euo pipefail; . scripts/lib/runs.sh; PY={fake} RUNS={tmp_path} EVALS=ev; '
+              'train_stage done --steps 5; train_stage half --steps 5 --set lr=1; compare_args a b')
+    out = subprocess.run(["bash", "-c", script], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    assert "[done] done" in out and "[half]" in out
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls == [f"-m igr.train --preset small --out {tmp_path}/half --steps 5 --set lr=1 --resume"]
+    assert out.splitlines()[-2:] == [
+        f"--eval {r}=ev/{r}.json --probe {r}=ev/probe-{r}.json --run {r}={tmp_path}/{r} --model {r}={tmp_path}/{r}/final"
+        for r in ("a", "b")]

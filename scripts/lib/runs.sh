@@ -1,0 +1,23 @@
+# Sourced by the scripts that train and compare runs (not run on its own). Each uses $PY, $RUNS and $EVALS.
+
+# train_stage NAME ARGS...: `python -m igr.train --preset small --out $RUNS/NAME ARGS...` unless $RUNS/NAME/final
+# exists, resuming $RUNS/NAME/checkpoint if there is one; its output in $RUNS/NAME.out
+train_stage() {
+    local name=$1; shift
+    local out="$RUNS/$name" resume=()
+    if [[ -f "$out/final/config.json" ]]; then echo "[$name] done"; return; fi
+    if [[ -d "$out/checkpoint" ]]; then resume=(--resume); fi
+    echo "[$name] $(date -u +%H:%M:%S) start"
+    "$PY" -m igr.train --preset small --out "$out" "$@" ${resume[@]+"${resume[@]}"} > "$RUNS/$name.out" 2>&1
+    echo "[$name] $(date -u +%H:%M:%S) finished"
+}
+
+# compare_args RUN...: the --eval/--probe/--run/--model flags of runs trained under $RUNS/RUN and evaluated into
+# $EVALS/RUN.json and $EVALS/probe-RUN.json (word-split by the caller: run names hold no spaces)
+compare_args() {
+    local run
+    for run in "$@"; do
+        echo --eval "$run=$EVALS/$run.json" --probe "$run=$EVALS/probe-$run.json" --run "$run=$RUNS/$run" \
+            --model "$run=$RUNS/$run/final"
+    done
+}
