@@ -63,21 +63,12 @@ stage() {   # stage NAME ARGS...: train_stage, then its compact log into reports
     train_stage "$@"
     cp "$RUNS/$1/log.jsonl" "reports/train-logs/abl-warp-${1#abl-}.jsonl"
 }
-evaluate() {  # evaluate NAME: once per finished run, with the swap test
-    local model="$RUNS/$1/final"
-    if [[ ! -f "$EVALS/$1.json" || "$model/config.json" -nt "$EVALS/$1.json" ]]; then
-        "$PY" -m igr.eval --model "$model" --features models/teacher-small --split test --n "$N" --out "$EVALS/$1"
-    fi
-    if [[ ! -f "$EVALS/probe-$1.json" || "$model/config.json" -nt "$EVALS/probe-$1.json" ]]; then
-        "$PY" -m igr.probe --model "$model" --n 64 --out "$EVALS/probe-$1" > /dev/null
-    fi
-}
 C=(--set "cache=$CACHE" low_res_fraction=0 eval_every=250)
 lane_a() {
     stage abl-both --stage coarse --init "$INIT" --steps "$ABL_STEPS" --paths both "${C[@]}"
     stage abl-c2f --stage hqft --init "$RUNS/abl-both/final" --steps "$ABL_HQFT_STEPS" "${C[@]}"
     stage abl-single --stage coarse --init "$INIT" --steps $((ABL_STEPS + ABL_HQFT_STEPS)) "${C[@]}" timestep_power=1
-    evaluate abl-single
+    evaluate_run abl-single
 }
 lane_b() {   # lane_b PID_OF_LANE_A
     stage abl-low --stage coarse --init "$INIT" --steps "$ABL_STEPS" --paths low "${C[@]}"
@@ -86,7 +77,7 @@ lane_b() {   # lane_b PID_OF_LANE_A
         while [[ ! -f "$RUNS/$run/final/config.json" ]]; do   # lane a's runs: wait for them while it lives
             kill -0 "$1" 2> /dev/null || return 1; sleep 30
         done
-        evaluate "$run"
+        evaluate_run "$run"
     done
 }
 lane_a > "$RUNS/lane-a.log" 2>&1 & a=$!

@@ -21,3 +21,16 @@ compare_args() {
             --model "$run=$RUNS/$run/final"
     done
 }
+
+# evaluate_run NAME [igr.eval flags...]: $RUNS/NAME/final on $N test pairs (FD_garm in teacher-small's space) into
+# $EVALS/NAME.json and its swap test (64 pairs) into $EVALS/probe-NAME.json, each once per finished run
+evaluate_run() {
+    local name=$1; shift
+    local model="$RUNS/$name/final"
+    if [[ ! -f "$EVALS/$name.json" || "$model/config.json" -nt "$EVALS/$name.json" ]]; then
+        "$PY" -m igr.eval --model "$model" --features models/teacher-small --split test --n "$N" "$@" --out "$EVALS/$name"
+    fi
+    if [[ ! -f "$EVALS/probe-$name.json" || "$model/config.json" -nt "$EVALS/probe-$name.json" ]]; then
+        "$PY" -m igr.probe --model "$model" --n 64 --out "$EVALS/probe-$name" > /dev/null
+    fi
+}
