@@ -35,11 +35,7 @@ export OMP_NUM_THREADS=1
 mkdir -p "$RUNS" "$EVALS" reports/train-logs
 . scripts/lib/runs.sh
 
-if [[ ! -f "$CACHE/meta.json" ]]; then
-    [[ -f "$RUNS/cache-base/meta.json" ]] || "$PY" -m igr.train.cache --model "$TEACHER" --out "$RUNS/cache-base" \
-        --sizes 256x192 --n "${CACHE_N:-1536}" --workers 1
-    "$PY" -m igr.train.cache --model "$TEACHER" --warp-from "$RUNS/cache-base" --out "$CACHE" --workers 1
-fi
+warp_cache "$TEACHER" "$CACHE" "${CACHE_N:-1536}"
 
 if [[ ! -f "$INIT/config.json" ]]; then   # fresh denoiser, GarmNet and projection; the teacher's VAE, WarpNet, prior
     "$PY" - "$TEACHER" "$INIT" <<'EOF'

@@ -25,11 +25,7 @@ export OMP_NUM_THREADS=1
 mkdir -p "$RUNS" "$EVALS" reports/train-logs
 . scripts/lib/runs.sh
 
-if [[ ! -f "$CACHE/meta.json" ]]; then
-    [[ -f "$RUNS/cache-base/meta.json" ]] || "$PY" -m igr.train.cache --model "$TEACHER" --out "$RUNS/cache-base" \
-        --sizes 256x192 --n 1536 --workers 1
-    "$PY" -m igr.train.cache --model "$TEACHER" --warp-from "$RUNS/cache-base" --out "$CACHE" --workers 1
-fi
+warp_cache "$TEACHER" "$CACHE"
 
 run() {   # run NAME POWER: train (scripts/lib/runs.sh), then evaluate with the swap test
     local name=$1 out="$RUNS/$1"

@@ -56,3 +56,11 @@ def test_the_sourced_run_helpers_skip_finished_work_resume_and_name_their_files(
     (tmp_path / "ev" / "probe-done.json").touch()
     bash("evaluate_run done")
     assert not (tmp_path / "calls").exists()
+    (tmp_path / "have").mkdir()
+    (tmp_path / "have" / "meta.json").write_text("{}")
+    bash("warp_cache M have")                                # a cache that exists: nothing made
+    assert not (tmp_path / "calls").exists()
+    bash("warp_cache M new 64")
+    assert (tmp_path / "calls").read_text().splitlines() == [
+        "-m igr.train.cache --model M --out ./cache-base --sizes 256x192 --n 64 --workers 1",
+        "-m igr.train.cache --model M --warp-from ./cache-base --out new --workers 1"]

@@ -34,3 +34,12 @@ evaluate_run() {
         "$PY" -m igr.probe --model "$model" --n 64 --out "$EVALS/probe-$name" > /dev/null
     fi
 }
+
+# warp_cache MODEL CACHE [N]: unless CACHE exists, N (default 1536) train pairs at 256x192 cached with MODEL's VAE
+# and image tower into $RUNS/cache-base, then each row's warp input from MODEL's WarpNet into CACHE
+warp_cache() {
+    [[ -f "$2/meta.json" ]] && return
+    [[ -f "$RUNS/cache-base/meta.json" ]] || "$PY" -m igr.train.cache --model "$1" --out "$RUNS/cache-base" \
+        --sizes 256x192 --n "${3:-1536}" --workers 1
+    "$PY" -m igr.train.cache --model "$1" --warp-from "$RUNS/cache-base" --out "$2" --workers 1
+}
