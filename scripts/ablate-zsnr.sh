@@ -53,16 +53,7 @@ train_stage abl-low --stage coarse --init "$INIT" --steps "$ABL_STEPS" --paths l
 train_stage abl-high --stage coarse --init "$INIT" --steps "$ABL_STEPS" --paths high "${C[@]}"
 train_stage abl-single --stage coarse --init "$INIT" --steps $((ABL_STEPS + ABL_HQFT_STEPS)) "${C[@]}" timestep_power=1
 
-evaluate() {  # evaluate NAME: once per finished run
-    local model="$RUNS/$1/final" name="abl-$1"
-    name=${name/abl-abl-/abl-}
-    if [[ -f "$EVALS/$name.json" && "$EVALS/$name.json" -nt "$model/config.json" ]]; then echo "[eval $name] done"
-    else "$PY" -m igr.eval --model "$model" --features models/teacher-small --split test --n "$N" --out "$EVALS/$name"; fi
-    if [[ ! -f "$EVALS/probe-$name.json" || "$model/config.json" -nt "$EVALS/probe-$name.json" ]]; then
-        "$PY" -m igr.probe --model "$model" --n 64 --out "$EVALS/probe-$name" > /dev/null
-    fi
-}
-for run in abl-both abl-low abl-high abl-c2f abl-single; do evaluate "$run"; done
+for run in abl-both abl-low abl-high abl-c2f abl-single; do evaluate_run "$run"; done  # scripts/lib/runs.sh
 
 # shellcheck disable=SC2046
 "$PY" -m igr.compare --title "Claim 1 under zero SNR: both garment paths against either one ($ABL_STEPS full-size steps each)" \

@@ -33,20 +33,8 @@ mkdir -p "$EVALS"
 
 run() {   # run NAME STAGE [--model-set / --set arguments...]: train, evaluate, probe (each skipped once done)
     local name=$1 stage=$2; shift 2
-    local out="$RUNS/$name" resume=()
-    if [[ -f "$out/final/config.json" ]]; then echo "[$name] trained"; else
-        if [[ -d "$out/checkpoint" ]]; then resume=(--resume); fi
-        echo "[$name] $(date -u +%H:%M:%S) start"
-        "$PY" -m igr.train --stage "$stage" --preset small --init "$INIT" --out "$out" --steps "$TRY_STEPS" \
-            ${resume[@]+"${resume[@]}"} "$@" > "$RUNS/$name.out" 2>&1
-        echo "[$name] $(date -u +%H:%M:%S) trained"
-    fi
-    if [[ ! -f "$EVALS/$name.json" || "$out/final/config.json" -nt "$EVALS/$name.json" ]]; then
-        "$PY" -m igr.eval --model "$out/final" --features models/teacher-small --split test --n "$N" --out "$EVALS/$name"
-    fi
-    if [[ ! -f "$EVALS/probe-$name.json" || "$out/final/config.json" -nt "$EVALS/probe-$name.json" ]]; then
-        "$PY" -m igr.probe --model "$out/final" --n 64 --out "$EVALS/probe-$name" > /dev/null
-    fi
+    train_stage "$name" --stage "$stage" --init "$INIT" --steps "$TRY_STEPS" "$@"
+    evaluate_run "$name"
 }
 C=(--set "cache=$CACHE" low_res_fraction=0 eval_every=500)
 run fine-ctl coarse "${C[@]}" "lr=$LR" & a=$!

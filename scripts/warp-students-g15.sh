@@ -20,10 +20,8 @@ N=${N:-1024}
 export OMP_NUM_THREADS=1
 mkdir -p "$OUT" "$EVAL"
 
-[[ -f $RUNS/cache-base/meta.json ]] || "$PY" -m igr.train.cache --model "$TEACHER" --out "$RUNS/cache-base" \
-    --sizes 256x192 --n 1536 --workers 1                                  # 5 min
-[[ -f $RUNS/cache-warp/meta.json ]] || "$PY" -m igr.train.cache --model "$TEACHER" --warp-from "$RUNS/cache-base" \
-    --out "$RUNS/cache-warp" --workers 1                                  # 2 min
+. scripts/lib/runs.sh
+warp_cache "$TEACHER" "$RUNS/cache-warp"        # 1,536 pairs (5 min), then their warp rows (2 min)
 STEPS=(--from "$TEACHER" --guidance "$G" --cache "$RUNS/cache-warp" --record-steps 4,2,1 --n 1536 --threads 1
        --trajectories "$OUT/trajectories")
 [[ -f $OUT/trajectories/meta.json ]] || "$PY" -m distill steps "${STEPS[@]}" --out "$OUT" --steps 2 --record-only
