@@ -283,8 +283,19 @@ class WarpNet(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> "WarpNet":
+        """A WarpNet folder (`save_pretrained`), or an IGR model folder with a warp prior, whose frozen WarpNet
+        (in the folder or linked by its shared.json) comes out in float32: `igr.warp train --init
+        models/teacher-warp` goes on training a shipped model's WarpNet."""
         folder = Path(folder)
         cfg = json.loads((folder / "config.json").read_text())
+        if cfg.get("kind") != KIND and "warp_prior" in cfg:
+            if not cfg["warp_prior"]:
+                raise ValueError(f"{folder} is an IGR model without a warp prior: it holds no WarpNet")
+            from .model.igr import component_file
+
+            net = cls()
+            net.load_state_dict({k: v.float() for k, v in load_file(str(component_file(folder, "warpnet"))).items()})
+            return net.eval()
         if cfg.get("kind") != KIND:
             raise ValueError(f"{folder} is not a {KIND} folder (config.json kind {cfg.get('kind')!r})")
         net = cls(cfg["channels"], cfg["layers"], cfg["heads"], cfg.get("refine", 0))
@@ -796,8 +807,9 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--steps", type=int, default=3000)
     q.add_argument("--batch", type=int, default=32)
     q.add_argument("--lr", type=float, default=1e-3)
-    q.add_argument("--init", type=Path, help="a trained WarpNet (OUT/final) to go on training; with --refine, kept "
-                   "frozen while a Refiner learns to correct its field")
+    q.add_argument("--init", type=Path, help="a trained WarpNet (OUT/final, or an IGR model folder with a warp prior, "
+                   "e.g. models/teacher-warp) to go on training; with --refine, kept frozen while a Refiner learns to "
+                   "correct its field")
     q.add_argument("--refine", type=int, default=0, help="with --init: how many times the Refiner corrects the field")
     q.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where the steps run (the batches are drawn "
                    "on the CPU alike)")

@@ -446,3 +446,28 @@ def test_a_mirrored_item_warps_to_the_mirrored_in_shop_image_and_flip_trains(tmp
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--init", str(tmp_path / "plain" / "final"),
                  "--refine", "1", "--flip"]) == 2
     assert "--flip cannot train a Refiner" in capsys.readouterr().err
+
+
+def test_a_shipped_models_warpnet_is_read_from_its_folder_and_trains_on(tmp_path, capsys):
+    """`--init` takes an IGR model folder with a warp prior: its WarpNet (the one `attach` put in) goes on training;
+    a model without a warp prior is refused with the reason."""
+    from igr.warp import main
+    from tests.tiny_warp import tiny_warp_model
+
+    teacher = tiny_warp_model(tmp_path)
+    person = torch.rand(2, 3, *SIZE) * 2 - 1
+    mine, attached = WarpNet.from_pretrained(teacher), WarpNet.from_pretrained(tmp_path / "warpnet")
+    assert all(torch.equal(mine.state_dict()[k], v) for k, v in attached.state_dict().items())
+    assert torch.equal(mine(person)[0], attached(person)[0])
+    with pytest.raises(ValueError, match="without a warp prior"):
+        WarpNet.from_pretrained(tmp_path / "base")
+
+    data = tmp_path / "warp.npz"
+    make_data(data, "train", 16, workers=1)
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "on"), "--init", str(teacher),
+                 "--steps", "2", "--batch", "4"]) == 0
+    trained = WarpNet.from_pretrained(tmp_path / "on" / "final").state_dict()
+    assert any(not torch.equal(trained[k], v) for k, v in attached.state_dict().items())
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "no"), "--init", str(tmp_path / "base"),
+                 "--steps", "2"]) == 2
+    assert "without a warp prior" in capsys.readouterr().err
