@@ -22,9 +22,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from igr.files import atomic_file
-from igr.model.igr import SHARED, IGRModel, sha256_file
-from igr.warp import WarpNet
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from igr.files import atomic_file  # noqa: E402
+from igr.model.igr import SHARED, IGRModel, sha256_file  # noqa: E402
+from igr.warp import WarpNet  # noqa: E402
 
 
 def linking(models: Path, target: Path) -> list[Path]:
