@@ -41,27 +41,57 @@ def global_batch(folder: Path) -> int:
     return int(stage.get("batch", 16)) * int(stage.get("grad_accum", 1)) * int(meta.get("processes", 1))
 
 
+def _val_rows(folder: Path) -> list[dict]:
+    log = folder / "log.jsonl"
+    return [r for r in map(json.loads, log.read_text().splitlines()) if "val_ssim" in r] if log.is_file() else []
+
+
+def _init_run(folder: Path) -> Path | None:
+    """The run folder whose weights the run in `folder` started from (stage.json `init`: RUN/final or RUN), where
+    that run's log is on disk."""
+    meta = json.loads((folder / "stage.json").read_text()) if (folder / "stage.json").is_file() else {}
+    if not meta.get("init"):
+        return None
+    run = Path(meta["init"])
+    run = run.parent if run.name == "final" else run
+    return run if (run / "log.jsonl").is_file() and run.resolve() != folder.resolve() else None
+
+
+def _pairs_before(folder: Path, depth: int = 8) -> float:
+    """Thousands of training pairs the runs `folder` started from saw, along its chain of inits."""
+    run = _init_run(folder)
+    if run is None or depth == 0:
+        return 0.0
+    steps = [r["step"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "step" in r]
+    return _pairs_before(run, depth - 1) + max(steps, default=0) * global_batch(run) / 1000
+
+
+def curve_points(folder: Path) -> list[tuple[float, dict]]:
+    """(thousands of training pairs seen, validation row) of the run in `folder`. A run started from another run's
+    weights counts the pairs that run saw first, and its line is that run's line continued: a coarse-to-fine run's
+    curve is its coarse stage's, then its fine stage's, not a fine stage starting again at zero."""
+    before, batch, run = _pairs_before(folder), global_batch(folder), _init_run(folder)
+    head = curve_points(run) if run is not None else []
+    return head + [(before + r["step"] * batch / 1000, r) for r in _val_rows(folder)]
+
+
 def plot_curves(runs: dict[str, Path], out: Path) -> Path | None:
     """Validation metrics (the trainer's `eval_every` rows) against the training pairs seen (step x the run's global
-    batch from its stage.json; 16 where a folder has none), one line per run: runs of other batch sizes line up."""
+    batch from its stage.json; 16 where a folder has none), one line per run: runs of other batch sizes line up, and
+    a run started from another's weights continues that run's line (`curve_points`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    logs, batch = {}, {}
-    for name, folder in runs.items():
-        log = folder / "log.jsonl"
-        if log.is_file():
-            logs[name] = [r for r in map(json.loads, log.read_text().splitlines()) if "val_ssim" in r]
-            batch[name] = global_batch(folder)
-    keys = [k for k in CURVE_KEYS if any(k in r for rows in logs.values() for r in rows)]
+    logs = {name: pts for name, folder in runs.items() if (pts := curve_points(folder))}
+    keys = [k for k in CURVE_KEYS if any(k in r for rows in logs.values() for _, r in rows)]
     if not keys:
         return None
     fig, axes = plt.subplots(1, len(keys), figsize=(3.4 * len(keys), 3.2), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for name, rows in logs.items():
-            pts = [(r["step"] * batch[name] / 1000, r[key]) for r in rows if key in r]
+            pts = [(x, r[key]) for x, r in rows if key in r]
             if pts:
                 ax.plot(*zip(*pts), marker=".", label=name)
         ax.set_xlabel("training pairs seen (thousands)"), ax.set_title(LABELS.get(key[4:], key[4:]) + " (val)", fontsize=9)

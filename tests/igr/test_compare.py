@@ -78,3 +78,27 @@ def test_curves_count_the_pairs_each_run_has_seen(tmp_path):
     assert global_batch(tmp_path) == 16                     # no stage.json: the stages' batch here
     (tmp_path / "stage.json").write_text(json.dumps({"stage": {"batch": 64, "grad_accum": 2}, "processes": 2}))
     assert global_batch(tmp_path) == 256
+
+
+def test_a_run_started_from_another_continues_its_curve(tmp_path):
+    """abl-c2f's fine stage starts from abl-both/final: its points sit after the pairs abl-both saw, and its line
+    is abl-both's continued, not a line starting again at zero."""
+    from igr.compare import curve_points
+
+    def run(name, rows, **meta):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (folder / "stage.json").write_text(json.dumps({"stage": {"batch": 16}, **meta}))
+        return folder
+
+    coarse = run("coarse", [{"step": 10, "loss": 1.0}, {"step": 50, "val_ssim": 0.2},
+                            {"step": 100, "val_ssim": 0.3}, {"step": 110, "loss": 0.5}])
+    fine = run("fine", [{"step": 25, "val_ssim": 0.35}, {"step": 50, "val_ssim": 0.4}], init=f"{coarse}/final")
+    finer = run("finer", [{"step": 10, "val_ssim": 0.5}], init=str(fine))
+    assert [(x, r["val_ssim"]) for x, r in curve_points(coarse)] == [(0.8, 0.2), (1.6, 0.3)]
+    # the coarse run logged 110 steps of 16 pairs (1.76 k) before the fine one began
+    assert [(round(x, 3), r["val_ssim"]) for x, r in curve_points(fine)] == [(0.8, 0.2), (1.6, 0.3), (2.16, 0.35), (2.56, 0.4)]
+    assert [(round(x, 3), r["val_ssim"]) for x, r in curve_points(finer)][-2:] == [(2.56, 0.4), (2.72, 0.5)]
+    lone = run("lone", [{"step": 5, "val_ssim": 0.1}], init=str(tmp_path / "gone" / "final"))
+    assert [(x, r["val_ssim"]) for x, r in curve_points(lone)] == [(0.08, 0.1)]      # its init's log is not here
