@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -29,13 +28,15 @@ from igr.model.igr import SHARED, IGRModel, sha256_file  # noqa: E402
 from igr.warp import WarpNet  # noqa: E402
 
 
-def linking(models: Path, target: Path) -> list[Path]:
-    """The shared.json files under `models` (one level down) with a link that resolves to `target`."""
-    found = []
+def linking(models: Path, target: Path) -> dict[Path, tuple[dict, list[str]]]:
+    """The shared.json files under `models` (one level down) with a link that resolves to `target`: each one's links
+    and the names of those that do."""
+    found = {}
     for shared in sorted(models.glob(f"*/{SHARED}")):
         links = json.loads(shared.read_text())
-        if any((shared.parent / link["path"]).resolve() == target.resolve() for link in links.values()):
-            found.append(shared)
+        names = [n for n, link in links.items() if (shared.parent / link["path"]).resolve() == target.resolve()]
+        if names:
+            found[shared] = (links, names)
     return found
 
 
@@ -49,26 +50,21 @@ def swap(model: Path, warp: Path, models: Path) -> list[Path]:
         raise ValueError(f"{warp} is a WarpNet of another shape than {target}'s")
     old_sha = sha256_file(target)
     sharers = linking(models, target)
-    for shared in sharers:
-        for name, link in json.loads(shared.read_text()).items():
-            if (shared.parent / link["path"]).resolve() == target.resolve() and link["sha256"] != old_sha:
+    for shared, (links, names) in sharers.items():
+        for name in names:
+            if links[name]["sha256"] != old_sha:
                 raise ValueError(f"{shared} links {name} to {target} with a SHA-256 that file does not have now: "
                                  "mend that folder first")
     dtype = next(iter(old.values())).dtype
-    staged = target.parent / f".{target.name}.{os.getpid()}.new"
-    save_file({k: v.to(dtype).contiguous() for k, v in new.items()}, str(staged), metadata={"format": "pt"})
-    new_sha = sha256_file(staged)
-    texts = {}
-    for shared in sharers:
-        links = json.loads(shared.read_text())
-        for link in links.values():
-            if (shared.parent / link["path"]).resolve() == target.resolve():
-                link["sha256"] = new_sha
-        texts[shared] = json.dumps(links, indent=1, sort_keys=True) + "\n"
-    os.replace(staged, target)
-    for shared, text in texts.items():
+    with atomic_file(target) as staged:                   # renamed into place when the block ends
+        save_file({k: v.to(dtype).contiguous() for k, v in new.items()}, str(staged), metadata={"format": "pt"})
+        new_sha = sha256_file(staged)
+    for links, names in sharers.values():
+        for name in names:
+            links[name]["sha256"] = new_sha
+    for shared, (links, _) in sharers.items():
         with atomic_file(shared) as tmp:
-            tmp.write_text(text)
+            tmp.write_text(json.dumps(links, indent=1, sort_keys=True) + "\n")
     for folder in [model, *(s.parent for s in sharers)]:
         got = IGRModel.from_pretrained(folder).warpnet.state_dict()
         if not all(torch.equal(got[k], new[k].to(dtype).float()) for k in new):
