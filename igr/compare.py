@@ -41,11 +41,6 @@ def global_batch(folder: Path) -> int:
     return int(stage.get("batch", 16)) * int(stage.get("grad_accum", 1)) * int(meta.get("processes", 1))
 
 
-def _val_rows(folder: Path) -> list[dict]:
-    log = folder / "log.jsonl"
-    return [r for r in map(json.loads, log.read_text().splitlines()) if "val_ssim" in r] if log.is_file() else []
-
-
 def _init_run(folder: Path) -> Path | None:
     """The run folder whose weights the run in `folder` started from (stage.json `init`: RUN/final or RUN), where
     that run's log is on disk."""
@@ -57,22 +52,23 @@ def _init_run(folder: Path) -> Path | None:
     return run if (run / "log.jsonl").is_file() and run.resolve() != folder.resolve() else None
 
 
-def _pairs_before(folder: Path, depth: int = 8) -> float:
-    """Thousands of training pairs the runs `folder` started from saw, along its chain of inits."""
-    run = _init_run(folder)
-    if run is None or depth == 0:
-        return 0.0
-    steps = [r["step"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "step" in r]
-    return _pairs_before(run, depth - 1) + max(steps, default=0) * global_batch(run) / 1000
+def _chain(folder: Path, depth: int = 8) -> tuple[list[tuple[float, dict]], float]:
+    """`curve_points` of the run in `folder`, and the thousands of pairs seen by its last logged step; an init
+    chain is followed `depth` runs back at most (a cycle of inits ends there)."""
+    run = _init_run(folder) if depth else None
+    head, before = _chain(run, depth - 1) if run is not None else ([], 0.0)
+    log = folder / "log.jsonl"
+    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    batch = global_batch(folder) / 1000
+    points = [(before + r["step"] * batch, r) for r in rows if "val_ssim" in r]
+    return head + points, before + max((r["step"] for r in rows if "step" in r), default=0) * batch
 
 
 def curve_points(folder: Path) -> list[tuple[float, dict]]:
     """(thousands of training pairs seen, validation row) of the run in `folder`. A run started from another run's
     weights counts the pairs that run saw first, and its line is that run's line continued: a coarse-to-fine run's
     curve is its coarse stage's, then its fine stage's, not a fine stage starting again at zero."""
-    before, batch, run = _pairs_before(folder), global_batch(folder), _init_run(folder)
-    head = curve_points(run) if run is not None else []
-    return head + [(before + r["step"] * batch / 1000, r) for r in _val_rows(folder)]
+    return _chain(folder)[0]
 
 
 def plot_curves(runs: dict[str, Path], out: Path) -> Path | None:
