@@ -14,7 +14,15 @@
 #
 #   scripts/warpnet-on.sh [RUNS_DIR]   (default runs/warpnet-on; re-run to resume: finished stages are skipped)
 #   STEPS (default 4000), LR (default 1.5e-4), N (default 128),
-#   LOG (default reports/train-logs/warp-items-8000-63999-from-shipped.jsonl)
+#   LOG (default reports/train-logs/warp-items-8000-63999-from-shipped.jsonl),
+#   DATA (default "48000 32000 8000": the first train item of each data file, 16,000 items each but 8,000 for the
+#         file that starts at 8000, which goes last; a file already in RUNS is kept),
+#   REF (default reports/eval-warp/g15; the 1,024-pair evaluations paired against: REF/REF_T.json for the teacher,
+#        REF/REF_D.json for the default, defaults test1024-teacher-g1.5 and test1024-student-2-light; the baseline
+#        is always reports/eval-warp/g15/test1024-baseline.json)
+# A second round trains on from the WarpNet the first one shipped (--init models/teacher-warp reads the shipped one):
+#   LOG=reports/train-logs/warp-round2.jsonl REF_T=test1024-teacher-wn REF_D=test1024-default-wn \
+#       scripts/warpnet-on.sh runs/warpnet-on2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs/warpnet-on}
@@ -23,10 +31,14 @@ STEPS=${STEPS:-4000}
 LR=${LR:-1.5e-4}
 N=${N:-128}
 LOG=${LOG:-reports/train-logs/warp-items-8000-63999-from-shipped.jsonl}
+DATA=${DATA:-48000 32000 8000}
+REF=${REF:-reports/eval-warp/g15}
+REF_T=${REF_T:-test1024-teacher-g1.5}
+REF_D=${REF_D:-test1024-student-2-light}
 mkdir -p "$RUNS/eval" reports/train-logs
 
 data=()
-for first in 48000 32000 8000; do
+for first in $DATA; do
     f=$RUNS/warp-data-$first.npz
     n=16000; [[ $first == 8000 ]] && n=8000
     [[ -f $f ]] || OMP_NUM_THREADS=1 "$PY" -m igr.warp data --out "$f" --first "$first" --n "$n" --workers 1
@@ -58,9 +70,9 @@ for m in teacher:teacher-warp default:student-2-warp-light; do
 done
 for pid in ${pids[@]+"${pids[@]}"}; do wait "$pid"; done
 {
-    "$PY" scripts/pair-first.py --ref teacher=reports/eval-warp/g15/test1024-teacher-g1.5.json \
+    "$PY" scripts/pair-first.py --ref teacher="$REF/$REF_T.json" \
         --eval teacher-wn="$RUNS/eval/test$N-teacher-wn.json" --eval default-wn="$RUNS/eval/test$N-default-wn.json"
-    "$PY" scripts/pair-first.py --ref default=reports/eval-warp/g15/test1024-student-2-light.json \
+    "$PY" scripts/pair-first.py --ref default="$REF/$REF_D.json" \
         --eval default-wn="$RUNS/eval/test$N-default-wn.json"
     "$PY" scripts/pair-first.py --ref baseline=reports/eval-warp/g15/test1024-baseline.json \
         --eval teacher-wn="$RUNS/eval/test$N-teacher-wn.json" --eval default-wn="$RUNS/eval/test$N-default-wn.json"
