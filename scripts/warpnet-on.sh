@@ -21,8 +21,8 @@
 #        REF/REF_D.json for the default, defaults test1024-teacher-g1.5 and test1024-student-2-light; the baseline
 #        is always reports/eval-warp/g15/test1024-baseline.json)
 # A second round trains on from the WarpNet the first one shipped (--init models/teacher-warp reads the shipped one):
-#   LOG=reports/train-logs/warp-round2.jsonl REF_T=test1024-teacher-wn REF_D=test1024-default-wn \
-#       scripts/warpnet-on.sh runs/warpnet-on2
+#   LOG=reports/train-logs/warp-items-8000-63999-round2.jsonl REF_T=test1024-teacher-wn REF_D=test1024-default-wn \
+#       scripts/warpnet-on.sh runs/warpnet-on2     (measured: 4,000 steps 30 min of two threads, nothing else running)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs/warpnet-on}
