@@ -59,10 +59,9 @@ def swap(model: Path, warp: Path, models: Path) -> list[Path]:
     with atomic_file(target) as staged:                   # renamed into place when the block ends
         save_file({k: v.to(dtype).contiguous() for k, v in new.items()}, str(staged), metadata={"format": "pt"})
         new_sha = sha256_file(staged)
-    for links, names in sharers.values():
+    for shared, (links, names) in sharers.items():
         for name in names:
             links[name]["sha256"] = new_sha
-    for shared, (links, _) in sharers.items():
         with atomic_file(shared) as tmp:
             tmp.write_text(json.dumps(links, indent=1, sort_keys=True) + "\n")
     for folder in [model, *(s.parent for s in sharers)]:
