@@ -258,6 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sampler", choices=("ddim", "dpmsolver++"))
     p.add_argument("--strength", type=float,
                    help="models with an aligned prior: start from the prior noised to strength·T (SDEdit), not pure noise")
+    p.add_argument("--jump", type=float, metavar="J",
+                   help="zero terminal SNR models: leave out the sampler's timesteps between T and J·T (one call at T, "
+                        "the posterior mean, then the plan from J·T; igr.pipeline.jump_plan)")
+    p.add_argument("--guidance-below", type=int, metavar="T",
+                   help="guide only at timesteps <= T, the calls above it conditional alone (a guidance interval)")
     p.add_argument("--true-warp", nargs="?", const="field", choices=tuple(WARP_FIELDS),
                    help="models with a warp prior, SynthGarment only: warp each person by its true field instead of "
                    "WarpNet's (what a perfect warp would give); 'placement': WarpNet's field placed by the true one; "
@@ -323,6 +328,16 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--samples: a regression baseline restores deterministically; there is nothing to average")
     if args.true_warp and args.data is not None:
         p.error("--true-warp needs SynthGarment's correspondences; --data pairs carry none")
+    if baseline and (args.jump is not None or args.guidance_below is not None):
+        p.error("--jump, --guidance-below: a regression baseline has no sampler")
+    if args.jump is not None and args.strength is not None:
+        p.error("--jump and --strength are two different starts: give one")
+    if args.jump is not None:
+        try:
+            from .pipeline import jump_plan
+            jump_plan(cfg, steps, args.jump, sampler)
+        except ValueError as e:
+            p.error(f"--jump: {e}")
 
     from .data import DataFolderError
 
@@ -351,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
             cond = model.condition(person, light=light, field=diagnostic_field(
                 args.true_warp, model.warpnet, person, args.split, range(first, first + len(person))))
         return mean_of_samples(model, person, first, args.samples, steps=steps, guidance_scale=scale,
-                               sampler=sampler, seed=args.seed, strength=args.strength, light=light, cond=cond)
+                               sampler=sampler, seed=args.seed, strength=args.strength, light=light, cond=cond,
+                               jump=args.jump, guidance_below=args.guidance_below)
 
     try:
         metrics = evaluate(restore, features, split=args.split, n=args.n, size=(cfg.height, cfg.width),
@@ -365,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
                     {"sampler": sampler, "steps": steps, "guidance": scale, "seed": args.seed,
                      **({"samples_averaged": args.samples} if args.samples > 1 else {}),
                      **({"strength": args.strength} if args.strength is not None else {}),
+                     **({"jump": args.jump} if args.jump is not None else {}),
+                     **({"guidance_below": args.guidance_below} if args.guidance_below is not None else {}),
                      **({"light": True} if light else {}),
                      **({"full_vae": args.full_vae} if light and args.full_vae else {}), **({"warp": WARP_FIELDS[args.true_warp]} if args.true_warp else {})},
         "features": f"{feat_dir} image_encoder sha256 {file_digest(feat_dir, 'image_encoder.safetensors')}",

@@ -44,20 +44,25 @@ def item_noise(config: IGRConfig, seed: int, first: int, batch: int, *, height: 
 def denoise(model: IGRModel, cond: Conditioning, noise: torch.Tensor, *, steps: int | None = None,
             guidance_scale: float | None = None, sampler: str | None = None, timesteps: list[int] | None = None,
             record: dict[int, torch.Tensor] | None = None, from_timestep: int | None = None,
-            progress: bool = False) -> torch.Tensor:
+            guidance_below: int | None = None, progress: bool = False) -> torch.Tensor:
     """Run the sampler from `noise` (B, 4, h, w) under `cond` -> the final latent (B, 4, h, w).
 
     `timesteps`: an explicit descending plan instead of the sampler's `steps` (e.g. the sampler's own plan
-    plus a student's timesteps); `record`: filled with the latent entering each timestep (a trajectory).
+    plus a student's timesteps); `record`: filled with the latent entering each timestep (a trajectory);
+    `guidance_below`: guide only at timesteps t <= it, the calls above it conditional alone (a guidance interval,
+    Kynkäänniemi et al. 2024; one call instead of two there).
     """
     cfg = model.config
     scale = cfg.guidance_scale if guidance_scale is None else guidance_scale
-    guided = scale != 1.0
-    if guided:
-        cond = Conditioning.cat([cond.null(), cond])       # (2B, ...): unconditional half first
+    both = Conditioning.cat([cond.null(), cond]) if scale != 1.0 else None   # (2B, ...): unconditional half first
     sched = make_scheduler(cfg, sampler)
+    ddim_plan = None                # diffusers' DDIM takes no explicit plan: it steps t -> t - T // steps
     if timesteps is None:
         sched.set_timesteps(steps or cfg.sample_steps)
+    elif isinstance(sched, DDIMScheduler):
+        sched.set_timesteps(len(timesteps))
+        sched.timesteps = torch.tensor(list(timesteps), dtype=torch.long)
+        ddim_plan = [*map(int, timesteps), -1]
     else:
         sched.set_timesteps(timesteps=list(timesteps))
     x = noise.clone() * sched.init_noise_sigma                                  # (B, 4, h, w)
@@ -66,14 +71,28 @@ def denoise(model: IGRModel, cond: Conditioning, noise: torch.Tensor, *, steps: 
     for t in tqdm(plan, disable=not progress, desc="sampling"):
         if record is not None:
             record[int(t)] = x.clone()
+        guided = both is not None and (guidance_below is None or int(t) <= guidance_below)
         x_in = torch.cat([x, x]) if guided else x
         x_in = sched.scale_model_input(x_in, t)
-        v = model.predict(x_in, t.expand(x_in.shape[0]).to(x.device), cond)
+        v = model.predict(x_in, t.expand(x_in.shape[0]).to(x.device), both if guided else cond)
         if guided:
             v_uncond, v_cond = v.chunk(2)
             v = v_uncond + scale * (v_cond - v_uncond)     # classifier-free guidance (Ho & Salimans 2022)
-        x = sched.step(v, t, x).prev_sample
+        if ddim_plan is None:
+            x = sched.step(v, t, x).prev_sample
+        else:
+            x = ddim_step(sched, v, int(t), x, ddim_plan[ddim_plan.index(int(t)) + 1])
     return x
+
+
+def ddim_step(sched: DDIMScheduler, v: torch.Tensor, t: int, x: torch.Tensor, t_next: int) -> torch.Tensor:
+    """One deterministic DDIM step (eta 0) of a v prediction from timestep t to t_next (-1: the end) on any plan:
+    x_next = sqrt(ᾱ_n) x0 + sqrt(1 - ᾱ_n) ε, x0 = sqrt(ᾱ) x - sqrt(1 - ᾱ) v, ε = sqrt(ᾱ) v + sqrt(1 - ᾱ) x."""
+    ab = sched.alphas_cumprod[t]
+    ab_n = sched.alphas_cumprod[t_next] if t_next >= 0 else sched.final_alpha_cumprod
+    a, s, a_n, s_n = ab.sqrt(), (1 - ab).sqrt(), ab_n.sqrt(), (1 - ab_n).sqrt()
+    x0, eps = a * x - s * v, a * v + s * x
+    return (a_n * x0 + s_n * eps).to(x.dtype)
 
 
 def prior_start(model: IGRModel, cond: Conditioning, noise: torch.Tensor, steps: int, strength: float,
@@ -93,28 +112,54 @@ def prior_start(model: IGRModel, cond: Conditioning, noise: torch.Tensor, steps:
     return start, plan
 
 
+def jump_plan(config: IGRConfig, steps: int, jump: float, sampler: str | None = None) -> list[int]:
+    """The sampler's plan of `steps` with every timestep strictly between its first (T) and jump·T left out: one
+    call at t = T, whose x0 estimate under a zero terminal SNR schedule is the posterior mean E[x0 | person]
+    (`distill.core.readout_model`), carried to the first kept timestep, and the plan from there. The step count
+    of a jump plan is the plan's length."""
+    if not 0 < jump < 1:
+        raise ValueError(f"jump must be in (0, 1), got {jump}")
+    if not config.zero_snr:
+        raise ValueError("a jump plan needs a zero terminal SNR model (config zero_snr): only there is the call at "
+                         "t = T an estimate of the posterior mean")
+    sched = make_scheduler(config, sampler)
+    sched.set_timesteps(steps)
+    plan = [int(t) for t in sched.timesteps]
+    rest = [t for t in plan[1:] if t <= jump * config.train_timesteps]
+    if not rest:
+        raise ValueError(f"jump {jump} leaves none of the {steps} timesteps after the first")
+    return [plan[0], *rest]
+
+
 @torch.no_grad()
 def sample(model: IGRModel, person: torch.Tensor, *, steps: int | None = None, guidance_scale: float | None = None,
            sampler: str | None = None, seed: int = 0, noise: torch.Tensor | None = None,
            cond: Conditioning | None = None, strength: float | None = None, light: bool | None = None,
-           progress: bool = False) -> torch.Tensor:
+           jump: float | None = None, guidance_below: int | None = None, progress: bool = False) -> torch.Tensor:
     """Restore the garment from person images in [-1, 1] (B, 3, H, W) -> garment images in [-1, 1].
 
     `strength` < 1 (models with an aligned prior): start from the prior's latent noised to strength·T
-    instead of pure noise (`prior_start`). `light`: encode the person and decode the garment with the light
-    VAE (`igr.model.light`); None uses it where the model has it (config `light`), False runs the full VAE."""
+    instead of pure noise (`prior_start`). `jump` (zero terminal SNR models): the sampler's plan from T with the
+    timesteps between T and jump·T left out (`jump_plan`). `guidance_below`: guidance only at t <= it (`denoise`).
+    `light`: encode the person and decode the garment with the light VAE (`igr.model.light`); None uses it where
+    the model has it (config `light`), False runs the full VAE."""
     b, _, h, w = person.shape
     light = model.uses_light(light)
+    if strength is not None and strength < 1 and jump is not None:
+        raise ValueError("strength and jump are two different starts: give one")
     if cond is None:
         cond = model.condition(person, light=light)        # once per image, not once per step
     x = initial_noise(model.config, b, seed, height=h, width=w) if noise is None else noise
     x = x.to(person.device, person.dtype)
-    first = None
+    first, plan = None, None
+    steps = steps or model.config.sample_steps
     if strength is not None and strength < 1:
-        x, plan = prior_start(model, cond, x, steps or model.config.sample_steps, strength, sampler)
-        first = plan[0]
-    x = denoise(model, cond, x, steps=steps, guidance_scale=guidance_scale, sampler=sampler, from_timestep=first,
-                progress=progress)
+        x, kept = prior_start(model, cond, x, steps, strength, sampler)
+        first = kept[0]
+    if jump is not None:
+        plan = jump_plan(model.config, steps, jump, sampler)
+    x = denoise(model, cond, x, steps=steps, guidance_scale=guidance_scale, sampler=sampler, timesteps=plan,
+                from_timestep=first, guidance_below=guidance_below, progress=progress)
     return model.decode(x, light=light)
 
 

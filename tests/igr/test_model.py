@@ -333,3 +333,94 @@ def test_sampling_can_start_from_the_aligned_prior_noised_part_way():
     assert full.shape == part.shape and not torch.equal(full, part)
     with pytest.raises(ValueError, match="aligned prior"):
         prior_start(model, Conditioning(cond.reference, cond.image_tokens), noise, 10, 0.5)
+
+
+def test_a_jump_plan_keeps_t_T_then_the_plan_from_j_T():
+    from igr.pipeline import jump_plan
+
+    zero = IGRConfig.tiny().replace(zero_snr=True)
+    for sampler in ("ddim", "dpmsolver++"):
+        sched = make_scheduler(zero, sampler)
+        sched.set_timesteps(10)
+        full = [int(t) for t in sched.timesteps]
+        plan = jump_plan(zero, 10, 0.5, sampler)
+        assert plan[0] == full[0] == zero.train_timesteps - 1
+        assert plan[1:] == [t for t in full if t <= 500] and len(plan) < len(full)
+    for bad in (0, 1, 1.5):
+        with pytest.raises(ValueError, match="jump must be in"):
+            jump_plan(zero, 10, bad)
+    with pytest.raises(ValueError, match="leaves none"):
+        jump_plan(zero, 2, 0.01)
+    with pytest.raises(ValueError, match="zero terminal SNR"):
+        jump_plan(IGRConfig.tiny(), 10, 0.5)
+
+
+def test_a_jump_carries_the_conditional_estimate_at_t_T_to_j_T():
+    """A jump plan: the latent entering the second timestep is the x0 of one conditional call at T (no signal there,
+    so x0 = -v) noised by the start noise to that timestep (DPM-Solver++'s first step is first order, DDIM's);
+    guidance_below keeps that call unguided."""
+    from igr.pipeline import denoise, jump_plan
+
+    torch.manual_seed(0)
+    model = IGRModel(IGRConfig.tiny().replace(zero_snr=True)).eval()
+    person = torch.rand(2, 3, 64, 48) * 2 - 1
+    noise = torch.randn(2, 4, 8, 6)
+    plan = jump_plan(model.config, 10, 0.5, "dpmsolver++")
+    with torch.no_grad():
+        cond = model.condition(person)
+        record = {}
+        denoise(model, cond, noise, timesteps=plan, sampler="dpmsolver++", guidance_scale=2.0, guidance_below=plan[1],
+                record=record)
+        x0 = -model.predict(noise, torch.full((2,), plan[0]), cond)
+        ab = model.noise_scheduler().alphas_cumprod[plan[1]]
+    assert list(record) == plan
+    torch.testing.assert_close(record[plan[1]], ab.sqrt() * x0 + (1 - ab).sqrt() * noise, atol=1e-3, rtol=1e-3)
+
+
+def test_guidance_below_guides_only_the_late_calls(tiny_model, person):
+    calls = []
+    predict = tiny_model.predict
+
+    def counting(x, t, cond):
+        calls.append((int(t[0]), len(x)))
+        return predict(x, t, cond)
+
+    tiny_model.predict = counting
+    try:
+        kw = dict(steps=4, guidance_scale=3.0, sampler="ddim", seed=1)
+        guided, plain = sample(tiny_model, person, **kw), sample(tiny_model, person, **{**kw, "guidance_scale": 1.0})
+        calls.clear()
+        late = sample(tiny_model, person, guidance_below=500, **kw)
+        assert [n for _, n in calls] == [len(person) * (2 if t <= 500 else 1) for t, _ in calls]
+        assert {n for _, n in calls} == {len(person), 2 * len(person)}
+        torch.testing.assert_close(sample(tiny_model, person, guidance_below=10_000, **kw), guided)
+        torch.testing.assert_close(sample(tiny_model, person, guidance_below=-1, **kw), plain)
+    finally:
+        del tiny_model.predict
+    assert not torch.allclose(late, guided) and not torch.allclose(late, plain)
+
+
+def test_ddim_on_an_explicit_plan_steps_to_each_next_timestep():
+    """diffusers' DDIM steps t -> t - T // steps whatever plan it is handed; an explicit plan steps to its own next
+    timestep: on the uniform plan it matches the scheduler's own steps, on a jump plan it lands on the jump."""
+    from igr.pipeline import denoise, jump_plan
+
+    torch.manual_seed(0)
+    model = IGRModel(IGRConfig.tiny().replace(zero_snr=True)).eval()
+    person = torch.rand(1, 3, 64, 48) * 2 - 1
+    noise = torch.randn(1, 4, 8, 6)
+    sched = make_scheduler(model.config, "ddim")
+    sched.set_timesteps(4)
+    uniform = [int(t) for t in sched.timesteps]
+    with torch.no_grad():
+        cond = model.condition(person)
+        own = denoise(model, cond, noise, steps=4, sampler="ddim", guidance_scale=1.0)
+        explicit = denoise(model, cond, noise, timesteps=uniform, sampler="ddim", guidance_scale=1.0)
+        record = {}
+        plan = jump_plan(model.config, 10, 0.2, "ddim")
+        denoise(model, cond, noise, timesteps=plan, sampler="ddim", guidance_scale=1.0, record=record)
+        ab = model.noise_scheduler().alphas_cumprod[plan[1]]
+        x0 = -model.predict(noise, torch.full((1,), plan[0]), cond)
+    torch.testing.assert_close(explicit, own, atol=1e-5, rtol=1e-4)
+    assert list(record) == plan
+    torch.testing.assert_close(record[plan[1]], ab.sqrt() * x0 + (1 - ab).sqrt() * noise, atol=1e-5, rtol=1e-4)
