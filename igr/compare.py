@@ -101,16 +101,16 @@ def plot_curves(runs: dict[str, Path], out: Path) -> Path | None:
 
 def sample_grid(models: dict[str, Path], out: Path, n: int = 6, sampling: dict[str, dict] | None = None) -> Path:
     """person | each model's restore (its config's sampler; a baseline's regression) | ground truth. `sampling`:
-    per name, the settings its evaluation sampled with (`igr.eval`'s JSON: sampler, steps, guidance, strength, the
-    number of samples averaged, and a warp prior's field of `igr.warp.WARP_FIELDS`), so that a column shows what
-    its row measured."""
+    per name, the settings its evaluation sampled with (`igr.eval`'s JSON: sampler, steps, guidance, strength, a
+    jump plan's jump, estimates averaged and guidance interval, the number of samples averaged, and a warp prior's
+    field of `igr.warp.WARP_FIELDS`), so that a column shows what its row measured."""
     import torch
 
     from .baseline import KIND, RegressionModel
     from .eval import split_batches
     from .images import contact_sheet, save_png, to_uint8
     from .model import IGRModel
-    from .pipeline import sample
+    from .pipeline import JUMP_SEED_STRIDE, initial_noise, sample
     from .warp import WARP_FIELDS, diagnostic_field
 
     cols, size = [], None
@@ -126,6 +126,9 @@ def sample_grid(models: dict[str, Path], out: Path, n: int = 6, sampling: dict[s
                 m, p, steps=how.get("steps", m.config.sample_steps),
                 guidance_scale=how.get("guidance", m.config.guidance_scale),
                 sampler=how.get("sampler", m.config.sampler), strength=how.get("strength", 1.0), seed=seed,
+                jump=how.get("jump"), guidance_below=how.get("guidance_below"),
+                jump_noises=[initial_noise(m.config, len(p), seed + JUMP_SEED_STRIDE * k, height=p.shape[-2],
+                                           width=p.shape[-1]) for k in range(1, how.get("jump_mean", 1))],
                 cond=None if mode is None else m.condition(
                     p, field=diagnostic_field(mode, m.warpnet, p, "test", range(len(p)))))
                 for seed in range(how.get("samples_averaged", 1))]).mean(0)

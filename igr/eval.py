@@ -261,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jump", type=float, metavar="J",
                    help="zero terminal SNR models: leave out the sampler's timesteps between T and J·T (one call at T, "
                         "the posterior mean, then the plan from J·T; igr.pipeline.jump_plan)")
+    p.add_argument("--jump-mean", type=int, default=1, metavar="K",
+                   help="with --jump: start the jump from K estimates at T averaged (K - 1 more denoiser calls)")
     p.add_argument("--guidance-below", type=int, metavar="T",
                    help="guide only at timesteps <= T, the calls above it conditional alone (a guidance interval)")
     p.add_argument("--true-warp", nargs="?", const="field", choices=tuple(WARP_FIELDS),
@@ -332,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--jump, --guidance-below: a regression baseline has no sampler")
     if args.jump is not None and args.strength is not None:
         p.error("--jump and --strength are two different starts: give one")
+    if args.jump_mean != 1 and (args.jump is None or args.jump_mean < 1):
+        p.error(f"--jump-mean {args.jump_mean}: a count of at least 1, with --jump")
     if args.jump is not None:
         try:
             from .pipeline import jump_plan
@@ -367,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.true_warp, model.warpnet, person, args.split, range(first, first + len(person))))
         return mean_of_samples(model, person, first, args.samples, steps=steps, guidance_scale=scale,
                                sampler=sampler, seed=args.seed, strength=args.strength, light=light, cond=cond,
-                               jump=args.jump, guidance_below=args.guidance_below)
+                               jump=args.jump, guidance_below=args.guidance_below,
+                               **({"jump_mean": args.jump_mean} if args.jump_mean > 1 else {}))
 
     try:
         metrics = evaluate(restore, features, split=args.split, n=args.n, size=(cfg.height, cfg.width),
@@ -382,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
                      **({"samples_averaged": args.samples} if args.samples > 1 else {}),
                      **({"strength": args.strength} if args.strength is not None else {}),
                      **({"jump": args.jump} if args.jump is not None else {}),
+                     **({"jump_mean": args.jump_mean} if args.jump_mean > 1 else {}),
                      **({"guidance_below": args.guidance_below} if args.guidance_below is not None else {}),
                      **({"light": True} if light else {}),
                      **({"full_vae": args.full_vae} if light and args.full_vae else {}), **({"warp": WARP_FIELDS[args.true_warp]} if args.true_warp else {})},

@@ -132,15 +132,31 @@ def jump_plan(config: IGRConfig, steps: int, jump: float, sampler: str | None = 
 
 
 @torch.no_grad()
+def jump_start(model: IGRModel, cond: Conditioning, noises: list[torch.Tensor], timestep: int) -> torch.Tensor:
+    """The latent a jump plan enters `timestep` with, its estimate of the posterior mean averaged over noises: the
+    mean of one conditional call's x0 at t = T per noise (the readout), noised by the first noise to `timestep`
+    (as the first step of a jump plan carries it). -> (B, 4, h, w)"""
+    sched = model.noise_scheduler()
+    top = model.config.train_timesteps - 1
+    ab = sched.alphas_cumprod[top]
+    t = torch.full((len(noises[0]),), top, device=noises[0].device)
+    x0 = torch.stack([ab.sqrt() * n - (1 - ab).sqrt() * model.predict(n, t, cond) for n in noises]).mean(0)
+    return sched.add_noise(x0, noises[0], torch.tensor([timestep]))
+
+
+@torch.no_grad()
 def sample(model: IGRModel, person: torch.Tensor, *, steps: int | None = None, guidance_scale: float | None = None,
            sampler: str | None = None, seed: int = 0, noise: torch.Tensor | None = None,
            cond: Conditioning | None = None, strength: float | None = None, light: bool | None = None,
-           jump: float | None = None, guidance_below: int | None = None, progress: bool = False) -> torch.Tensor:
+           jump: float | None = None, guidance_below: int | None = None, jump_noises: list[torch.Tensor] = (),
+           progress: bool = False) -> torch.Tensor:
     """Restore the garment from person images in [-1, 1] (B, 3, H, W) -> garment images in [-1, 1].
 
     `strength` < 1 (models with an aligned prior): start from the prior's latent noised to strength·T
     instead of pure noise (`prior_start`). `jump` (zero terminal SNR models): the sampler's plan from T with the
-    timesteps between T and jump·T left out (`jump_plan`). `guidance_below`: guidance only at t <= it (`denoise`).
+    timesteps between T and jump·T left out (`jump_plan`); `jump_noises`: more noises whose estimates at T are
+    averaged with the start noise's before the jump (`jump_start`). `guidance_below`: guidance only at t <= it
+    (`denoise`).
     `light`: encode the person and decode the garment with the light VAE (`igr.model.light`); None uses it where
     the model has it (config `light`), False runs the full VAE."""
     b, _, h, w = person.shape
@@ -158,16 +174,31 @@ def sample(model: IGRModel, person: torch.Tensor, *, steps: int | None = None, g
         first = kept[0]
     if jump is not None:
         plan = jump_plan(model.config, steps, jump, sampler)
+        if jump_noises:
+            x = jump_start(model, cond, [x, *(n.to(x) for n in jump_noises)], plan[1])
+            plan = plan[1:]
+    elif jump_noises:
+        raise ValueError("jump_noises: more estimates at T are for a jump plan (give jump)")
     x = denoise(model, cond, x, steps=steps, guidance_scale=guidance_scale, sampler=sampler, timesteps=plan,
                 from_timestep=first, guidance_below=guidance_below, progress=progress)
     return model.decode(x, light=light)
 
 
-def sample_items(model: IGRModel, person: torch.Tensor, first: int, *, seed: int = 0, **kwargs) -> torch.Tensor:
+JUMP_SEED_STRIDE = 1000      # the k-th extra jump noise of seed s is seed s + 1000·k's item noise
+
+
+def sample_items(model: IGRModel, person: torch.Tensor, first: int, *, seed: int = 0, jump_mean: int = 1,
+                 **kwargs) -> torch.Tensor:
     """`sample` for items first..first+B-1 of a data set, each from its own noise (`item_noise`): what a model
-    restores for an item does not depend on how the data set was batched."""
-    noise = item_noise(model.config, seed, first, len(person), height=person.shape[-2], width=person.shape[-1])
-    return sample(model, person, noise=noise, **kwargs)
+    restores for an item does not depend on how the data set was batched. `jump_mean` K > 1 (with `jump`): the
+    jump starts from K estimates at T averaged, the extra noises item noises of seeds seed + 1000·k."""
+    if jump_mean < 1:
+        raise ValueError(f"jump_mean must be at least 1, got {jump_mean}")
+    size = dict(height=person.shape[-2], width=person.shape[-1])
+    noise = item_noise(model.config, seed, first, len(person), **size)
+    extra = [item_noise(model.config, seed + JUMP_SEED_STRIDE * k, first, len(person), **size)
+             for k in range(1, jump_mean)]
+    return sample(model, person, noise=noise, jump_noises=extra, **kwargs)
 
 
 @torch.no_grad()

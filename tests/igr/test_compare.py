@@ -61,14 +61,19 @@ def test_a_grid_column_samples_as_its_evaluation_did(tmp_path, monkeypatch):
     real = igr.pipeline.sample
     monkeypatch.setattr(igr.pipeline, "sample", lambda m, p, **kw: seen.append(kw) or real(m, p, **kw))
     sampling = {"s03": {"sampler": "ddim", "steps": 4, "guidance": 1.5, "seed": 0, "strength": 0.3},
-                "k2": {"sampler": "ddim", "steps": 2, "guidance": 1.0, "seed": 0, "samples_averaged": 2}}
-    sample_grid({"s03": tmp_path / "prior", "own": tmp_path / "prior", "k2": tmp_path / "prior"},
-                tmp_path / "grid.png", n=2, sampling=sampling)
+                "k2": {"sampler": "ddim", "steps": 2, "guidance": 1.0, "seed": 0, "samples_averaged": 2},
+                "jump": {"sampler": "ddim", "steps": 10, "guidance": 1.5, "seed": 0, "jump": 0.3,
+                         "guidance_below": 299, "jump_mean": 3}}
+    sample_grid({"s03": tmp_path / "prior", "own": tmp_path / "prior", "k2": tmp_path / "prior",
+                 "jump": tmp_path / "prior"}, tmp_path / "grid.png", n=2, sampling=sampling)
     config = IGRModel.from_pretrained(tmp_path / "prior").config
-    assert seen[0] == dict(steps=4, guidance_scale=1.5, sampler="ddim", strength=0.3, seed=0, cond=None)
+    plain = dict(jump=None, guidance_below=None, jump_noises=[], cond=None)
+    assert seen[0] == dict(steps=4, guidance_scale=1.5, sampler="ddim", strength=0.3, seed=0, **plain)
     assert seen[1] == dict(steps=config.sample_steps, guidance_scale=config.guidance_scale, sampler=config.sampler,
-                           strength=1.0, seed=0, cond=None)
-    assert [kw["seed"] for kw in seen[2:]] == [0, 1] and len(seen) == 4     # k2: the mean of two seeds' restores
+                           strength=1.0, seed=0, **plain)
+    assert [kw["seed"] for kw in seen[2:4]] == [0, 1]                       # k2: the mean of two seeds' restores
+    assert seen[4]["jump"] == 0.3 and seen[4]["guidance_below"] == 299 and len(seen) == 5
+    assert [n.shape for n in seen[4]["jump_noises"]] == [(2, 4, 8, 6)] * 2  # two more estimates at T
     assert (tmp_path / "grid.png").is_file()
 
 

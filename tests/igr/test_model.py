@@ -424,3 +424,31 @@ def test_ddim_on_an_explicit_plan_steps_to_each_next_timestep():
     torch.testing.assert_close(explicit, own, atol=1e-5, rtol=1e-4)
     assert list(record) == plan
     torch.testing.assert_close(record[plan[1]], ab.sqrt() * x0 + (1 - ab).sqrt() * noise, atol=1e-5, rtol=1e-4)
+
+
+def test_a_jump_from_averaged_estimates_at_t_T():
+    """jump_start with the start noise alone is where the sampler's own jump lands; more noises average their
+    estimates at T (so the start moves), and the items stay independent of batching."""
+    from igr.pipeline import denoise, jump_plan, jump_start, sample_items
+
+    torch.manual_seed(0)
+    model = IGRModel(IGRConfig.tiny().replace(zero_snr=True)).eval()
+    person = torch.rand(2, 3, 64, 48) * 2 - 1
+    noise, other = torch.randn(2, 4, 8, 6), torch.randn(2, 4, 8, 6)
+    plan = jump_plan(model.config, 10, 0.3, "ddim")
+    with torch.no_grad():
+        cond = model.condition(person)
+        record = {}
+        denoise(model, cond, noise, timesteps=plan, sampler="ddim", guidance_scale=1.0, record=record)
+        one, two = jump_start(model, cond, [noise], plan[1]), jump_start(model, cond, [noise, other], plan[1])
+        kw = dict(steps=10, jump=0.3, sampler="ddim", guidance_scale=1.0)
+        k1, k3 = sample_items(model, person, 4, **kw), sample_items(model, person, 4, jump_mean=3, **kw)
+        split = torch.cat([sample_items(model, person[:1], 4, jump_mean=3, **kw),
+                           sample_items(model, person[1:], 5, jump_mean=3, **kw)])
+    torch.testing.assert_close(one, record[plan[1]], atol=1e-5, rtol=1e-4)
+    assert (two - one).abs().mean() > 1e-3 and (k3 - k1).abs().mean() > 1e-4
+    torch.testing.assert_close(split, k3, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="jump_mean"):
+        sample_items(model, person, 0, jump_mean=0, **kw)
+    with pytest.raises(ValueError, match="give jump"):
+        sample_items(model, person, 0, jump_mean=2, steps=10)
