@@ -23,6 +23,7 @@ from igr_edge.manifest import MANIFEST, read_manifest, sha256_file, validation_e
 from . import onnx_export
 from .gates import (FP32_REWRITE_MIN_PSNR, VARIANT_MIN_PSNR, GateError, check_fp32, check_graph, check_variant, run,
                     session, gate_images)
+from .graphs import single_call_steps
 from .specs import component_graphs, specs_for
 
 SCHEMA_VERSION = "1.3.0"           # 1.1: `requires`; 1.2: variants' `mobile` (ORT's mobile usability check);
@@ -225,7 +226,7 @@ def write_bundle(model_dir: str | Path, out: str | Path, *, variants: list[str],
     if not single_call and set(variants) - {"onnx-fp32"}:
         raise ValueError("a multi-step model (teacher or guided) is bundled as component graphs with onnx-fp32 only: "
                          "reduced precision is gated end to end, on the single-call graph of a few-step student")
-    steps = cfg.sample_steps
+    steps = single_call_steps(cfg) if single_call else cfg.sample_steps
     specs = specs_for(cfg, student_steps=steps if single_call else None)
     graphs = ["student"] if single_call else component_graphs(cfg)
     name = name or model_dir.name

@@ -3,7 +3,7 @@
   python -m distill guidance --teacher models/teacher-small --cache runs/cache --out runs/distill/guided [--guidance 1.5]
   python -m distill steps --from models/teacher-small --init runs/distill/guided/final --cache runs/cache \\
       --steps 4,2,1 --method progressive --out runs/distill
-  python -m distill readout --model models/teacher-warp --light models/student-2-warp-light --out DIR
+  python -m distill readout --model models/teacher-warp --light models/student-2-warp-light --out DIR [--jump 0.04]
   python -m distill calibrate --model models/student-4-small --out runs/calib/student-4.npz
   python -m distill report --teacher models/teacher-small --rows guided=models/guided-small,... --out reports/students
   python -m distill latents --model models/student-2-warp-light --out runs/latents/student-2.safetensors
@@ -154,7 +154,7 @@ def cmd_readout(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
     teacher = _load(parser, args.model)
     try:
-        model, meta = readout_model(teacher)
+        model, meta = readout_model(teacher, jump=args.jump, guidance=args.guidance, guidance_below=args.guidance_below)
         if args.light:
             attach_light(model, args.light)
     except (FileNotFoundError, ConfigError) as e:
@@ -163,7 +163,9 @@ def cmd_readout(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     if args.light:
         extra[LIGHT_META] = (Path(args.light) / LIGHT_META).read_text()
     out = _save(model, args, extra)
-    print(f"wrote {out}: {args.model}'s one-call estimate at t = {meta['timesteps'][0]} as a 1-step model"
+    what = (f"a {meta['steps']}-step model (timesteps {meta['timesteps']}, guidance {meta['guidance']:g} at "
+            f"{meta['guided_timesteps'] or 'none'})" if args.jump is not None else "a 1-step model")
+    print(f"wrote {out}: {args.model}'s one-call estimate at t = {meta['timesteps'][0]} as {what}"
           + (f", with the light parts of {args.light}" if args.light else ""))
     return 0
 
@@ -392,6 +394,12 @@ def main(argv: list[str] | None = None) -> int:
                        "model, nothing trained")
     p.add_argument("--model", required=True, help="a zero terminal SNR teacher")
     p.add_argument("--light", help="light parts to attach: a light-vae run's final folder or a light model folder")
+    p.add_argument("--jump", type=float, metavar="J",
+                   help="carry the readout on with the teacher's DDIM steps at and below J·T of its sample_steps plan "
+                        "(igr.pipeline.jump_plan): a few-step model of the teacher's weights, nothing trained")
+    p.add_argument("--guidance", type=float, help="with --jump: the guidance of those steps (default the teacher's)")
+    p.add_argument("--guidance-below", type=int, metavar="T",
+                   help="with --jump: guide the steps at timesteps <= T (default every step after the one at T)")
     p.add_argument("--out", required=True)
     p.add_argument("--share-with", nargs="*", help="folders whose identical files are linked, not copied")
     p.add_argument("--dtype", choices=("fp32", "fp16"), default="fp16", help="weights as saved")

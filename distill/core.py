@@ -108,21 +108,47 @@ def student_config(config, *, kind: str, steps: int | None = None):
     return config.replace(guidance_scale=1.0, sampler="ddim", sample_steps=steps)
 
 
-def readout_model(teacher: IGRModel) -> tuple[IGRModel, dict[str, Any]]:
+def readout_model(teacher: IGRModel, *, jump: float | None = None, guidance: float | None = None,
+                  guidance_below: int | None = None) -> tuple[IGRModel, dict[str, Any]]:
     """The teacher's one-call estimate at t = T as a 1-step model, with nothing trained: one conditional
     denoiser call (guidance 1) from pure noise, its x0, decoded. Under a zero terminal SNR schedule t = T holds no
     signal, so the denoiser trained with an L2 loss regresses there on E[x0 | person], the posterior mean: it
     scores the pixel metrics (masked SSIM, ΔE) above a sample of the same teacher and draws less print.
 
-    Returns the model (the teacher's weights, a 1-step student's config: DDIM, guidance 1) and its distill.json,
-    which the converter reads as a 1-step student's (a single-call graph)."""
+    `jump` J: the readout carried on by the teacher's own DDIM steps at and below J·T of its `sample_steps` plan
+    (`igr.pipeline.jump_plan`; 0.04 of 50 steps: timesteps 999, 39, 19), those steps at `guidance` (default the
+    teacher's) from `guidance_below` down (default just below T, so the call at T stays conditional alone).
+
+    Returns the model (the teacher's weights, a 1-step student's config: DDIM, guidance 1; or the jump plan's) and
+    its distill.json, which the converter reads as a few-step student's (a single-call graph)."""
     cfg = teacher.config
     if not cfg.zero_snr:
         raise ConfigError("a readout needs a zero terminal SNR teacher (config zero_snr): on another schedule t = T "
                           "keeps some of the garment's signal, which pure noise lacks, and the estimate is off")
-    model = IGRModel(student_config(cfg, kind="steps", steps=1))
+    if jump is None:
+        if guidance is not None or guidance_below is not None:
+            raise ConfigError("guidance and guidance_below are for the steps after a jump (give jump)")
+        config = student_config(cfg, kind="steps", steps=1)
+    else:
+        from igr.pipeline import jump_plan
+
+        scale = cfg.guidance_scale if guidance is None else guidance
+        below = cfg.train_timesteps - 2 if guidance_below is None else guidance_below
+        config = cfg.replace(sampler="ddim", sample_jump=jump, guidance_scale=scale, guidance_below=below)
+        try:
+            jump_plan(config, config.sample_steps, jump, "ddim")
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+    model = IGRModel(config)
     model.load_state_dict(teacher.state_dict())
-    meta = {"kind": "steps", "method": "readout", "steps": 1, "timesteps": student_plan(cfg, 1), "guidance": 1.0,
+    if jump is None:
+        plan, method, how = student_plan(cfg, 1), "readout", {"guidance": 1.0}
+    else:
+        plan = jump_plan(config, config.sample_steps, jump, "ddim")
+        method = "readout-jump"
+        how = {"guidance": scale, "guidance_below": below, "jump": jump, "of_steps": config.sample_steps,
+               "guided_timesteps": [t for t in plan if scale != 1.0 and t <= below]}
+    meta = {"kind": "steps", "method": method, "steps": len(plan), "timesteps": plan, **how,
             "source_denoiser": digest(teacher.denoiser), "frozen": frozen_parts_digest(teacher)}
     return model, meta
 

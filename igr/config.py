@@ -221,6 +221,8 @@ class IGRConfig:
     sampler: str = "ddim"              # ddim | dpmsolver++
     sample_steps: int = 20
     guidance_scale: float = 2.0
+    sample_jump: float | None = None   # a jump plan (igr.pipeline.jump_plan): one call at t = T, then from J·T on
+    guidance_below: int | None = None  # guidance only at timesteps <= it (a guidance interval); None: every step
     light: bool = False                # has the light decoder/encoder (light_vae): sampling uses them by default
     light_vae: LightVAEConfig = field(default_factory=LightVAEConfig)   # their size (used when light)
 

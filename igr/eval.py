@@ -315,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps or cfg.sample_steps
     scale = cfg.guidance_scale if args.guidance is None else args.guidance
     sampler = args.sampler or cfg.sampler
+    jump = args.jump if args.jump is not None else None if baseline else cfg.sample_jump        # the config's plan
+    below = args.guidance_below if args.guidance_below is not None else None if baseline else cfg.guidance_below
     light = False if baseline else model.uses_light(False if args.full_vae == "both" else None)
     if args.full_vae in ("encoder", "decoder"):
         if not light:
@@ -332,14 +334,14 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--true-warp needs SynthGarment's correspondences; --data pairs carry none")
     if baseline and (args.jump is not None or args.guidance_below is not None):
         p.error("--jump, --guidance-below: a regression baseline has no sampler")
-    if args.jump is not None and args.strength is not None:
+    if jump is not None and args.strength is not None:
         p.error("--jump and --strength are two different starts: give one")
-    if args.jump_mean != 1 and (args.jump is None or args.jump_mean < 1):
+    if args.jump_mean != 1 and (jump is None or args.jump_mean < 1):
         p.error(f"--jump-mean {args.jump_mean}: a count of at least 1, with --jump")
-    if args.jump is not None:
+    if jump is not None:
         try:
             from .pipeline import jump_plan
-            jump_plan(cfg, steps, args.jump, sampler)
+            jump_plan(cfg, steps, jump, sampler)
         except ValueError as e:
             p.error(f"--jump: {e}")
 
@@ -371,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.true_warp, model.warpnet, person, args.split, range(first, first + len(person))))
         return mean_of_samples(model, person, first, args.samples, steps=steps, guidance_scale=scale,
                                sampler=sampler, seed=args.seed, strength=args.strength, light=light, cond=cond,
-                               jump=args.jump, guidance_below=args.guidance_below,
+                               jump=jump, guidance_below=below,
                                **({"jump_mean": args.jump_mean} if args.jump_mean > 1 else {}))
 
     try:
@@ -386,9 +388,9 @@ def main(argv: list[str] | None = None) -> int:
                     {"sampler": sampler, "steps": steps, "guidance": scale, "seed": args.seed,
                      **({"samples_averaged": args.samples} if args.samples > 1 else {}),
                      **({"strength": args.strength} if args.strength is not None else {}),
-                     **({"jump": args.jump} if args.jump is not None else {}),
+                     **({"jump": jump} if jump is not None else {}),
                      **({"jump_mean": args.jump_mean} if args.jump_mean > 1 else {}),
-                     **({"guidance_below": args.guidance_below} if args.guidance_below is not None else {}),
+                     **({"guidance_below": below} if below is not None else {}),
                      **({"light": True} if light else {}),
                      **({"full_vae": args.full_vae} if light and args.full_vae else {}), **({"warp": WARP_FIELDS[args.true_warp]} if args.true_warp else {})},
         "features": f"{feat_dir} image_encoder sha256 {file_digest(feat_dir, 'image_encoder.safetensors')}",

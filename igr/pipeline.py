@@ -161,14 +161,16 @@ def sample(model: IGRModel, person: torch.Tensor, *, steps: int | None = None, g
     the model has it (config `light`), False runs the full VAE."""
     b, _, h, w = person.shape
     light = model.uses_light(light)
-    if strength is not None and strength < 1 and jump is not None:
-        raise ValueError("strength and jump are two different starts: give one")
     if cond is None:
         cond = model.condition(person, light=light)        # once per image, not once per step
     x = initial_noise(model.config, b, seed, height=h, width=w) if noise is None else noise
     x = x.to(person.device, person.dtype)
     first, plan = None, None
     steps = steps or model.config.sample_steps
+    jump = model.config.sample_jump if jump is None else jump
+    guidance_below = model.config.guidance_below if guidance_below is None else guidance_below
+    if strength is not None and strength < 1 and jump is not None:
+        raise ValueError("strength and jump are two different starts: give one")
     if strength is not None and strength < 1:
         x, kept = prior_start(model, cond, x, steps, strength, sampler)
         first = kept[0]

@@ -577,3 +577,48 @@ def test_a_readout_is_the_teachers_one_call_estimate_at_t_T_and_bundles_as_a_one
     with pytest.raises(SystemExit) as e:
         distill_main(["readout", "--model", str(tmp_path / "plain"), "--out", str(tmp_path / "no")])
     assert e.value.code == 2 and not (tmp_path / "no").exists()
+
+
+def test_a_readout_jump_is_the_teachers_jump_plan_and_bundles_with_its_guidance(tmp_path):
+    """`distill readout --jump`: the teacher's weights on its DDIM plan with the timesteps between T and J·T left
+    out, guided below T; torch sampling of the folder is the teacher's jump sample, and its single-call graph
+    (classifier-free guidance inside) plans the same timesteps and restores the same garment."""
+    from convert.bundle import write_bundle
+    from convert.graphs import StudentGraph
+    from igr.pipeline import sample
+    from igr_edge.manifest import read_manifest
+
+    torch.manual_seed(7)
+    teacher = IGRModel(IGRConfig.tiny().replace(sampler="dpmsolver++", sample_steps=8, guidance_scale=3.0,
+                                                zero_snr=True)).eval()
+    teacher.save_pretrained(tmp_path / "teacher")
+    assert distill_main(["readout", "--model", str(tmp_path / "teacher"), "--out", str(tmp_path / "jump"),
+                         "--jump", "0.3", "--guidance", "2", "--dtype", "fp32"]) == 0
+    model = IGRModel.from_pretrained(tmp_path / "jump").eval()
+    cfg = model.config
+    assert (cfg.sampler, cfg.sample_jump, cfg.guidance_scale, cfg.guidance_below) == ("ddim", 0.3, 2.0, 998)
+    meta = json.loads((tmp_path / "jump" / core.META).read_text())
+    assert meta["method"] == "readout-jump" and meta["timesteps"] == [999, 249, 124] and meta["steps"] == 3
+    assert meta["guided_timesteps"] == [249, 124]
+    person = torch.randint(0, 256, (2, cfg.height, cfg.width, 3), dtype=torch.uint8)
+    x = person.permute(0, 3, 1, 2).float() / 127.5 - 1
+    noise = torch.randn(2, *cfg.latent_shape)
+    got = sample(model, x, noise=noise)
+    want = sample(teacher, x, noise=noise, sampler="ddim", jump=0.3, guidance_scale=2.0, guidance_below=998)
+    torch.testing.assert_close(got, want)
+    assert not torch.allclose(got, sample(teacher, x, noise=noise, sampler="ddim", jump=0.3, guidance_scale=1.0),
+                              atol=1e-3)                                    # the guidance is kept
+    with torch.no_grad():
+        garment, _ = StudentGraph(model, steps=3)(person, noise)
+    expected = ((got + 1) * 127.5).round().clamp(0, 255).permute(0, 2, 3, 1)
+    assert (garment.float() - expected).abs().max() <= 1
+
+    write_bundle(tmp_path / "jump", tmp_path / "b", variants=["onnx-fp32"], gate_n=3, progress=False)
+    manifest = read_manifest(tmp_path / "b")
+    assert manifest["kind"] == "single-call" and manifest["steps"] == 3
+    assert manifest["scheduler"]["timesteps"] == [999, 249, 124]
+    assert manifest["guidance"] == {"scale": 2.0, "baked_in": True}
+    with pytest.raises(SystemExit) as e:
+        distill_main(["readout", "--model", str(tmp_path / "teacher"), "--out", str(tmp_path / "no"),
+                      "--jump", "0.01"])                                    # leaves none of the 8 steps
+    assert e.value.code == 2 and not (tmp_path / "no").exists()
