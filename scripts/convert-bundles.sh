@@ -31,5 +31,5 @@ done
 #       --quality reports/eval-warp/student-2-light.json --skip-failing
 #   DEFAULT=bundles/student-2-warp-light (18.2 MB as onnx-w8, 18.2 MB as onnx-mobile-w8)
 "$PY" -m convert default --bundle "${DEFAULT:-bundles/${STUDENTS[0]}}" --with onnx-mobile-w8 \
-    --max-bytes "${DEFAULT_MAX_BYTES:-38000000}"
+    --max-bytes "${DEFAULT_MAX_BYTES:-40000000}"
 "$PY" -m convert report "${STUDENTS[@]/#/bundles/}" --out reports/convert

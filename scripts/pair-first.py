@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(text, end="")
     if args.out:
-        command = "python scripts/pair-first.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        command = "python scripts/pair-first.py " + shlex.join(argv if argv is not None else sys.argv[1:])
         args.out.write_text(f"Reference: {args.ref[0]} ({args.ref[1]}), its first items.\n\n{text}\n"
                             f"Command: `{command}`\n")
     return 0
