@@ -112,6 +112,7 @@ def run(plan: Plan, *, progress: bool = True) -> dict[str, Any]:
     """Measure every row of `plan`; return the report (schema bench-v1)."""
     from tqdm.auto import tqdm
 
+    from igr.pipeline import denoiser_rows
     from igr_edge import Bundle, Restorer
     from igr_edge.manifest import variant_bytes
 
@@ -151,17 +152,27 @@ def run(plan: Plan, *, progress: bool = True) -> dict[str, Any]:
             cfg = IGRConfig.load(model_dir / "config.json")
             steps, guidance, sampler = result["steps"], cfg.guidance_scale, cfg.sampler
             size_mb = model_size_mb(model_dir)
-            calls = steps * (2 if guidance != 1 else 1)
+            calls = denoiser_rows(cfg, steps=steps)          # a jump plan's rows where the config has one
+            how = dict(steps=steps, guidance=guidance, sampler=sampler)
         else:
             b = bundles[spec["bundle"]]
             model_dir = model_dir_for(b.manifest, plan.models)
             steps, guidance = result["steps"], b.guidance
             sampler = b.manifest["scheduler"]["name"]
             size_mb = variant_bytes(b.manifest, result["variant"]) / 1e6
-            calls = 1 if spec["runtime"] == "graph" else steps * (2 if guidance != 1 else 1)
-        key = (str(model_dir), steps, guidance, sampler)
+            how = dict(steps=steps, guidance=guidance, sampler=sampler)
+            if b.kind == "single-call" and model_dir is not None:
+                # the graph unrolls its source model's own sampling: count and measure that, not the manifest's
+                # step count with the guidance the SDK applies (none: inside the graph)
+                from igr.config import IGRConfig
+
+                how = dict(steps=None, guidance=None, sampler=None)
+                calls = 1 if spec["runtime"] == "graph" else denoiser_rows(IGRConfig.load(model_dir / "config.json"))
+            else:
+                calls = 1 if spec["runtime"] == "graph" else steps * (2 if guidance != 1 else 1)
+        key = (str(model_dir), *how.values())
         if model_dir is not None and key not in flops_cache:
-            flops_cache[key] = flops_per_restore(model_dir, steps=steps, guidance=guidance, sampler=sampler)
+            flops_cache[key] = flops_per_restore(model_dir, **how)
         f = flops_cache.get(key)
         flops = (f["denoiser_call"] if spec["runtime"] == "graph" else f["restore"]) * batch if f else None
         gflops = flops / (lat["p50"] / 1e3) / 1e9 if flops else None

@@ -131,6 +131,22 @@ def jump_plan(config: IGRConfig, steps: int, jump: float, sampler: str | None = 
     return [plan[0], *rest]
 
 
+def denoiser_rows(config: IGRConfig, *, steps: int | None = None, guidance_scale: float | None = None,
+                  sampler: str | None = None) -> int:
+    """Denoiser rows one restore of one image costs under `sample`'s defaults from `config`: a step per plan
+    timestep (a jump plan's when the config has one), two where it is guided."""
+    steps = steps or config.sample_steps
+    scale = config.guidance_scale if guidance_scale is None else guidance_scale
+    if config.sample_jump is not None:
+        plan = jump_plan(config, steps, config.sample_jump, sampler)
+    else:
+        sched = make_scheduler(config, sampler)
+        sched.set_timesteps(steps)
+        plan = [int(t) for t in sched.timesteps]
+    below = config.guidance_below
+    return sum(2 if scale != 1.0 and (below is None or t <= below) else 1 for t in plan)
+
+
 @torch.no_grad()
 def jump_start(model: IGRModel, cond: Conditioning, noises: list[torch.Tensor], timestep: int) -> torch.Tensor:
     """The latent a jump plan enters `timestep` with, its estimate of the posterior mean averaged over noises: the

@@ -452,3 +452,14 @@ def test_a_jump_from_averaged_estimates_at_t_T():
         sample_items(model, person, 0, jump_mean=0, **kw)
     with pytest.raises(ValueError, match="give jump"):
         sample_items(model, person, 0, jump_mean=2, steps=10)
+
+
+def test_denoiser_rows_count_a_plan_and_its_guided_steps():
+    from igr.pipeline import denoiser_rows
+
+    cfg = IGRConfig.tiny().replace(zero_snr=True, sample_steps=10, guidance_scale=1.5)
+    assert denoiser_rows(cfg) == 20 and denoiser_rows(cfg, guidance_scale=1.0) == 10
+    assert denoiser_rows(cfg, steps=4) == 8
+    jump = cfg.replace(sampler="ddim", sample_jump=0.3, guidance_below=998)      # 999, then 299 and 199 and 99
+    assert denoiser_rows(jump) == 1 + 2 * 3
+    assert denoiser_rows(jump.replace(guidance_below=150)) == 1 + 1 + 1 + 2     # only 99 guided
