@@ -28,7 +28,7 @@ def _edit(bundle, change):
     (lambda m: m.update(schema="1.0.0\n"), "does not match"),
     (lambda m: m.update(name="../evil"), "does not match"),
     (lambda m: m.update(default_variant="onnx-fp32"), "default_variant"),
-    (lambda m: m["scheduler"].update(timesteps=[999]), "timesteps has 1 entries for 2 steps"),
+    (lambda m: m["scheduler"].update(timesteps=[999]), r"timesteps has 1 entries for \d+ steps"),
     (lambda m: m["scheduler"].update(zero_snr="yes"), r"scheduler.zero_snr: expected boolean"),
     (lambda m: m.update(latent=[4, 32]), "latent must be"),
     (lambda m: m["variants"][m["default_variant"]]["files"].update(student="../../x.onnx"), "leaves the bundle"),
