@@ -112,6 +112,7 @@ def run(plan: Plan, *, progress: bool = True) -> dict[str, Any]:
     """Measure every row of `plan`; return the report (schema bench-v1)."""
     from tqdm.auto import tqdm
 
+    from igr.config import IGRConfig
     from igr.pipeline import denoiser_rows
     from igr_edge import Bundle, Restorer
     from igr_edge.manifest import variant_bytes
@@ -146,8 +147,6 @@ def run(plan: Plan, *, progress: bool = True) -> dict[str, Any]:
         lat = latency_stats(result["times"])
         batch = spec["batch"]
         if spec["runtime"] == "torch":
-            from igr.config import IGRConfig
-
             model_dir = Path(spec["model"])
             cfg = IGRConfig.load(model_dir / "config.json")
             steps, guidance, sampler = result["steps"], cfg.guidance_scale, cfg.sampler
@@ -164,8 +163,6 @@ def run(plan: Plan, *, progress: bool = True) -> dict[str, Any]:
             if b.kind == "single-call" and model_dir is not None:
                 # the graph unrolls its source model's own sampling: count and measure that, not the manifest's
                 # step count with the guidance the SDK applies (none: inside the graph)
-                from igr.config import IGRConfig
-
                 how = dict(steps=None, guidance=None, sampler=None)
                 calls = 1 if spec["runtime"] == "graph" else denoiser_rows(IGRConfig.load(model_dir / "config.json"))
             else:

@@ -136,7 +136,7 @@ def readout_model(teacher: IGRModel, *, jump: float | None = None, guidance: flo
         below = cfg.train_timesteps - 2 if guidance_below is None else guidance_below
         config = cfg.replace(sampler="ddim", sample_jump=jump, guidance_scale=scale, guidance_below=below)
         try:
-            jump_plan(config, config.sample_steps, jump, "ddim")
+            plan = jump_plan(config, config.sample_steps, jump, "ddim")
         except ValueError as e:
             raise ConfigError(str(e)) from e
     model = IGRModel(config)
@@ -144,7 +144,6 @@ def readout_model(teacher: IGRModel, *, jump: float | None = None, guidance: flo
     if jump is None:
         plan, method, how = student_plan(cfg, 1), "readout", {"guidance": 1.0}
     else:
-        plan = jump_plan(config, config.sample_steps, jump, "ddim")
         method = "readout-jump"
         how = {"guidance": scale, "guidance_below": below, "jump": jump, "of_steps": config.sample_steps,
                "guided_timesteps": [t for t in plan if scale != 1.0 and t <= below]}

@@ -373,8 +373,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.true_warp, model.warpnet, person, args.split, range(first, first + len(person))))
         return mean_of_samples(model, person, first, args.samples, steps=steps, guidance_scale=scale,
                                sampler=sampler, seed=args.seed, strength=args.strength, light=light, cond=cond,
-                               jump=jump, guidance_below=below,
-                               **({"jump_mean": args.jump_mean} if args.jump_mean > 1 else {}))
+                               jump=jump, guidance_below=below, jump_mean=args.jump_mean)
 
     try:
         metrics = evaluate(restore, features, split=args.split, n=args.n, size=(cfg.height, cfg.width),

@@ -25,6 +25,13 @@ def make_scheduler(config: IGRConfig, sampler: str | None = None) -> SchedulerMi
     raise ValueError(f"unknown sampler {sampler!r} (choose one of {', '.join(SAMPLERS)})")
 
 
+def sampler_timesteps(config: IGRConfig, steps: int, sampler: str | None = None) -> list[int]:
+    """The sampler's descending timesteps for `steps` steps (trailing spacing), as ints."""
+    sched = make_scheduler(config, sampler)
+    sched.set_timesteps(steps)
+    return [int(t) for t in sched.timesteps]
+
+
 def initial_noise(config: IGRConfig, batch: int, seed: int, *, height: int | None = None,
                   width: int | None = None) -> torch.Tensor:
     """Starting latent noise (B, 4, h, w) from a seed: same seed, same noise."""
@@ -103,9 +110,7 @@ def prior_start(model: IGRModel, cond: Conditioning, noise: torch.Tensor, steps:
         raise ValueError("a start from the prior needs a model with an aligned prior (config aligned_prior)")
     if not 0 < strength <= 1:
         raise ValueError(f"strength must be in (0, 1], got {strength}")
-    sched = make_scheduler(model.config, sampler)
-    sched.set_timesteps(steps)
-    plan = [int(t) for t in sched.timesteps if int(t) <= strength * model.config.train_timesteps]
+    plan = [t for t in sampler_timesteps(model.config, steps, sampler) if t <= strength * model.config.train_timesteps]
     if not plan:
         raise ValueError(f"strength {strength} leaves none of the {steps} timesteps")
     start = model.noise_scheduler().add_noise(cond.prior, noise, torch.tensor([plan[0]]))
@@ -122,9 +127,7 @@ def jump_plan(config: IGRConfig, steps: int, jump: float, sampler: str | None = 
     if not config.zero_snr:
         raise ValueError("a jump plan needs a zero terminal SNR model (config zero_snr): only there is the call at "
                          "t = T an estimate of the posterior mean")
-    sched = make_scheduler(config, sampler)
-    sched.set_timesteps(steps)
-    plan = [int(t) for t in sched.timesteps]
+    plan = sampler_timesteps(config, steps, sampler)
     rest = [t for t in plan[1:] if t <= jump * config.train_timesteps]
     if not rest:
         raise ValueError(f"jump {jump} leaves none of the {steps} timesteps after the first")
@@ -140,9 +143,7 @@ def denoiser_rows(config: IGRConfig, *, steps: int | None = None, guidance_scale
     if config.sample_jump is not None:
         plan = jump_plan(config, steps, config.sample_jump, sampler)
     else:
-        sched = make_scheduler(config, sampler)
-        sched.set_timesteps(steps)
-        plan = [int(t) for t in sched.timesteps]
+        plan = sampler_timesteps(config, steps, sampler)
     below = config.guidance_below
     return sum(2 if scale != 1.0 and (below is None or t <= below) else 1 for t in plan)
 
